@@ -1,0 +1,47 @@
+"""srnas: neural architecture search for single-image super-resolution.
+
+The public API is re-exported here lazily, so that ``import srnas`` stays fast and never
+imports torch, NNI, onnx or kaleido until a name that needs them is used.
+
+>>> import srnas
+>>> cfg = srnas.preset_config("edsr-baseline", scale=2)
+>>> srnas.count_params(cfg)
+1369859
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ArchConfig": "srnas.arch.config",
+    "build_model": "srnas.arch.networks",
+    "preset_config": "srnas.arch.presets",
+    "PRESETS": "srnas.arch.presets",
+    "count_params": "srnas.arch.cost",
+    "count_mult_adds": "srnas.arch.cost",
+    "cost_of": "srnas.arch.cost",
+    "load_weights": "srnas.arch.checkpoint",
+    "SearchSpace": "srnas.space",
+    "SrnasError": "srnas.errors",
+    "ConfigError": "srnas.errors",
+    "DataError": "srnas.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srnas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,131 @@
+"""Building blocks of the EDSR family, with the authors' state-dict names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: DIV2K mean RGB (REFERENCE.md section 1), as a fraction of rgb_range.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def matlab_cubic(x: np.ndarray) -> np.ndarray:
+    """MATLAB's bicubic kernel (Keys, a = -0.5)."""
+    ax = np.abs(np.asarray(x, dtype=np.float64))
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (
+        -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
+    ) * ((ax > 1) & (ax <= 2))
+
+
+def conv(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    if name == "silu":
+        return nn.SiLU(inplace=True)
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class MeanShift(nn.Conv2d):
+    """Frozen 1x1 conv that subtracts (sign=-1) or adds (sign=+1) the DIV2K mean.
+
+    A conv (not a buffer add) so that the authors' ``sub_mean.*``/``add_mean.*`` keys load.
+    """
+
+    def __init__(self, rgb_range: float, n_colors: int = 3, sign: int = -1) -> None:
+        super().__init__(n_colors, n_colors, kernel_size=1)
+        mean = DIV2K_RGB_MEAN if n_colors == 3 else (sum(DIV2K_RGB_MEAN) / 3,)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(n_colors).view(n_colors, n_colors, 1, 1))
+            self.bias.copy_(sign * rgb_range * torch.tensor(mean))
+        for p in self.parameters():
+            p.requires_grad = False
+
+
+class ResBlock(nn.Module):
+    """conv -> [BN] -> act -> conv -> [BN]; output ``x + body(x) * res_scale``."""
+
+    def __init__(self, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
+                 act: str = "relu", res_scale: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers.append(conv(n_feats, n_feats, kernel_size))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(n_feats))
+            if i == 0:
+                layers.append(activation(act))
+        self.body = nn.Sequential(*layers)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.body(x)
+        if self.res_scale != 1.0:
+            res = res * self.res_scale
+        return x + res
+
+
+class Upsampler(nn.Sequential):
+    """PixelShuffle upsampler: n x [conv F->4F, shuffle 2] for 2^n, or [conv F->9F, shuffle 3]."""
+
+    def __init__(self, scale: int, n_feats: int) -> None:
+        layers: list[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [conv(n_feats, 4 * n_feats, 3), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [conv(n_feats, 9 * n_feats, 3), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"unsupported scale {scale}")
+        super().__init__(*layers)
+
+
+def bicubic_upsample_kernel(scale: int) -> np.ndarray:
+    """5x5 kernels, one per output phase, reproducing MATLAB ``imresize(x, scale)`` (bicubic).
+
+    Output pixel j = scale*i + p samples input coordinate i + (p + 0.5)/scale - 0.5; its four
+    taps lie within i-2..i+2. Returns an array of shape (scale*scale, 5, 5) in PixelShuffle order.
+    """
+    taps = np.zeros((scale, 5))
+    for p in range(scale):
+        u = (p + 0.5) / scale - 0.5
+        for t in range(-2, 3):
+            taps[p, t + 2] = matlab_cubic(u - t)
+        taps[p] /= taps[p].sum()
+    return np.einsum("ph,qw->pqhw", taps, taps).reshape(scale * scale, 5, 5)
+
+
+class BicubicUpsample(nn.Module):
+    """Fixed MATLAB-compatible bicubic upsampling by an integer scale (symmetric borders).
+
+    Used as a VDSR-style global skip: with a zero-initialised tail conv an untrained network
+    outputs exactly this bicubic upsampling.
+    """
+
+    def __init__(self, scale: int, n_colors: int = 3) -> None:
+        super().__init__()
+        self.scale = scale
+        self.n_colors = n_colors
+        k = torch.from_numpy(bicubic_upsample_kernel(scale)).float()
+        weight = k.unsqueeze(1).repeat(n_colors, 1, 1, 1)  # (C*s*s, 1, 5, 5), groups=C
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # MATLAB's symmetric padding repeats the edge pixel: [x1, x0 | x0 x1 ... xn | xn, xn-1].
+        h, w = x.shape[-2:]
+        rows = torch.cat([x[..., [min(1, h - 1), 0], :], x, x[..., [h - 1, max(h - 2, 0)], :]], dim=-2)
+        padded = torch.cat([rows[..., [min(1, w - 1), 0]], rows, rows[..., [w - 1, max(w - 2, 0)]]], dim=-1)
+        out = F.conv2d(padded, self.weight.to(dtype=x.dtype), groups=self.n_colors)
+        return F.pixel_shuffle(out, self.scale)

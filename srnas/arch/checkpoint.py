@@ -1,0 +1,73 @@
+"""Loading weights saved by the EDSR authors' code (or by srnas) into srnas networks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from srnas.errors import ConfigError
+
+
+def read_state_dict(path: str | Path) -> dict[str, Any]:
+    """Read a plain state dict from ``.pt``/``.pth`` (weights only, never arbitrary pickles)
+    or ``.safetensors``. srnas training checkpoints (``{"model": state_dict, ...}``) work too."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: weights file not found")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with objects, truncated zip ...
+        raise ConfigError(f"{p}: cannot read weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{p}: expected a state dict, found {type(state).__name__}")
+    # Weights saved from DataParallel carry a "module." prefix.
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _is_scale_specific(key: str) -> bool:
+    """The upsampler: ``tail.0.{i}.*`` in EDSR, ``upsample.{s}.*`` in MDSR."""
+    parts = key.split(".")
+    return parts[0] == "upsample" or (parts[0] == "tail" and parts[1] == "0" and len(parts) > 3)
+
+
+def load_weights(model: Any, source: str | Path | Mapping[str, Any], *, strict: bool = True,
+                 transfer: bool = False) -> list[str]:
+    """Load a state dict into ``model``.
+
+    ``strict`` checks every key and shape (the authors' released files load this way into the
+    matching preset). ``transfer=True`` initialises a model of another scale from these weights,
+    as the paper does for x3/x4 from x2: every tensor except the upsampler is copied; the keys
+    left at their initial values are returned.
+    """
+    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
+    where = str(source) if isinstance(source, (str, Path)) else "state dict"
+    own = model.state_dict()
+    if not transfer:
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+            raise ConfigError(f"{where}: keys do not match the model ({detail}; "
+                              f"{len(missing)} missing, {len(unexpected)} unexpected)")
+        for k, v in state.items():
+            if k in own and tuple(own[k].shape) != tuple(v.shape):
+                raise ConfigError(f"{where}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+        model.load_state_dict(state, strict=strict)
+        return missing
+    copied = {}
+    for k, v in state.items():
+        if _is_scale_specific(k) or k not in own or tuple(own[k].shape) != tuple(v.shape):
+            continue
+        copied[k] = v
+    model.load_state_dict(copied, strict=False)
+    return sorted(set(own) - set(copied))

@@ -1,0 +1,211 @@
+"""Cost model: analytic parameters, Mult-Adds and training activation memory, plus measured
+counterparts (hooks, saved tensors, latency) that the analytic numbers are tested against.
+
+Conventions
+- Parameters: trainable only (the frozen mean shift is excluded), as in REFERENCE.md.
+- Mult-Adds: multiply-accumulates of every convolution of one forward pass (mean shift excluded,
+  the fixed bicubic skip included) for an HR output of ``hr_size`` (default 720x1280, the
+  NAS-for-SR convention); the LR input is ``round(H/s) x round(W/s)``.
+- Activation memory: bytes of the tensors autograd keeps for the backward pass of one training
+  step; they grow as B*F*H*W.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from typing import Any
+
+from srnas.arch.config import ArchConfig
+
+NAS_HR_SIZE = (720, 1280)
+
+
+def _block_params(k: int, f: int, bn: bool) -> int:
+    return 2 * (k * k * f * f + f) + (4 * f if bn else 0)
+
+
+def _upsampler_params(scale: int, f: int) -> int:
+    if scale == 3:
+        return 81 * f * f + 9 * f
+    return int(math.log2(scale)) * (36 * f * f + 4 * f)
+
+
+def _scale_branch_params(cfg: ArchConfig, scale: int) -> int:
+    n = _upsampler_params(scale, cfg.n_feats)
+    if cfg.family == "mdsr":
+        n += cfg.head_blocks * _block_params(cfg.head_kernel or 3, cfg.n_feats, cfg.batch_norm)
+    return n
+
+
+def count_params(cfg: ArchConfig, *, scale: int | None = None) -> int:
+    """Trainable parameters: all scales (``scale=None``) or the sub-network serving one scale."""
+    f, c = cfg.n_feats, cfg.n_colors
+    shared = (9 * c * f + f)                                                   # head conv
+    shared += sum(_block_params(k, f, cfg.batch_norm) for k in cfg.kernel_sizes)
+    shared += 9 * f * f + f                                                    # body conv
+    shared += 9 * f * c + c                                                    # tail conv
+    scales = cfg.scales if scale is None else (scale,)
+    return shared + sum(_scale_branch_params(cfg, s) for s in scales)
+
+
+def lr_size_for(hr_size: tuple[int, int], scale: int) -> tuple[int, int]:
+    return (max(1, round(hr_size[0] / scale)), max(1, round(hr_size[1] / scale)))
+
+
+def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
+                    hr_size: tuple[int, int] = NAS_HR_SIZE) -> int:
+    """Multiply-accumulates of one forward pass at ``scale`` (default: the config's first)."""
+    s = cfg.scale if scale is None else scale
+    h, w = lr_size_for(hr_size, s)
+    lr_px = h * w
+    f, c = cfg.n_feats, cfg.n_colors
+    per_lr = 9 * c * f                                                         # head
+    per_lr += sum(2 * k * k * f * f for k in cfg.kernel_sizes)                 # blocks
+    per_lr += 9 * f * f                                                        # body conv
+    if cfg.family == "mdsr":
+        hk = cfg.head_kernel or 3
+        per_lr += cfg.head_blocks * 2 * hk * hk * f * f
+    if s == 3:
+        per_lr += 81 * f * f
+    else:
+        per_lr += sum(36 * f * f * 4 ** i for i in range(int(math.log2(s))))   # stage i at 2^i LR
+    per_lr += 9 * f * c * s * s                                                # tail at HR
+    if cfg.global_skip == "bicubic":
+        per_lr += 25 * c * s * s
+    return per_lr * lr_px
+
+
+def activation_memory(cfg: ArchConfig, *, batch: int = 16, patch: int = 48,
+                      scale: int | None = None, bytes_per_element: int = 4) -> int:
+    """Estimated bytes autograd keeps for backward in one training step (LR patch ``patch``).
+
+    Counts the unique tensors saved by convolutions, activations and batch norm; grows as
+    B*F*H*W. The measured counterpart is `measure_activation_memory`.
+    """
+    s = cfg.scale if scale is None else scale
+    f, c, p2 = cfg.n_feats, cfg.n_colors, patch * patch
+    # conv1 input, activation output (+ conv1 output for BN or for silu/gelu, which keep their
+    # input), + conv2 output for BN.
+    per_block = (2 + 2 * cfg.batch_norm + (cfg.act in ("silu", "gelu"))) * f * p2
+    elems = c * p2                                                             # head conv input
+    elems += len(cfg.kernel_sizes) * per_block
+    if cfg.family == "mdsr":
+        elems += cfg.head_blocks * per_block
+    elems += f * p2                                                            # body conv input
+    elems += f * p2                                                            # first upsampler conv input
+    if s != 3:
+        elems += sum(f * p2 * 4 ** i for i in range(1, int(math.log2(s))))    # later stages
+    elems += f * p2 * s * s                                                    # tail conv input
+    elems += c * p2 * s * s                                                    # add_mean input
+    return elems * batch * bytes_per_element
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    params: int
+    params_total: int
+    mult_adds: int
+    activation_bytes: int
+    scale: int
+    hr_size: tuple[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def cost_of(cfg: ArchConfig, *, scale: int | None = None, hr_size: tuple[int, int] = NAS_HR_SIZE,
+            batch: int = 16, patch: int = 48) -> Cost:
+    """All analytic costs of a config at one scale."""
+    s = cfg.scale if scale is None else scale
+    return Cost(
+        params=count_params(cfg, scale=s),
+        params_total=count_params(cfg),
+        mult_adds=count_mult_adds(cfg, scale=s, hr_size=hr_size),
+        activation_bytes=activation_memory(cfg, batch=batch, patch=patch, scale=s),
+        scale=s,
+        hr_size=tuple(hr_size),
+    )
+
+
+# ---- measured counterparts -----------------------------------------------------------------
+
+
+def module_params(model: Any) -> int:
+    """Trainable parameters of a built module."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def measure_mult_adds(model: Any, lr_input: Any, *, scale: int | None = None) -> int:
+    """Mult-Adds of one forward pass counted with forward hooks on every convolution."""
+    import torch
+    from torch import nn
+
+    from srnas.arch.blocks import BicubicUpsample, MeanShift
+
+    total = 0
+
+    def conv_hook(mod: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = mod.kernel_size
+        total += (out.numel() // out.shape[0]) * (mod.in_channels // mod.groups) * kh * kw
+
+    def bicubic_hook(_mod: Any, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += (out.numel() // out.shape[0]) * 25
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and not isinstance(m, MeanShift):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, BicubicUpsample):
+            handles.append(m.register_forward_hook(bicubic_hook))
+    try:
+        with torch.no_grad():
+            model(lr_input, scale=scale)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = None) -> int:
+    """Bytes of the unique tensors autograd saves in one forward pass (parameters excluded)."""
+    import torch
+
+    param_ptrs = {p.data_ptr() for p in model.parameters()}
+    param_ptrs |= {b.data_ptr() for b in model.buffers()}
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in param_ptrs and t.dim() >= 3:
+            seen[(t.untyped_storage().data_ptr(), t.storage_offset())] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(lr_input, scale=scale)
+    return sum(seen.values())
+
+
+def measure_latency(model: Any, lr_size: tuple[int, int] = (180, 320), *, scale: int | None = None,
+                    device: str = "cpu", repeats: int = 10, warmup: int = 2, batch: int = 1) -> float:
+    """Median forward latency in milliseconds for an LR input of ``lr_size`` on ``device``."""
+    import torch
+
+    n_colors = getattr(getattr(model, "config", None), "n_colors", 3)
+    model = model.to(device).eval()
+    x = torch.rand(batch, n_colors, *lr_size, device=device) * 255
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            model(x, scale=scale)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)

@@ -1,0 +1,118 @@
+"""EDSR and MDSR (Lim et al. 2017) built from an `ArchConfig`, with the authors' state-dict names."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from srnas.arch.blocks import BicubicUpsample, MeanShift, ResBlock, Upsampler, conv
+from srnas.arch.config import ArchConfig
+
+
+def _body(cfg: ArchConfig) -> nn.Sequential:
+    blocks: list[nn.Module] = [
+        ResBlock(cfg.n_feats, k, batch_norm=cfg.batch_norm, act=cfg.act, res_scale=cfg.res_scale)
+        for k in cfg.kernel_sizes
+    ]
+    blocks.append(conv(cfg.n_feats, cfg.n_feats, 3))
+    return nn.Sequential(*blocks)
+
+
+class _SRNet(nn.Module):
+    """Shared parts: mean shift, head conv, body with global skip, optional bicubic skip."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.scales = cfg.scales
+        self.sub_mean = MeanShift(cfg.rgb_range, cfg.n_colors, sign=-1)
+        self.add_mean = MeanShift(cfg.rgb_range, cfg.n_colors, sign=+1)
+        self.head = nn.Sequential(conv(cfg.n_colors, cfg.n_feats, 3))
+        self.body = _body(cfg)
+        self.bicubic = (
+            nn.ModuleList([BicubicUpsample(s, cfg.n_colors) for s in cfg.scales])
+            if cfg.global_skip == "bicubic" else None
+        )
+
+    def scale_index(self, scale: int | None) -> int:
+        if scale is None:
+            if len(self.scales) != 1:
+                raise ValueError(f"this model serves scales {list(self.scales)}: pass scale=")
+            return 0
+        try:
+            return self.scales.index(int(scale))
+        except ValueError:
+            raise ValueError(f"scale {scale} not served by this model (scales {list(self.scales)})") from None
+
+    def _zero_last_conv(self, last: nn.Conv2d) -> None:
+        # With a bicubic skip an untrained net must equal bicubic exactly: zero the tail conv.
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def _finish(self, x_in: torch.Tensor, y: torch.Tensor, idx: int) -> torch.Tensor:
+        if self.bicubic is not None:
+            # add_mean then adds the mean back; the skip carries the mean-free bicubic image.
+            y = y + self.bicubic[idx](x_in)
+        return self.add_mean(y)
+
+
+class EDSR(_SRNet):
+    """sub_mean -> head -> B resblocks + conv (+ head output) -> upsampler -> conv -> add_mean."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        if cfg.family != "edsr":
+            raise ValueError("EDSR needs family 'edsr'")
+        super().__init__(cfg)
+        self.tail = nn.Sequential(Upsampler(cfg.scale, cfg.n_feats), conv(cfg.n_feats, cfg.n_colors, 3))
+        if cfg.global_skip == "bicubic":
+            self._zero_last_conv(self.tail[1])
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        idx = self.scale_index(scale)
+        x = self.sub_mean(x)
+        h = self.head(x)
+        res = self.body(h) + h
+        return self._finish(x, self.tail(res), idx)
+
+
+class MDSR(_SRNet):
+    """Shared head and body, per-scale pre-processing heads and upsamplers, shared tail conv."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        if cfg.family != "mdsr":
+            raise ValueError("MDSR needs family 'mdsr'")
+        super().__init__(cfg)
+        self.pre_process = nn.ModuleList(
+            nn.Sequential(*[
+                ResBlock(cfg.n_feats, cfg.head_kernel or 3, batch_norm=cfg.batch_norm, act=cfg.act)
+                for _ in range(cfg.head_blocks)
+            ])
+            for _ in cfg.scales
+        )
+        self.upsample = nn.ModuleList(Upsampler(s, cfg.n_feats) for s in cfg.scales)
+        self.tail = nn.Sequential(conv(cfg.n_feats, cfg.n_colors, 3))
+        if cfg.global_skip == "bicubic":
+            self._zero_last_conv(self.tail[0])
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        idx = self.scale_index(scale)
+        x = self.sub_mean(x)
+        h = self.pre_process[idx](self.head(x))
+        res = self.body(h) + h
+        return self._finish(x, self.tail(self.upsample[idx](res)), idx)
+
+
+def build_model(config: ArchConfig | str, *, scale: int | None = None) -> nn.Module:
+    """Build the network for a config (or a preset name such as ``"edsr-baseline"``).
+
+    >>> net = build_model("edsr-baseline", scale=2)
+    >>> sum(p.numel() for p in net.parameters() if p.requires_grad)
+    1369859
+    """
+    if isinstance(config, str):
+        from srnas.arch.presets import preset_config
+
+        config = preset_config(config, scale=scale)
+    elif scale is not None and scale not in config.scales:
+        raise ValueError(f"scale {scale} not in config scales {list(config.scales)}")
+    return EDSR(config) if config.family == "edsr" else MDSR(config)
