@@ -1,0 +1,66 @@
+"""`srnas --help`, `srnas arch show`, `srnas space show`, and a light `import srnas`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from srnas.cli import main
+
+
+def test_help_lists_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "arch" in out and "space" in out
+
+
+def test_arch_show_preset(capsys) -> None:
+    assert main(["arch", "show", "edsr-baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "1,369,859" in out and "316.25G" in out and "edsr-9c41d01931" in out
+
+
+def test_arch_show_file_and_mdsr(tmp_path, capsys) -> None:
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"family": "mdsr", "scales": [2, 3], "n_resblocks": 2, "n_feats": 8}))
+    assert main(["arch", "show", str(path), "--hr-size", "48x48"]) == 0
+    out = capsys.readouterr().out
+    assert "x2" in out and "x3" in out and "total trainable parameters" in out
+
+
+def test_space_show(capsys) -> None:
+    assert main(["space", "show", "lightweight"]) == 0
+    out = capsys.readouterr().out
+    assert "5,376 configs" in out and "max_params = 1,400,000" in out and "edsr-baseline" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["space", "show", "galaxy"], "unknown search space 'galaxy'"),
+    (["arch", "show", "vdsr"], "'vdsr' is neither a preset"),
+    (["arch", "show", "missing.yaml"], "missing.yaml: config file not found"),
+])
+def test_bad_input_gives_one_line_and_exit_2(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_import_srnas_is_light() -> None:
+    code = ("import sys, srnas; import srnas.space, srnas.arch, srnas.cli;"
+            "bad = [m for m in ('nni', 'onnx', 'onnxruntime', 'kaleido') if m in sys.modules];"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    code = "import sys, srnas; print('torch' in sys.modules, 'optuna' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "srnas", "space", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "tiny" in out.stdout
