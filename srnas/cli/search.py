@@ -1,0 +1,95 @@
+"""`srnas search` and `srnas dashboard`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run an architecture search (Optuna by default, or NNI)",
+                       description="Search a space with short proxy trainings. With no --data the "
+                                   "embedded demo photographs, the tiny space and the tiny proxy are used. "
+                                   "Re-running the same command resumes the study.")
+    p.add_argument("--budget", type=_positive_int, default=200, help="finished trials the study should hold (all workers together)")
+    p.add_argument("--space", default="tiny", help="shipped space name or YAML file (default tiny)")
+    p.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")
+    p.add_argument("--proxy", default=None, help="proxy fidelity: tiny, short, medium (default: the space's)")
+    p.add_argument("--study", default=None, help="study name (default <space>-<data>[-objectives])")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db); "
+                   "postgresql://..., mysql+pymysql://..., or journal:FILE")
+    p.add_argument("--engine", default="optuna", choices=["optuna", "nni"])
+    p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2, gp")
+    p.add_argument("--pruner", default=None, help="hyperband (default, single objective), median, none")
+    p.add_argument("--objectives", default="psnr", help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--devices", default="auto", help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--seed", type=int, default=None, help="sampler and training seed (one CPU worker: reproducible)")
+    p.add_argument("--max-params", type=float, default=None, help="constraint: trainable parameters")
+    p.add_argument("--max-mult-adds", type=float, default=None, help="constraint: Mult-Adds at 720p")
+    p.add_argument("--max-activation-mb", type=float, default=None, help="constraint: training activation memory")
+    p.add_argument("--nni-strategy", default="evolution", help="NNI strategy: evolution, random, tpe")
+    p.add_argument("--nni-webui", type=int, default=None, metavar="PORT", help="start NNI's web UI on PORT")
+    p.add_argument("--heartbeat", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    p.set_defaults(func=_search)
+
+    d = sub.add_parser("dashboard", help="open optuna-dashboard on a study")
+    d.add_argument("--study", required=True)
+    d.add_argument("--storage", default=None, help="storage URL (default trials/<study>/study.db)")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(func=_dashboard)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srnas.search.engine import SearchSettings, run_search
+    from srnas.search.progress import summary_table
+    from srnas.search.storage import HEARTBEAT_INTERVAL
+
+    if args.budget < 1:
+        from srnas.errors import ConfigError
+
+        raise ConfigError(f"--budget must be a positive integer, got {args.budget}")
+    settings = SearchSettings(
+        study=args.study, space=args.space, budget=args.budget, data=args.data, proxy=args.proxy,
+        engine=args.engine, sampler=args.sampler, pruner=args.pruner, objectives=args.objectives,
+        storage=args.storage, workers=args.workers, devices=tuple(args.devices.split(",")),
+        timeout=args.timeout, seed=args.seed, max_params=args.max_params,
+        max_mult_adds=args.max_mult_adds, max_activation_mb=args.max_activation_mb,
+        heartbeat=args.heartbeat or HEARTBEAT_INTERVAL, nni_strategy=args.nni_strategy,
+        nni_webui=args.nni_webui,
+    )
+    console = Console(stderr=True)
+    study = run_search(settings, console=console, progress=not args.no_progress)
+    out = Console()
+    out.print(summary_table(study))
+    out.print(f"dashboard: srnas dashboard --study {study.study_name}   "
+              f"report: srnas report --study {study.study_name}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from srnas.search.storage import artifact_dir, default_storage_url, load_study
+
+    study = load_study(args.study, args.storage)  # one clear line when it does not exist
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna_dashboard import run_server
+
+    store_dir = artifact_dir(args.study)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    url = args.storage or default_storage_url(args.study)
+    print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/  (Ctrl-C stops)", flush=True)
+    run_server(study._storage if args.storage is None else url, host=args.host, port=args.port,
+               artifact_store=FileSystemArtifactStore(str(store_dir)))
+    return 0

@@ -1,0 +1,170 @@
+"""The objective shared by every engine: one config -> costs -> constraints -> proxy training
+-> validation PSNR (protocol named) -> trial values and user attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from srnas.arch.config import ArchConfig
+from srnas.arch.cost import count_mult_adds, count_params
+from srnas.space import SearchSpace
+
+#: Objective names and their optimisation directions.
+OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize"}
+
+#: Keys every evaluated trial records as user attributes (the report and export rely on them).
+TRIAL_ATTRS = ("config", "arch_id", "params", "mult_adds", "activation_mb", "psnr", "ssim",
+               "protocol", "bicubic_psnr", "psnr_curve", "wall_time_s", "device", "seed",
+               "fidelity", "schedule", "space", "engine")
+
+
+def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
+    from srnas.errors import ConfigError
+
+    names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if not names or names[0] != "psnr":
+        raise ConfigError(f"--objectives must start with psnr, got {','.join(names) or 'nothing'}; "
+                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency")
+    for n in names:
+        if n not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {n!r}; allowed: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate objective in {','.join(names)}")
+    return tuple(names)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What one evaluated config yields (an engine turns it into trial values and attributes)."""
+
+    config: ArchConfig
+    attrs: dict[str, Any]
+    values: tuple[float, ...] | None        # None: infeasible (not trained)
+    violations: dict[str, float]
+    sample_png: Path | None = None
+
+
+class Objective:
+    """Evaluates configs of ``space`` with a proxy ``schedule`` on loaded data.
+
+    Engine-agnostic: `evaluate` takes a config and an ``on_eval(step, psnr)`` callback (Optuna
+    reports and prunes there) and returns an `Evaluation`. Data sets are loaded once per worker.
+    """
+
+    def __init__(self, space: SearchSpace, schedule: Any, *, data: str = "demo",
+                 objectives: Sequence[str] = ("psnr",), device: str = "cpu", seed: int = 0,
+                 engine: str = "optuna", sample_dir: Path | None = None,
+                 latency_lr_size: tuple[int, int] = (180, 320)) -> None:
+        from srnas.train.schedules import get_schedule
+
+        self.space = space
+        self.schedule = get_schedule(schedule)  # a schedule object passes through unchanged
+        self.data_spec = data
+        self.objectives = tuple(objectives)
+        self.device = device
+        self.seed = seed
+        self.engine = engine
+        self.sample_dir = sample_dir
+        self.latency_lr_size = latency_lr_size
+        self._train = self._val = None
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def load_data(self) -> None:
+        """Load (once) the training and validation sets; errors name the data folder."""
+        if self._train is not None:
+            return
+        from srnas.data import load_eval_set, load_train_set
+
+        scales = list(self.space.scales)
+        self._train = load_train_set(self.data_spec, scales)
+        self._val = load_eval_set(self.data_spec, scales[0])
+
+    # ---- evaluation ---------------------------------------------------------------------
+
+    def costs(self, cfg: ArchConfig) -> dict[str, Any]:
+        params = count_params(cfg)
+        macs = max(count_mult_adds(cfg, scale=s) for s in cfg.scales)
+        return {
+            "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": params, "mult_adds": macs,
+            "activation_mb": round(SearchSpace.measure(cfg, "max_activation_mb"), 2),
+            "space": self.space.name, "engine": self.engine,
+            "fidelity": self.schedule.fidelity_id, "schedule": self.schedule.name,
+        }
+
+    def evaluate(self, cfg: ArchConfig, *, trial_seed: int,
+                 on_eval: Callable[[int, float], None] | None = None) -> Evaluation:
+        attrs = self.costs(cfg)
+        violations = self.space.violations(cfg)
+        if any(v > 0 for v in violations.values()):
+            over = ", ".join(f"{k} exceeded by {v:,.0f}" for k, v in violations.items() if v > 0)
+            attrs["infeasible"] = over
+            return Evaluation(cfg, attrs, None, violations)
+        self.load_data()
+        from srnas.train import Trainer
+
+        t0 = time.perf_counter()
+        trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
+                          seed=trial_seed, on_eval=on_eval)
+        result = trainer.fit()
+        final = result.final
+        attrs.update({
+            "psnr": float(final["psnr"]), "ssim": float(final.get("ssim", math.nan)),
+            "protocol": final["protocol"], "bicubic_psnr": float(result.bicubic_psnr),
+            "psnr_curve": [[int(s), float(p)] for s, p in result.psnr_curve],
+            "wall_time_s": round(time.perf_counter() - t0, 3), "device": str(result.device),
+            "seed": trial_seed, "updates": int(result.updates),
+            "host": socket.gethostname(),
+        })
+        if "latency" in self.objectives:
+            from srnas.arch.cost import measure_latency
+
+            attrs["latency_ms"] = round(measure_latency(result.model, self.latency_lr_size,
+                                                        scale=cfg.scale, device=self.device), 3)
+        values = tuple(self._value(name, attrs) for name in self.objectives)
+        png = self._sample_image(result.model, cfg)
+        return Evaluation(cfg, attrs, values, violations, png)
+
+    @staticmethod
+    def _value(name: str, attrs: dict[str, Any]) -> float:
+        return float({"psnr": attrs.get("psnr"), "params": attrs["params"], "macs": attrs["mult_adds"],
+                      "latency": attrs.get("latency_ms")}[name])
+
+    def values_from_attrs(self, attrs: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(self._value(name, attrs) for name in self.objectives)
+
+    def _sample_image(self, model: Any, cfg: ArchConfig) -> Path | None:
+        """A small LR | SR | HR strip of the first validation image (the trial's artifact)."""
+        import numpy as np
+        import torch
+
+        from srnas.data import imresize, save_image
+
+        s = cfg.scale
+        hr = self._val.hr[0]
+        lr = self._val.lr[s][0]
+        size = min(48, lr.shape[0], lr.shape[1])
+        y0, x0 = (lr.shape[0] - size) // 2, (lr.shape[1] - size) // 2
+        lr_crop = lr[y0:y0 + size, x0:x0 + size]
+        hr_crop = hr[y0 * s:(y0 + size) * s, x0 * s:(x0 + size) * s]
+        device = next(model.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(lr_crop)).permute(2, 0, 1)[None].float().to(device)
+        with torch.inference_mode():
+            sr = model(x, scale=s)[0].float().clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        up = imresize(lr_crop, s)  # bicubic, for a like-for-like view of the input
+        strip = np.concatenate([up, np.full((up.shape[0], 4, 3), 255, np.uint8), sr,
+                                np.full((up.shape[0], 4, 3), 255, np.uint8), hr_crop], axis=1)
+        directory = self.sample_dir or Path(tempfile.gettempdir())
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"sample-{cfg.arch_id}-", suffix=".png", dir=directory)
+        os.close(fd)
+        save_image(name, strip)
+        return Path(name)
