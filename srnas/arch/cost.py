@@ -153,7 +153,7 @@ def measure_mult_adds(model: Any, lr_input: Any, *, scale: int | None = None) ->
         total += (out.numel() // out.shape[0]) * (mod.in_channels // mod.groups) * kh * kw
 
     def bicubic_hook(_mod: Any, _inp: Any, out: torch.Tensor) -> None:
-        nonlocal total
+        nonlocal total  # each output value is a 25-tap filter of one input channel
         total += (out.numel() // out.shape[0]) * 25
 
     handles = []

@@ -219,7 +219,7 @@ def fail_dead_local_trials(study: Any) -> list[int]:
             continue
         if ok:
             failed.append(t.number)
-            optuna.storages.RetryFailedTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
     return failed
 
 
@@ -294,13 +294,8 @@ def prepare_study(settings: SearchSettings) -> tuple[Any, Any, Any]:
         study.set_user_attr("schedule", schedule.to_dict())
         study.set_user_attr("space_file", str(space.source))
         study.set_user_attr("srnas", 1)
-        try:
-            from optuna_dashboard import set_objective_names
-
-            set_objective_names(study, [{"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds",
-                                         "latency": "latency (ms)"}[o] for o in settings.objectives])
-        except Exception:
-            pass
+        study.set_metric_names([{"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds",
+                                 "latency": "latency (ms)"}[o] for o in settings.objectives])
     for label, params in space.preset_assignments():
         study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
     return study, space, schedule

@@ -39,6 +39,18 @@ def artifact_dir(study: str, root: Path | None = None) -> Path:
     return study_dir(study, root) / "artifacts"
 
 
+def quiet_optuna() -> None:
+    """Silence Optuna's experimental-feature warnings and per-trial log lines (srnas shows its
+    own progress); our use of heartbeats outside study.optimize is deliberate."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
 def _driver_hint(url: str) -> str:
     if url.startswith("postgresql"):
         return "pip install 'srnas[postgres]' (psycopg 3), or write the URL as postgresql+psycopg2:// with psycopg2-binary"
@@ -57,6 +69,7 @@ def open_storage(url: str | None, study: str, *, heartbeat: int | None = HEARTBE
     """
     import optuna
 
+    quiet_optuna()
     if url is None:
         d = study_dir(study, root)
         if create_dir:
@@ -87,7 +100,7 @@ def open_storage(url: str | None, study: str, *, heartbeat: int | None = HEARTBE
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
             grace_period=None if heartbeat is None else 2 * heartbeat,
-            heartbeat_stale_trial_callback=(optuna.storages.RetryFailedTrialCallback(max_retry=2)
+            heartbeat_stale_trial_callback=(optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
                                             if heartbeat else None),
         )
     except ImportError as exc:
