@@ -252,7 +252,8 @@ class SearchSpace:
 
     # ---- sampling -----------------------------------------------------------------------
 
-    def _choices(self, key: str, default: Any) -> ParamSpec:
+    def choices_of(self, key: str, default: Any) -> ParamSpec:
+        """The spec of ``key``, or a fixed spec of ``default`` when the space does not set it."""
         return self.params.get(key) or ParamSpec(key, (default,))
 
     def sample(self, trial: Chooser) -> ArchConfig:
@@ -267,15 +268,15 @@ class SearchSpace:
         b = values["n_resblocks"]
         values["kernel_sizes"] = self._sample_kernels(trial, b)
         if self.family == "mdsr":
-            hb = trial.suggest_categorical("head_blocks", list(self._choices("head_blocks", 2).choices))
+            hb = trial.suggest_categorical("head_blocks", list(self.choices_of("head_blocks", 2).choices))
             values["head_blocks"] = hb
             if hb > 0:
                 values["head_kernel"] = trial.suggest_categorical(
-                    "head_kernel", list(self._choices("head_kernel", 5).choices))
+                    "head_kernel", list(self.choices_of("head_kernel", 5).choices))
         return ArchConfig(family=self.family, scales=self.scales, **values)
 
     def _sample_kernels(self, trial: Chooser, n_blocks: int) -> list[int]:
-        spec = self._choices("kernel_size", 3)
+        spec = self.choices_of("kernel_size", 3)
         choices = list(spec.choices)
         if spec.per == "global":
             return [trial.suggest_categorical("kernel_size", choices)] * n_blocks
@@ -343,7 +344,7 @@ class SearchSpace:
             if value not in spec.choices:
                 return None
             out[key] = next(c for c in spec.choices if c == value)
-        spec = self._choices("kernel_size", 3)
+        spec = self.choices_of("kernel_size", 3)
         ks = cfg.kernel_sizes
         if spec.per == "global":
             if len(set(ks)) != 1:
@@ -361,12 +362,12 @@ class SearchSpace:
         if any(k not in spec.choices for k in ks):
             return None
         if self.family == "mdsr":
-            hb_spec = self._choices("head_blocks", 2)
+            hb_spec = self.choices_of("head_blocks", 2)
             if cfg.head_blocks not in hb_spec.choices:
                 return None
             out["head_blocks"] = cfg.head_blocks
             if cfg.head_blocks > 0:
-                if cfg.head_kernel not in self._choices("head_kernel", 5).choices:
+                if cfg.head_kernel not in self.choices_of("head_kernel", 5).choices:
                     return None
                 out["head_kernel"] = cfg.head_kernel
         try:
@@ -406,7 +407,7 @@ class SearchSpace:
                                          "rgb_range", "n_colors") if k in self.params]
 
     def _kernel_variants(self, n_blocks: int) -> int:
-        spec = self._choices("kernel_size", 3)
+        spec = self.choices_of("kernel_size", 3)
         k = len(spec.choices)
         if spec.per == "global":
             return k
@@ -417,8 +418,8 @@ class SearchSpace:
     def _head_variants(self) -> int:
         if self.family != "mdsr":
             return 1
-        hk = len(self._choices("head_kernel", 5).choices)
-        return sum(hk if hb > 0 else 1 for hb in self._choices("head_blocks", 2).choices)
+        hk = len(self.choices_of("head_kernel", 5).choices)
+        return sum(hk if hb > 0 else 1 for hb in self.choices_of("head_blocks", 2).choices)
 
     def size(self) -> int:
         """Number of distinct configs in the space (constraints ignored)."""
@@ -428,12 +429,12 @@ class SearchSpace:
 
     def enumerate(self, *, limit: int | None = None) -> Iterator[ArchConfig]:
         """Every config of the space (constraints ignored), in a fixed order."""
-        spec = self._choices("kernel_size", 3)
+        spec = self.choices_of("kernel_size", 3)
         others = self._other_keys()
         heads: list[tuple[int | None, int | None]] = [(None, None)]
         if self.family == "mdsr":
-            heads = [(hb, hk) for hb in self._choices("head_blocks", 2).choices
-                     for hk in (self._choices("head_kernel", 5).choices if hb > 0 else (None,))]
+            heads = [(hb, hk) for hb in self.choices_of("head_blocks", 2).choices
+                     for hk in (self.choices_of("head_kernel", 5).choices if hb > 0 else (None,))]
         count = 0
         for b in self.params["n_resblocks"].choices:
             if spec.per == "global":
@@ -492,11 +493,11 @@ class SearchSpace:
             for s in self._other_keys():
                 kw[s.name] = pick(s.choices) if all(isinstance(c, (int, float)) for c in s.choices) else s.choices[0]
             b = pick(self.params["n_resblocks"].choices)
-            k = pick(self._choices("kernel_size", 3).choices)
+            k = pick(self.choices_of("kernel_size", 3).choices)
             if self.family == "mdsr":
-                hb = pick(self._choices("head_blocks", 2).choices)
+                hb = pick(self.choices_of("head_blocks", 2).choices)
                 kw["head_blocks"] = hb
-                kw["head_kernel"] = pick(self._choices("head_kernel", 5).choices) if hb else None
+                kw["head_kernel"] = pick(self.choices_of("head_kernel", 5).choices) if hb else None
             out.append(ArchConfig(family=self.family, scales=self.scales, n_resblocks=b, kernel_sizes=k, **kw))
         return out
 

@@ -29,6 +29,7 @@ from srnas.search.storage import (HEARTBEAT_INTERVAL, StudyError, artifact_dir, 
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 PRUNERS = ("hyperband", "median", "none")
 ENGINES = ("optuna", "nni")
+NNI_STRATEGIES = ("evolution", "random", "tpe")
 #: Stop a worker after this many trials in a row failed with an unexpected error.
 MAX_CONSECUTIVE_FAILURES = 5
 #: Stop when this many infeasible configs were drawn per finished trial (constraints too tight).
@@ -77,6 +78,13 @@ class SearchSettings:
         if self.multi_objective and self.pruner not in (None, "none"):
             raise ConfigError("pruning is not available for multi-objective searches (Optuna raises "
                               "there); drop --pruner or use --objectives psnr")
+        if self.engine == "nni":
+            if self.multi_objective:
+                raise ConfigError("--engine nni optimises one objective (NNI strategies are single-objective); use --objectives psnr")
+            if self.workers > 1:
+                raise ConfigError("--engine nni runs one trial at a time in-process; use --workers 1 (or the Optuna engine)")
+            if self.nni_strategy not in NNI_STRATEGIES:
+                raise ConfigError(f"--nni-strategy: unknown strategy {self.nni_strategy!r}; allowed: {', '.join(NNI_STRATEGIES)}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
 
@@ -223,7 +231,7 @@ def fail_dead_local_trials(study: Any) -> list[int]:
     return failed
 
 
-class _Heartbeat:
+class Heartbeat:
     """Records a trial's heartbeat on RDB storages while it trains (Optuna's own thread is
     tied to study.optimize, which cannot enforce a global budget across workers)."""
 
@@ -234,7 +242,7 @@ class _Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> "Heartbeat":
         if self.interval:
             self.storage.record_heartbeat(self.trial_id)
             self._thread = threading.Thread(target=self._run, daemon=True)
@@ -403,7 +411,7 @@ class Worker:
                     raise optuna.TrialPruned(f"pruned at update {step} with PSNR {psnr:.3f}")
 
         t0 = time.perf_counter()
-        with _Heartbeat(self.storage, trial._trial_id):
+        with Heartbeat(self.storage, trial._trial_id):
             try:
                 evaluation = self.objective.evaluate(cfg, trial_seed=seed, on_eval=on_eval)
             except optuna.TrialPruned:
@@ -509,7 +517,7 @@ def run_search(settings: SearchSettings, *, console: Any = None, progress: bool 
     if settings.engine == "nni":
         from srnas.search.nni_engine import run_nni
 
-        run_nni(settings, study=study, space=space, schedule=schedule, console=console)
+        run_nni(settings, study=study, space=space, schedule=schedule, console=console, progress=progress)
         return study
     console.print(f"study [bold]{study.study_name}[/bold]: space {space.name} ({space.size():,} configs), "
                   f"proxy {schedule.name}, objectives {','.join(settings.objectives)}, "

@@ -67,7 +67,7 @@ def nni_choices(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
                 "rgb_range", "n_colors"):
         if key in space.params:
             out[key] = space.params[key].choices
-    kernel = space._choices("kernel_size", 3)
+    kernel = space.choices_of("kernel_size", 3)
     if kernel.per == "global":
         out["kernel_size"] = kernel.choices
     elif kernel.per == "stage":
@@ -75,10 +75,10 @@ def nni_choices(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
     else:
         out.update({f"kernel_size_b{i}": kernel.choices for i in range(max(space.params["n_resblocks"].choices))})
     if space.family == "mdsr":
-        heads = space._choices("head_blocks", 2).choices
+        heads = space.choices_of("head_blocks", 2).choices
         out["head_blocks"] = heads
         if any(hb > 0 for hb in heads):
-            out["head_kernel"] = space._choices("head_kernel", 5).choices
+            out["head_kernel"] = space.choices_of("head_kernel", 5).choices
     return out
 
 
@@ -349,7 +349,7 @@ class TrialRecorder:
         """
         from optuna.trial import TrialState
 
-        from srnas.search.engine import MAX_CONSECUTIVE_FAILURES, _Heartbeat
+        from srnas.search.engine import MAX_CONSECUTIVE_FAILURES, Heartbeat
 
         attrs = {**self.objective.costs(cfg), "device": self.device, "worker": self.worker_tag}
         if trial is None:
@@ -384,7 +384,7 @@ class TrialRecorder:
                 report_intermediate(float(psnr))
 
         try:
-            with _Heartbeat(self.study._storage, trial._trial_id):
+            with Heartbeat(self.study._storage, trial._trial_id):
                 evaluation = self.objective.evaluate(cfg, trial_seed=seed, on_eval=on_eval)
         except TrainingError as exc:
             trial.set_user_attr("error", str(exc)[:500])
