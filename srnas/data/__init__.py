@@ -1,0 +1,68 @@
+"""Data for SR training and evaluation: image I/O, MATLAB-compatible bicubic, data sets, patches.
+
+- `imresize`: MATLAB ``imresize(..., 'bicubic')`` for numpy arrays and torch tensors.
+- `load_image`, `save_image`, `modcrop`: files <-> uint8 ``H x W x 3`` arrays.
+- `SRImageSet`, `load_train_set`, `load_eval_set`, `load_benchmark_sets`: DIV2K, the authors'
+  benchmark folders, plain folders and the offline demo data, with a decoded-image cache.
+- `demo_split`: the offline demo split (scikit-image photographs).
+- `PatchSampler`: random aligned LR/HR crops with the 8 dihedral augmentations, on any device.
+- `srnas.data.download`: DIV2K and benchmark downloads with checksums.
+
+Names are imported lazily so that ``import srnas.data`` does not import torch. (`imresize` is
+imported eagerly: the function must shadow its module of the same name.)
+
+>>> from srnas.data import load_eval_set
+>>> val = load_eval_set("demo", 2)
+>>> val.name, val.protocol, val.hr[0].shape, val.lr[2][0].shape
+('demo-val', 'benchmark', (400, 600, 3), (200, 300, 3))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from srnas.data.imresize import imresize
+
+if TYPE_CHECKING:
+    from srnas.data.demo import demo_split
+    from srnas.data.images import load_image, modcrop, save_image
+    from srnas.data.patches import PatchSampler
+    from srnas.data.sets import (
+        ImageCache, SRImageSet, default_cache_dir, describe_data_root, load_benchmark_sets,
+        load_eval_set, load_train_set,
+    )
+
+_EXPORTS = {
+    "load_image": "srnas.data.images",
+    "save_image": "srnas.data.images",
+    "modcrop": "srnas.data.images",
+    "SRImageSet": "srnas.data.sets",
+    "ImageCache": "srnas.data.sets",
+    "default_cache_dir": "srnas.data.sets",
+    "describe_data_root": "srnas.data.sets",
+    "load_train_set": "srnas.data.sets",
+    "load_eval_set": "srnas.data.sets",
+    "load_benchmark_sets": "srnas.data.sets",
+    "demo_split": "srnas.data.demo",
+    "PatchSampler": "srnas.data.patches",
+}
+
+__all__ = [
+    "ImageCache", "PatchSampler", "SRImageSet", "default_cache_dir", "demo_split", "describe_data_root",
+    "imresize", "load_benchmark_sets", "load_eval_set", "load_image", "load_train_set", "modcrop",
+    "save_image",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srnas.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | set(globals()))
