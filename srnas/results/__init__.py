@@ -1,0 +1,52 @@
+"""Results: a study as a table, the HTML report, export of found architectures, and the
+proxy-fidelity study (with zero-cost baselines).
+
+Names are re-exported lazily: ``import srnas.results`` imports neither torch, plotly nor onnx.
+
+>>> from srnas.results import EXPORT_FORMATS
+>>> EXPORT_FORMATS
+('yaml', 'json', 'pt', 'safetensors', 'onnx')
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "study_frame": "srnas.results.frame",
+    "retrained_results": "srnas.results.frame",
+    "select_trials": "srnas.results.frame",
+    "pareto_mask": "srnas.results.frame",
+    "SelectionError": "srnas.results.frame",
+    "write_report": "srnas.results.report",
+    "published_points": "srnas.results.report",
+    "ReportResult": "srnas.results.report",
+    "FIGURE_TITLES": "srnas.results.report",
+    "export_study": "srnas.results.export",
+    "export_onnx": "srnas.results.export",
+    "ExportedArch": "srnas.results.export",
+    "ExportError": "srnas.results.export",
+    "EXPORT_FORMATS": "srnas.results.export",
+    "run_fidelity": "srnas.results.fidelity",
+    "stratified_sample": "srnas.results.fidelity",
+    "parse_fidelity": "srnas.results.fidelity",
+    "FidelityResult": "srnas.results.fidelity",
+    "synflow": "srnas.results.zero_cost",
+    "grad_norm": "srnas.results.zero_cost",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srnas.results' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,384 @@
+"""`export_study`: the architectures a search found, as files that rebuild and run them anywhere.
+
+For each selected trial a folder ``<out>/<arch_id>/`` holds:
+
+- ``config.yaml`` / ``config.json``: the plain `ArchConfig` (``srnas.ArchConfig.load`` and
+  ``srnas retrain --config`` read it);
+- ``model.pt`` (plain state dict, the EDSR authors' key names) and ``model.safetensors``: only
+  when the architecture was retrained (``trials/<study>/retrain/<arch_id>/model.pt``). The
+  search keeps no proxy weights, so an architecture that was not retrained gets no weights file
+  and its model card says UNTRAINED;
+- ``model.onnx`` (MDSR: ``model_x{s}.onnx`` per scale) with dynamic batch, height and width,
+  checked with onnxruntime against PyTorch on an input of another size than the export's. An
+  untrained architecture's file is named ``model-untrained-random-init.onnx``: it holds the
+  random initial weights (useful for latency measurements on a target device, not for images);
+- ``model_card.md`` (config, costs, proxy and retrained metrics with their protocol, study and
+  trial ids, files) and ``metadata.json`` (the same, machine-readable).
+
+Each folder is written in a temporary folder next to it and renamed into place: an
+interrupted export leaves either the previous folder or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srnas.arch.blocks import BicubicUpsample
+from srnas.errors import ConfigError, MissingExtraError, SrnasError
+
+if TYPE_CHECKING:
+    from srnas.arch.config import ArchConfig
+
+#: Formats ``--format`` accepts.
+EXPORT_FORMATS = ("yaml", "json", "pt", "safetensors", "onnx")
+#: Packages each format needs beyond the core install, by import name.
+FORMAT_PACKAGES: dict[str, tuple[str, ...]] = {"onnx": ("onnx", "onnxruntime"), "safetensors": ("safetensors",)}
+#: LR size (H, W) of the dummy input the ONNX graph is traced with.
+ONNX_EXPORT_SIZE = (32, 32)
+#: LR size (N, H, W) of the input the exported graph is checked on: another batch, height and width.
+ONNX_CHECK_SHAPE = (2, 27, 41)
+#: Largest allowed |ONNX - PyTorch| as a fraction of ``rgb_range`` (0.0255 on the 0-255 scale,
+#: far below the 0.5 that changes an 8-bit output value).
+ONNX_TOLERANCE = 1e-4
+ONNX_OPSET = 17
+
+
+class ExportError(SrnasError):
+    """An export cannot be written or does not reproduce the PyTorch model."""
+
+
+@dataclasses.dataclass
+class ExportedArch:
+    """One exported architecture: where it went and what it holds."""
+
+    arch_id: str
+    trial: int
+    folder: Path
+    trained: bool
+    files: list[str]
+    onnx_max_abs_diff: dict[str, float]
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"yaml,onnx"`` -> ``("yaml", "onnx")``; an unknown or empty format is a `ConfigError`."""
+    items = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
+    items = [t for t in items if t]
+    if not items:
+        raise ConfigError(f"--format: give at least one of {', '.join(EXPORT_FORMATS)}")
+    for item in items:
+        if item not in EXPORT_FORMATS:
+            raise ConfigError(f"--format: unknown export format {item!r}; allowed: {', '.join(EXPORT_FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def require_extras(formats: Iterable[str]) -> None:
+    """Fail before writing anything when a format's package is missing (names the extra)."""
+    import importlib
+
+    for fmt in formats:
+        for package in FORMAT_PACKAGES.get(fmt, ()):
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                raise MissingExtraError(package, "export", f"{fmt} export") from None
+
+
+# ---- ONNX ------------------------------------------------------------------------------------
+
+
+class _SlicedBicubic(nn.Module):
+    """`BicubicUpsample` with its symmetric border padding written as slices.
+
+    `BicubicUpsample` picks its border rows with Python indices computed from the input size; a
+    traced graph would freeze them at the export size. Slices export as dynamic ONNX ``Slice``
+    ops and give the same padding for H, W >= 2.
+    """
+
+    def __init__(self, source: BicubicUpsample) -> None:
+        super().__init__()
+        self.scale = source.scale
+        self.register_buffer("weight", source.weight.clone(), persistent=False)
+        # Grouped (C*s*s, 1, 5, 5) or dense block-diagonal (C*s*s, C, 5, 5) weights both work.
+        self.groups = source.n_colors // source.weight.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.cat([x[..., 1:2, :], x[..., 0:1, :], x, x[..., -1:, :], x[..., -2:-1, :]], dim=-2)
+        padded = torch.cat([rows[..., 1:2], rows[..., 0:1], rows, rows[..., -1:], rows[..., -2:-1]], dim=-1)
+        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(dtype=x.dtype), groups=self.groups), self.scale)
+
+
+class _AtScale(nn.Module):
+    """A traceable copy of a network with one input, serving one scale (MDSR takes ``scale=``)."""
+
+    def __init__(self, model: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(model).eval()
+        if getattr(self.net, "bicubic", None) is not None:
+            self.net.bicubic = nn.ModuleList(_SlicedBicubic(m) for m in self.net.bicubic)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, scale=self.scale)
+
+
+def export_onnx(model: nn.Module, config: "ArchConfig", path: Path, *, scale: int,
+                check_shape: tuple[int, int, int] = ONNX_CHECK_SHAPE, seed: int = 0) -> float:
+    """Export ``model`` at ``scale`` to ONNX (dynamic N, H, W) and check it with onnxruntime.
+
+    The check feeds a random input of shape ``check_shape`` (N, H, W; another size than the
+    export's) to onnxruntime and to the PyTorch model and returns max |difference| on the
+    0..rgb_range scale; an `ExportError` is raised when it exceeds ``ONNX_TOLERANCE * rgb_range``.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    model = model.eval()
+    wrapped = _AtScale(model, scale).eval()
+    dummy = torch.rand(1, config.n_colors, *ONNX_EXPORT_SIZE) * config.rgb_range
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings and the legacy exporter's deprecation notice
+        torch.onnx.export(wrapped, (dummy,), str(path), input_names=["lr"], output_names=["sr"],
+                          dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                                        "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
+                          opset_version=ONNX_OPSET, dynamo=False)
+    gen = torch.Generator().manual_seed(seed)
+    n, h, w = check_shape
+    x = torch.rand(n, config.n_colors, h, w, generator=gen) * config.rgb_range
+    with torch.no_grad():
+        expected = model(x, scale=scale).numpy()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"lr": x.numpy()})[0]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path.name}: onnxruntime cannot run the exported graph on a {n}x{h}x{w} input "
+                          f"(the export size was {ONNX_EXPORT_SIZE[0]}x{ONNX_EXPORT_SIZE[1]}): {first}") from None
+    if got.shape != expected.shape:
+        raise ExportError(f"{path.name}: ONNX output shape {got.shape} for input {tuple(x.shape)}, "
+                          f"PyTorch gives {expected.shape}")
+    diff = float(np.max(np.abs(got - expected)))
+    if not math.isfinite(diff) or diff > ONNX_TOLERANCE * config.rgb_range:
+        raise ExportError(f"{path.name}: ONNX output differs from PyTorch by {diff:.3g} on a {n}x{h}x{w} input "
+                          f"(allowed {ONNX_TOLERANCE * config.rgb_range:.3g}); the export is not usable")
+    return diff
+
+
+# ---- model card --------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
+    proxy, retrained = meta["proxy"], meta["retrained"]
+    study, trial, arch_id = meta["study"], meta["trial"], meta["arch_id"]
+    lines = [f"# {arch_id}: {config.describe()}", ""]
+    if meta["trained"]:
+        lines += [f"**Status: TRAINED.** Weights from `srnas retrain` ({retrained['schedule']}, "
+                  f"{retrained['updates']} updates), copied from `{retrained['folder']}`.", ""]
+    else:
+        lines += ["**Status: UNTRAINED.** No retrained weights were found in "
+                  f"`trials/{study}/retrain/{arch_id}/` (a search keeps no proxy weights), so this folder "
+                  "holds no `.pt`/`.safetensors` weights."
+                  + (" The ONNX file is named `*-untrained-random-init.onnx`: it carries random initial "
+                     "weights, good for latency measurements, useless for images." if meta["onnx_files"] else ""),
+                  "", f"Train it with: `srnas retrain --config config.yaml --study {study}` "
+                  "(the paper schedule; add `--schedule proxy-short` for a quick run).", ""]
+    lines += ["## Provenance", "",
+              f"- study `{study}`, trial {trial} (state {meta['state']}), space `{meta['space']}`, "
+              f"engine {meta['engine']}",
+              f"- proxy fidelity `{proxy.get('fidelity')}` ({proxy.get('schedule')}), seed {proxy.get('seed')}",
+              f"- exported {meta['exported_at']} by srnas {meta['srnas_version']}", "",
+              "## Architecture", "", "```yaml", config.to_yaml().rstrip(), "```", "",
+              "## Cost", "",
+              f"- trainable parameters (mean shift excluded): {meta['params']:,}",
+              *[f"- Mult-Adds x{s} (one forward pass, 1280x720 output): {m:,} ({m / 1e9:.2f}G)"
+                for s, m in meta["mult_adds"].items()],
+              f"- training activation memory (batch 16, LR patch 48, fp32): {meta['activation_mb']:.1f} MiB", "",
+              "## Metrics", "",
+              "| result | PSNR (dB) | SSIM | bicubic PSNR | protocol | validation set | schedule |",
+              "|---|---|---|---|---|---|---|",
+              f"| proxy (search) | {_fmt(proxy.get('psnr'))} | {_fmt(proxy.get('ssim'), 4)} | "
+              f"{_fmt(proxy.get('bicubic_psnr'))} | {proxy.get('protocol') or '-'} | "
+              f"validation part of data '{meta['data']}' | {proxy.get('schedule') or '-'} |"]
+    if retrained is not None:
+        lines.append(f"| retrained | {_fmt(retrained['psnr'])} | {_fmt(retrained['ssim'], 4)} | "
+                     f"{_fmt(retrained['bicubic_psnr'])} | {retrained['protocol'] or '-'} | "
+                     f"{retrained['val_set'] or '-'} | {retrained['schedule'] or '-'} ({retrained['updates']} updates) |")
+    else:
+        lines.append("| retrained | - | - | - | - | - | not retrained |")
+    lines += ["", "Protocols: benchmark = Y channel (BT.601), crop = scale; div2k = RGB, crop = scale + 6. "
+              "Proxy scores come from a short training and rank architectures; they are not final quality.", "",
+              "## Files", ""]
+    descriptions = {
+        "config.yaml": "architecture: `srnas.ArchConfig.load('config.yaml')`, `srnas retrain --config config.yaml`",
+        "config.json": "the same config as JSON (`srnas.ArchConfig.load('config.json')`)",
+        "model.pt": "plain state dict (EDSR authors' key names): "
+                    "`srnas.load_weights(srnas.build_model(cfg), 'model.pt')`",
+        "model.safetensors": "the same weights as safetensors (`srnas.load_weights(net, 'model.safetensors')`)",
+        "metadata.json": "everything on this card, machine-readable",
+        "model_card.md": "this card",
+    }
+    for name in meta["files"]:
+        if name.endswith(".onnx"):
+            diff = meta["onnx_max_abs_diff"][name]
+            n, h, w = ONNX_CHECK_SHAPE
+            text = (f"input `lr` float32 N x {config.n_colors} x H x W, values 0..{config.rgb_range:g}; output `sr` "
+                    f"N x {config.n_colors} x sH x sW; N, H, W dynamic (H, W >= 2). Checked with onnxruntime against "
+                    f"PyTorch on a {n} x {config.n_colors} x {h} x {w} input: max |diff| {diff:.2e}")
+            if "untrained" in name:
+                text = "UNTRAINED random-init weights; " + text
+        else:
+            text = descriptions.get(name, "")
+        lines.append(f"- `{name}`: {text}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- one architecture ------------------------------------------------------------------------
+
+
+def _replace_folder(tmp: Path, final: Path) -> None:
+    """Move a finished temporary folder into place, replacing an older export atomically."""
+    if final.exists() and not final.is_dir():
+        raise ExportError(f"{final}: exists and is not a folder")
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], *,
+                 retrained: dict[str, dict[str, Any]]) -> ExportedArch:
+    """Write the export folder of one COMPLETE trial (see the module docstring).
+
+    ``retrained``: `srnas.results.frame.retrained_results` of the study (arch_id -> metrics).
+    """
+    from srnas import __version__
+    from srnas.arch.checkpoint import load_weights
+    from srnas.arch.cost import count_mult_adds, count_params
+    from srnas.arch.networks import build_model
+    from srnas.results.frame import trial_config
+    from srnas.space import SearchSpace
+
+    config = trial_config(trial, study_name=study.study_name)
+    if config is None:
+        raise ExportError(f"study {study.study_name!r} trial {trial.number}: no architecture config recorded")
+    arch_id = config.arch_id
+    found = retrained.get(arch_id)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    trained = found is not None and found.get("weights") is not None
+    if trained:
+        try:
+            load_weights(model, found["weights"], strict=True)
+        except ConfigError as exc:
+            raise ExportError(f"retrained weights of {arch_id} do not fit its config: {exc}") from None
+    attrs = trial.user_attrs
+    meta: dict[str, Any] = {
+        "arch_id": arch_id, "study": study.study_name, "trial": trial.number, "state": trial.state.name,
+        "space": attrs.get("space") or study.user_attrs.get("space"), "engine": attrs.get("engine", "optuna"),
+        "data": study.user_attrs.get("data", "?"), "trained": trained, "config": config.to_dict(),
+        "params": count_params(config),
+        "mult_adds": {s: count_mult_adds(config, scale=s) for s in config.scales},
+        "activation_mb": SearchSpace.measure(config, "max_activation_mb"),
+        "proxy": {k: attrs.get(k) for k in ("psnr", "ssim", "protocol", "bicubic_psnr", "fidelity", "schedule",
+                                            "seed", "updates", "wall_time_s", "params", "mult_adds")},
+        "retrained": None if found is None else {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in found.items() if k not in ("config", "psnr_curve")},
+        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "srnas_version": __version__, "files": [], "onnx_files": [], "onnx_max_abs_diff": {},
+    }
+    if trial.values:
+        meta["proxy"]["psnr"] = float(trial.values[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{arch_id}.", suffix=".tmp", dir=out_dir))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; an export is meant to be shared
+    try:
+        files: list[str] = []
+        if "yaml" in formats:
+            (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            files.append("config.yaml")
+        if "json" in formats:
+            (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+            files.append("config.json")
+        if trained and "pt" in formats:
+            torch.save(_state_dict(model), tmp / "model.pt")
+            files.append("model.pt")
+        if trained and "safetensors" in formats:
+            from safetensors.torch import save_file
+
+            save_file(_state_dict(model), str(tmp / "model.safetensors"), metadata={"arch_id": arch_id})
+            files.append("model.safetensors")
+        if "onnx" in formats:
+            stem = "model" if trained else "model-untrained-random-init"
+            for s in config.scales:
+                name = f"{stem}.onnx" if len(config.scales) == 1 else f"{stem}_x{s}.onnx"
+                meta["onnx_max_abs_diff"][name] = export_onnx(model, config, tmp / name, scale=s)
+                files.append(name)
+                meta["onnx_files"].append(name)
+        files += ["model_card.md", "metadata.json"]
+        meta["files"] = files
+        (tmp / "model_card.md").write_text(_model_card(meta, config), encoding="utf-8")
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        final = out_dir / arch_id
+        _replace_folder(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportedArch(arch_id=arch_id, trial=trial.number, folder=final, trained=trained, files=files,
+                        onnx_max_abs_diff=dict(meta["onnx_max_abs_diff"]))
+
+
+def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None, trial: int | None = None,
+                 pareto: bool = False, formats: str | Sequence[str] = EXPORT_FORMATS,
+                 storage: str | None = None, root: Path | None = None) -> list[ExportedArch]:
+    """Export the selected trials of a study (exactly one of ``top``, ``trial``, ``pareto``).
+
+    Checks the study, the selection and the formats' packages before writing anything.
+
+    Raises:
+        StudyError: unknown study.
+        SelectionError: unknown, failed or pruned trial; no complete trial.
+        ConfigError: unknown format.
+        MissingExtraError: a format's package is not installed (names the extra).
+        ExportError: an ONNX file does not reproduce PyTorch; retrained weights do not fit.
+    """
+    from srnas.results.frame import retrained_results, select_trials
+    from srnas.search.storage import load_study
+
+    fmts = parse_formats(formats)
+    require_extras(fmts)
+    study = load_study(study_name, storage, root=root)
+    selected = select_trials(study, top=top, trial=trial, pareto=pareto)
+    retrained = retrained_results(study_name, root)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder; -o needs a folder")
+    return [export_trial(study, t, out, fmts, retrained=retrained) for t in selected]

@@ -1,0 +1,288 @@
+"""A study as a table: one row per trial, plus retrained results and Pareto sets.
+
+Everything the report, the export and ``trials.csv`` show is read from the Optuna study (the
+system of record) and from the retrain folders ``trials/<study>/retrain/<arch_id>/``.
+
+>>> import optuna
+>>> study = optuna.create_study(direction="maximize")
+>>> study_frame(study).empty
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from srnas.arch.config import ArchConfig
+from srnas.errors import ConfigError, SrnasError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+#: Trial user attributes copied into columns of the same name (absent ones stay empty).
+ATTR_COLUMNS = ("arch_id", "params", "mult_adds", "activation_mb", "latency_ms", "psnr", "ssim",
+                "protocol", "bicubic_psnr", "fidelity", "schedule", "updates", "wall_time_s", "device",
+                "seed", "space", "engine", "preset", "reused_from", "infeasible", "error",
+                "sample_artifact")
+#: ArchConfig fields flattened into columns.
+CONFIG_COLUMNS = ("family", "scales", "n_resblocks", "n_feats", "kernel_sizes", "batch_norm",
+                  "res_scale", "act", "global_skip", "head_blocks", "head_kernel")
+
+
+class SelectionError(SrnasError):
+    """The trials asked for (``--trial N``, ``--top K``, ``--pareto``) cannot be used."""
+
+
+def trial_config(trial: Any, *, study_name: str = "") -> ArchConfig | None:
+    """The `ArchConfig` a trial recorded (None when it recorded none)."""
+    raw = trial.user_attrs.get("config")
+    if raw is None:
+        return None
+    source = f"study {study_name!r} trial {trial.number}" if study_name else f"trial {trial.number}"
+    if isinstance(raw, str):
+        return ArchConfig.from_json(raw, source=source)
+    return ArchConfig.from_dict(raw, source=source)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def is_trained(trial: Any) -> bool:
+    """True for trials that were trained: COMPLETE ones, and PRUNED ones the pruner stopped.
+
+    PRUNED trials marked ``infeasible`` were never trained (they broke a constraint) and are
+    left out of every plot.
+    """
+    state = trial.state.name
+    if state == "COMPLETE":
+        return True
+    return state == "PRUNED" and "infeasible" not in trial.user_attrs and bool(trial.user_attrs.get("psnr_curve"))
+
+
+def study_frame(study: "optuna.Study") -> "pd.DataFrame":
+    """One row per trial with its state, scores, costs, flattened config and search parameters.
+
+    Columns: ``number``, ``state``, ``trained`` (see `is_trained`), ``psnr`` (the first objective
+    for COMPLETE trials, the last reported PSNR for pruned ones), every name of `ATTR_COLUMNS`,
+    ``describe`` (one-line summary), the `CONFIG_COLUMNS`, ``value_<objective>`` for the other
+    objectives, ``param_<name>`` for Optuna's parameters, ``psnr_curve`` and ``config`` as JSON,
+    ``datetime_start``, ``datetime_complete`` and ``duration_s``.
+    """
+    import pandas as pd
+
+    objectives = list(study.user_attrs.get("objectives") or ["psnr"])
+    rows: list[dict[str, Any]] = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name, "trained": is_trained(t)}
+        for key in ATTR_COLUMNS:
+            value = attrs.get(key)
+            row[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+        if t.state.name == "COMPLETE" and t.values:
+            row["psnr"] = float(t.values[0])
+            for name, value in zip(objectives[1:], t.values[1:]):
+                row[f"value_{name}"] = float(value)
+        elif row["psnr"] is None and attrs.get("psnr_curve"):
+            row["psnr"] = float(attrs["psnr_curve"][-1][1])
+        try:
+            cfg = trial_config(t, study_name=study.study_name)
+        except ConfigError:
+            cfg = None
+        if cfg is not None:
+            d = cfg.to_dict()
+            for key in CONFIG_COLUMNS:
+                value = d.get(key)
+                row[key] = "/".join(map(str, value)) if isinstance(value, list) else value
+            row["describe"] = cfg.describe()
+            row["config"] = cfg.to_json()
+            row["arch_id"] = row["arch_id"] or cfg.arch_id
+        for name, value in t.params.items():
+            row[f"param_{name}"] = value
+        row["psnr_curve"] = json.dumps(attrs.get("psnr_curve") or [])
+        row["datetime_start"] = t.datetime_start
+        row["datetime_complete"] = t.datetime_complete
+        row["duration_s"] = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_start and t.datetime_complete else None
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        empty = pd.DataFrame(columns=["number", "state", "trained", *ATTR_COLUMNS, "describe", *CONFIG_COLUMNS,
+                                      "config", "psnr_curve", "datetime_start", "datetime_complete", "duration_s"])
+        return empty.astype({"trained": bool})
+    for key in ("psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb", "res_scale", "wall_time_s"):
+        if key in frame:
+            frame[key] = pd.to_numeric(frame[key], errors="coerce")
+    return frame
+
+
+# ---- retrained results ---------------------------------------------------------------------
+
+
+def retrain_dir(study: str, root: Path | None = None) -> Path:
+    """``trials/<study>/retrain`` (where `srnas retrain` writes)."""
+    from srnas.search.storage import study_dir
+
+    return study_dir(study, root) / "retrain"
+
+
+def read_retrain_metrics(folder: Path) -> dict[str, Any] | None:
+    """Final metrics of one retrain output folder (None when it has no readable metrics.json).
+
+    Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``val_set``, ``schedule`` (name),
+    ``fidelity``, ``updates``, ``psnr_curve``, ``weights`` (path of model.pt or None),
+    ``config`` (ArchConfig or None) and ``arch_id``.
+    """
+    metrics_file = folder / "metrics.json"
+    try:
+        data = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    final = data.get("final") if isinstance(data.get("final"), dict) else data
+    psnr = _finite(final.get("psnr"))
+    if psnr is None:
+        return None
+    schedule = data.get("schedule") or final.get("schedule") or {}
+    cfg: ArchConfig | None = None
+    for candidate in (folder / "config.yaml", folder / "config.json"):
+        if candidate.is_file():
+            try:
+                cfg = ArchConfig.load(candidate)
+            except ConfigError:
+                cfg = None
+            break
+    if cfg is None and isinstance(data.get("config"), dict):
+        try:
+            cfg = ArchConfig.from_dict(data["config"], source=str(metrics_file))
+        except ConfigError:
+            cfg = None
+    weights = folder / "model.pt"
+    return {
+        "arch_id": data.get("arch_id") or (cfg.arch_id if cfg else folder.name),
+        "psnr": psnr,
+        "ssim": _finite(final.get("ssim")),
+        "protocol": final.get("protocol"),
+        "scale": final.get("scale"),
+        "val_set": final.get("val_set"),
+        "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
+        "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,
+        "updates": data.get("updates"),
+        "bicubic_psnr": _finite(data.get("bicubic_psnr", final.get("bicubic_psnr"))),
+        "psnr_curve": data.get("psnr_curve") or final.get("psnr_curve") or [],
+        "weights": weights if weights.is_file() else None,
+        "config": cfg,
+        "folder": folder,
+    }
+
+
+def retrained_results(study: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Retrained metrics per arch_id from ``trials/<study>/retrain/*/metrics.json``."""
+    base = retrain_dir(study, root)
+    out: dict[str, dict[str, Any]] = {}
+    if not base.is_dir():
+        return out
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        found = read_retrain_metrics(folder)
+        if found is not None:
+            out[str(found["arch_id"])] = found
+    return out
+
+
+# ---- Pareto sets and selection -------------------------------------------------------------
+
+
+def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> list[bool]:
+    """Non-dominated points when ``cost`` is minimised and ``score`` maximised.
+
+    A point is dominated when another is at least as good in both and better in one; equal
+    points are all kept.
+
+    >>> pareto_mask([1, 2, 3, 2], [30.0, 31.0, 30.5, 30.0])
+    [True, True, False, False]
+    """
+    points = list(zip(cost, score))
+    mask = []
+    for i, (c, s) in enumerate(points):
+        dominated = any((c2 <= c and s2 >= s) and (c2 < c or s2 > s) for j, (c2, s2) in enumerate(points) if j != i)
+        mask.append(not dominated)
+    return mask
+
+
+def _first_per_arch(trials: Iterable[Any]) -> list[Any]:
+    seen: set[str] = set()
+    out = []
+    for t in trials:
+        arch = str(t.user_attrs.get("arch_id") or t.number)
+        if arch not in seen:
+            seen.add(arch)
+            out.append(t)
+    return out
+
+
+def complete_trials(study: "optuna.Study") -> list[Any]:
+    """COMPLETE trials with a value and a recorded config, best PSNR first."""
+    trials = [t for t in study.get_trials(deepcopy=False)
+              if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs]
+    return sorted(trials, key=lambda t: (-float(t.values[0]), t.number))
+
+
+def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int | None = None,
+                  pareto: bool = False) -> list[Any]:
+    """The trials to export: one trial by number, the best ``top`` distinct architectures, or
+    the Pareto set (PSNR vs the study's cost objectives; PSNR vs params for a single-objective
+    study), one trial per architecture.
+
+    Raises `SelectionError` (one line) for an unknown, failed, pruned or unfinished trial and
+    for a study without complete trials.
+    """
+    chosen = [x for x in (top is not None, trial is not None, pareto) if x]
+    if len(chosen) != 1:
+        raise SelectionError("choose exactly one of --top K, --trial N, --pareto")
+    name = study.study_name
+    if trial is not None:
+        trials = study.get_trials(deepcopy=False)
+        match = [t for t in trials if t.number == trial]
+        if not match:
+            last = f"0..{trials[-1].number}" if trials else "none"
+            raise SelectionError(f"study {name!r} has no trial {trial} (trial numbers: {last})")
+        t = match[0]
+        if t.state.name != "COMPLETE":
+            why = t.user_attrs.get("error") or t.user_attrs.get("infeasible")
+            reason = f" ({why})" if why else ""
+            raise SelectionError(f"study {name!r} trial {trial} is {t.state.name}{reason}: only COMPLETE trials "
+                                 "can be exported; pick one with srnas report or use --top K")
+        if "config" not in t.user_attrs:
+            raise SelectionError(f"study {name!r} trial {trial} recorded no architecture config")
+        return [t]
+    complete = complete_trials(study)
+    if not complete:
+        raise SelectionError(f"study {name!r} has no COMPLETE trial with an architecture to export")
+    if top is not None:
+        if top < 1:
+            raise SelectionError(f"--top must be a positive integer, got {top}")
+        return _first_per_arch(complete)[:top]
+    objectives = list(study.user_attrs.get("objectives") or ["psnr"])
+    if len(complete[0].values) > 1:
+        costs = [list(map(float, t.values[1:])) for t in complete]
+    else:
+        objectives = ["psnr", "params"]
+        costs = [[float(t.user_attrs.get("params", math.inf))] for t in complete]
+    scores = [float(t.values[0]) for t in complete]
+    keep = []
+    for i, (ci, si) in enumerate(zip(costs, scores)):
+        dominated = any(all(a <= b for a, b in zip(cj, ci)) and sj >= si and (any(a < b for a, b in zip(cj, ci)) or sj > si)
+                        for j, (cj, sj) in enumerate(zip(costs, scores)) if j != i)
+        if not dominated:
+            keep.append(complete[i])
+    return _first_per_arch(keep)

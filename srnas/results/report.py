@@ -1,0 +1,609 @@
+"""`write_report`: one self-contained, offline HTML file about a study, plus ``trials.csv``.
+
+The HTML embeds plotly.js once, inline (no external script URLs), and holds these parts, each
+with a stable element id that tests and users can link to:
+
+======================  ==========================================================
+id                      content
+======================  ==========================================================
+``summary``             study settings, trial counts, best trial
+``fig-history``         Optimisation history (PSNR per trial, best so far)
+``fig-pareto-params``   Pareto front: PSNR vs parameters
+``fig-pareto-macs``     Pareto front: PSNR vs Mult-Adds
+``fig-importance``      Parameter importances (res_scale highlighted)
+``fig-res-scale``       PSNR by res_scale value (REFERENCE.md section 4b)
+``fig-curves``          Intermediate PSNR curves
+``table-best-trials``   Best trials (sortable: click a column header)
+``retrained``           Retrained results (from ``trials/<study>/retrain/``)
+``fig-proxy-vs-retrained``  Proxy vs retrained PSNR with Kendall tau (>= 2 retrained)
+``static-export``       which static PNGs were written, or why none were
+======================  ==========================================================
+
+Published models are drawn on the Pareto plots only when their numbers were measured the same
+way as the study's (same protocol, scale and validation set); otherwise the report says why not.
+
+>>> from srnas.results.report import FIGURE_TITLES
+>>> FIGURE_TITLES["fig-history"]
+'Optimisation history'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib.util
+import json
+import math
+import shutil
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from srnas.results.frame import (
+    complete_trials, pareto_mask, retrained_results, study_frame, trial_config,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+#: Element id -> title of every figure the report draws.
+FIGURE_TITLES: dict[str, str] = {
+    "fig-history": "Optimisation history",
+    "fig-pareto-params": "Pareto front: PSNR vs parameters",
+    "fig-pareto-macs": "Pareto front: PSNR vs Mult-Adds",
+    "fig-importance": "Parameter importances",
+    "fig-res-scale": "PSNR by res_scale value",
+    "fig-curves": "Intermediate PSNR curves",
+    "fig-proxy-vs-retrained": "Proxy vs retrained PSNR",
+}
+#: Columns of the best-trials table, in order.
+TABLE_COLUMNS = ("number", "psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb",
+                 "describe", "arch_id", "protocol", "fidelity", "wall_time_s", "reused_from", "preset")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+@dataclasses.dataclass
+class ReportResult:
+    """What `write_report` wrote, the notes it printed into the HTML, and the plotly figures
+    (element id -> ``plotly.graph_objects.Figure``, e.g. to show them in a notebook)."""
+
+    html: Path
+    csv: Path
+    pngs: list[Path]
+    notes: list[str]
+    n_trials: int
+    n_trained: int
+    figures: dict[str, Any]
+
+
+# ---- published reference points ------------------------------------------------------------
+
+
+def _parse_count(text: str) -> float | None:
+    """``"1,370K"`` -> 1.37e6, ``"40.7M"`` -> 4.07e7, ``"316.3G"`` -> 3.163e11, ``"-"`` -> None."""
+    t = text.strip().replace(",", "")
+    if not t or t == "-":
+        return None
+    mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(t[-1].upper(), 1.0)
+    try:
+        return float(t[:-1] if mult != 1.0 else t) * mult
+    except ValueError:
+        return None
+
+
+def published_points(protocol: str | None, scale: int | None, val_set: str | None) -> list[dict[str, Any]]:
+    """Published models measured like the given scores (same protocol, scale and set), if any.
+
+    Each point: ``model``, ``params``, ``mult_adds`` (None when not on record), ``psnr``,
+    ``source``. The "benchmark" rows need ``val_set`` to be one of the published sets; "div2k"
+    rows are DIV2K validation 0801-0900, with costs from the presets' exact cost model.
+    """
+    from srnas.train.published import PUBLISHED_DIV2K, published_rows
+
+    if protocol == "benchmark" and val_set and scale:
+        out = []
+        for row in published_rows(int(scale)):
+            if val_set in row.psnr and row.model != "Bicubic":
+                out.append({"model": row.model, "params": _parse_count(row.params),
+                            "mult_adds": _parse_count(row.mult_adds), "psnr": row.psnr[val_set],
+                            "source": f"published, {val_set} x{scale}, benchmark protocol"})
+        return out
+    if protocol == "div2k" and scale and (val_set in (None, "DIV2K")):
+        from srnas.arch.cost import count_mult_adds, count_params
+        from srnas.arch.presets import preset_config
+
+        out = []
+        for model, by_scale in PUBLISHED_DIV2K.items():
+            if int(scale) not in by_scale:
+                continue
+            cfg = preset_config(model.lower(), scale=int(scale))
+            out.append({"model": model, "params": float(count_params(cfg)),
+                        "mult_adds": float(count_mult_adds(cfg, scale=int(scale))),
+                        "psnr": by_scale[int(scale)],
+                        "source": f"published, DIV2K 0801-0900 x{scale}, div2k protocol, full training"})
+        return out
+    return []
+
+
+def _published_table_html() -> str:
+    from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, PUBLISHED_X2, PUBLISHED_X4
+
+    head = "".join(f"<th>{s}</th>" for s in BENCHMARK_SETS)
+    rows = []
+    for row in (*PUBLISHED_X2, *PUBLISHED_X4):
+        cells = "".join(f"<td>{row.psnr.get(s, '')}</td>" for s in BENCHMARK_SETS)
+        rows.append(f"<tr><td>{html.escape(row.model)}</td><td>x{row.scale}</td><td>{row.params}</td>"
+                    f"<td>{row.mult_adds}</td>{cells}</tr>")
+    div2k = "; ".join(f"{m} " + "/".join(f"{v:.2f}" for v in by.values()) for m, by in PUBLISHED_DIV2K.items())
+    return ("<details><summary>Published numbers (REFERENCE.md section 3), for context</summary>"
+            "<table class='plain'><tr><th>model</th><th>scale</th><th>params</th><th>Mult-Adds</th>"
+            f"{head}</tr>{''.join(rows)}</table>"
+            "<p>PSNR in dB, Y channel, crop = scale, no self-ensemble. DIV2K validation (RGB, crop scale+6, "
+            f"x2/x3/x4): {html.escape(div2k)}.</p></details>")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _study_protocol(frame: "pd.DataFrame") -> str | None:
+    protocols = sorted({str(p) for p in frame.get("protocol", []) if isinstance(p, str) and p})
+    return protocols[0] if len(protocols) == 1 else ("/".join(protocols) if protocols else None)
+
+
+def _study_val_set(protocol: str | None) -> str | None:
+    """The validation set the proxy scores were measured on, when it is a published one.
+
+    Searches validate on the data set's held-out part (demo: coffee; a folder: every 10th
+    image); only DIV2K roots validate on a published set (0801-0900, "div2k" protocol).
+    """
+    return "DIV2K" if protocol == "div2k" else None
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _human(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _style(fig: Any, div_id: str) -> Any:
+    """Title (unless the builder set a more specific one), template and size of a figure."""
+    if not fig.layout.title.text:
+        fig.update_layout(title={"text": FIGURE_TITLES[div_id]})
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 60, "b": 50}, height=460)
+    return fig
+
+
+def _figure_html(fig: Any, div_id: str) -> str:
+    """A figure as a ``<div id=div_id>`` plus its inline script (plotly.js is loaded once, in the head)."""
+    return _style(fig, div_id).to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                       config={"displaylogo": False, "responsive": True})
+
+
+def _note(text: str, element_id: str | None = None) -> str:
+    ident = f" id='{element_id}'" if element_id else ""
+    return f"<p class='note'{ident}>{html.escape(text)}</p>"
+
+
+# ---- figures ---------------------------------------------------------------------------------
+
+
+def _history(frame: "pd.DataFrame") -> Any:
+    import plotly.graph_objects as go
+
+    trained = frame[frame["trained"] & frame["psnr"].notna()].sort_values("number")
+    complete = trained[trained["state"] == "COMPLETE"]
+    pruned = trained[trained["state"] == "PRUNED"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=complete["number"], y=complete["psnr"], mode="markers", name="complete",
+                             text=complete["describe"], hovertemplate="#%{x}: %{y:.3f} dB<br>%{text}<extra></extra>"))
+    if not pruned.empty:
+        fig.add_trace(go.Scatter(x=pruned["number"], y=pruned["psnr"], mode="markers", name="pruned (last PSNR)",
+                                 marker={"symbol": "x", "color": "lightgray"}, text=pruned["describe"],
+                                 hovertemplate="#%{x}: %{y:.3f} dB (pruned)<br>%{text}<extra></extra>"))
+    if not complete.empty:
+        best = complete["psnr"].cummax()
+        fig.add_trace(go.Scatter(x=complete["number"], y=best, mode="lines", name="best so far",
+                                 line={"shape": "hv", "color": "firebrick"}))
+    bicubic = trained["bicubic_psnr"].dropna()
+    if not bicubic.empty:
+        fig.add_hline(y=float(bicubic.median()), line_dash="dot", line_color="gray",
+                      annotation_text=f"bicubic {bicubic.median():.2f} dB")
+    fig.update_xaxes(title="trial")
+    fig.update_yaxes(title="validation PSNR (dB)")
+    return fig
+
+
+def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[dict[str, Any]]) -> Any:
+    import plotly.graph_objects as go
+
+    done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna() & frame[cost].notna()]
+    done = done.drop_duplicates("arch_id") if "arch_id" in done else done
+    fig = go.Figure()
+    if not done.empty:
+        mask = pareto_mask(done[cost].astype(float).tolist(), done["psnr"].astype(float).tolist())
+        front = done[mask].sort_values(cost)
+        fig.add_trace(go.Scatter(x=done[cost], y=done["psnr"], mode="markers", name="trials",
+                                 marker={"color": "steelblue", "opacity": 0.6},
+                                 text=[f"#{n} {d}" for n, d in zip(done["number"], done["describe"])],
+                                 hovertemplate="%{text}<br>%{x:.4s} · %{y:.3f} dB<extra></extra>"))
+        fig.add_trace(go.Scatter(x=front[cost], y=front["psnr"], mode="lines+markers", name="Pareto front",
+                                 line={"shape": "hv", "color": "firebrick"}, marker={"size": 9},
+                                 text=[f"#{n} {d}" for n, d in zip(front["number"], front["describe"])],
+                                 hovertemplate="%{text}<br>%{x:.4s} · %{y:.3f} dB<extra></extra>"))
+    points = [p for p in published if p.get(cost if cost == "params" else "mult_adds") is not None]
+    if points:
+        key = "params" if cost == "params" else "mult_adds"
+        fig.add_trace(go.Scatter(x=[p[key] for p in points], y=[p["psnr"] for p in points],
+                                 mode="markers+text", name="published (reference)",
+                                 marker={"symbol": "star", "size": 13, "color": "darkorange"},
+                                 text=[p["model"] for p in points], textposition="top center",
+                                 customdata=[p["source"] for p in points],
+                                 hovertemplate="%{text}<br>%{customdata}<br>%{x:.4s} · %{y:.2f} dB<extra></extra>"))
+    fig.update_xaxes(title=label, type="log")
+    fig.update_yaxes(title="validation PSNR (dB)")
+    return fig
+
+
+def _importances(study: "optuna.Study") -> tuple[dict[str, float], str]:
+    """Parameter importances for the first objective (PSNR) of COMPLETE trials, and the method.
+
+    fANOVA (seeded) when scikit-learn is installed, else PED-ANOVA (no extra dependency).
+    """
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+
+    if importlib.util.find_spec("sklearn") is not None:
+        evaluator: Any = FanovaImportanceEvaluator(seed=0)
+        method = "fANOVA"
+    else:
+        evaluator = PedAnovaImportanceEvaluator()
+        method = "PED-ANOVA"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator,
+                                                         target=lambda t: float(t.values[0]))
+    return dict(values), method
+
+
+def _importance_figure(study: "optuna.Study", frame: "pd.DataFrame") -> tuple[Any, str]:
+    """(importance bar figure or None, HTML text about res_scale or why nothing was computed)."""
+    import plotly.graph_objects as go
+
+    n_complete = int((frame["state"] == "COMPLETE").sum())
+    try:
+        if n_complete < 2:
+            raise ValueError(f"needs at least 2 complete trials, the study has {n_complete}")
+        importances, method = _importances(study)
+        if not importances:
+            raise ValueError("no parameter varied across the complete trials")
+    except Exception as exc:  # optuna raises ValueError/RuntimeError for degenerate studies
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, _note(f"Parameter importances not computed: {reason}.", "importance-note")
+    names = list(importances)[::-1]
+    colors = ["firebrick" if n == "res_scale" else "steelblue" for n in names]
+    fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", marker={"color": colors}))
+    fig.update_xaxes(title=f"importance for PSNR ({method}, normalised)")
+    ranked = list(importances)
+    if "res_scale" in importances:
+        text = (f"<p id='res-scale-importance'><b>res_scale</b> importance: {importances['res_scale']:.3f} "
+                f"(rank {ranked.index('res_scale') + 1} of {len(ranked)}, {method}).</p>")
+    else:
+        text = _note("res_scale is not among the varied parameters of the complete trials "
+                     "(fixed in the space, or too few trials).", "res-scale-importance")
+    return fig, text
+
+
+def _res_scale_figure(frame: "pd.DataFrame") -> tuple[Any, str]:
+    """(box plot of PSNR per res_scale value or None, summary table HTML)."""
+    import plotly.graph_objects as go
+
+    done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna()]
+    if done.empty or "res_scale" not in done or done["res_scale"].isna().all():
+        return None, ""
+    fig = go.Figure()
+    rows = []
+    for value in sorted(done["res_scale"].dropna().unique()):
+        sub = done[done["res_scale"] == value]["psnr"]
+        fig.add_trace(go.Box(y=sub, name=f"{value:g}", boxpoints="all", jitter=0.3, pointpos=0))
+        rows.append(f"<tr><td>{value:g}</td><td>{len(sub)}</td><td>{sub.mean():.3f}</td>"
+                    f"<td>{sub.median():.3f}</td><td>{sub.max():.3f}</td></tr>")
+    fig.update_xaxes(title="res_scale", type="category")
+    fig.update_yaxes(title="validation PSNR (dB)")
+    fig.update_layout(showlegend=False)
+    table = ("<table class='plain' id='table-res-scale'><tr><th>res_scale</th><th>trials</th><th>mean</th>"
+             f"<th>median</th><th>best</th></tr>{''.join(rows)}</table>")
+    return fig, table
+
+
+def _curves(frame: "pd.DataFrame") -> Any:
+    import plotly.graph_objects as go
+
+    trained = frame[frame["trained"]].sort_values("number") if not frame.empty else frame
+    fig = go.Figure()
+    for _, row in trained.iterrows():
+        curve = json.loads(row["psnr_curve"] or "[]")
+        if not curve:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in curve], y=[p[1] for p in curve], mode="lines+markers", name=f"#{row['number']}",
+            line={"dash": "solid" if row["state"] == "COMPLETE" else "dot", "width": 1.5}, opacity=0.75,
+            hovertemplate=f"#{row['number']} {html.escape(str(row.get('describe', '')))}<br>"
+                          "update %{x}: %{y:.3f} dB<extra></extra>"))
+    fig.update_xaxes(title="update")
+    fig.update_yaxes(title="validation PSNR (dB)")
+    fig.update_layout(showlegend=len(fig.data) <= 30)
+    return fig
+
+
+_SORTER_JS = """
+function srnasSort(th) {
+  const table = th.closest('table'), body = table.tBodies[0], idx = th.cellIndex;
+  const asc = th.dataset.order !== 'asc';
+  table.querySelectorAll('th').forEach(h => delete h.dataset.order);
+  th.dataset.order = asc ? 'asc' : 'desc';
+  const key = r => { const t = r.cells[idx].innerText.trim(); const n = parseFloat(t.replace(/,/g, ''));
+                     return isNaN(n) || !/^[-+0-9.,eE]+$/.test(t) ? t.toLowerCase() : n; };
+  const rows = Array.from(body.rows).sort((a, b) => { const x = key(a), y = key(b);
+    if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+    return typeof x === 'number' ? -1 : 1; });
+  rows.forEach(r => body.appendChild(r));
+}
+document.addEventListener('DOMContentLoaded', () => {
+  document.querySelectorAll('table.sortable th').forEach(th => th.addEventListener('click', () => srnasSort(th)));
+});
+"""
+
+
+def _best_table(frame: "pd.DataFrame", top: int) -> str:
+    done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna()] if not frame.empty else frame
+    if done.empty:
+        return _note("No complete trials yet.", "table-best-trials")
+    cols = [c for c in TABLE_COLUMNS if c in done.columns]
+    extra = [c for c in done.columns if c.startswith("value_")]
+    best = done.sort_values(["psnr", "number"], ascending=[False, True]).head(top)[cols[:2] + extra + cols[2:]].copy()
+    for c in ("params", "mult_adds"):
+        if c in best:
+            best[c] = best[c].map(lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{int(v):,}")
+    for c in best.columns:
+        if best[c].dtype == object:
+            best[c] = best[c].map(lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    return best.to_html(index=False, table_id="table-best-trials", classes="sortable", na_rep="-",
+                        float_format=lambda v: f"{v:.3f}", escape=True, border=0)
+
+
+def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tuple[str, Any, str]:
+    """(retrained table or note HTML, proxy-vs-retrained figure or None, text about Kendall tau)."""
+    import plotly.graph_objects as go
+
+    retrained = retrained_results(study_name, root)
+    if not retrained:
+        return (_note(f"No retrained models yet (nothing in trials/{study_name}/retrain/): run "
+                      f"`srnas retrain --study {study_name} --top K` to add them.", "retrained-note"), None,
+                _note("Proxy vs retrained PSNR: needs at least 2 retrained architectures of this study.",
+                      "proxy-vs-retrained-note"))
+    best_proxy: dict[str, Any] = {}
+    for t in complete_trials(study):
+        best_proxy.setdefault(str(t.user_attrs.get("arch_id")), t)
+    rows, pairs = [], []
+    for arch_id, r in sorted(retrained.items(), key=lambda kv: -kv[1]["psnr"]):
+        t = best_proxy.get(arch_id)
+        proxy = float(t.values[0]) if t is not None else None
+        scale = r["scale"] if isinstance(r["scale"], int) else None
+        ref = ", ".join(f"{p['model']} {p['psnr']:.2f}" for p in published_points(r["protocol"], scale, r["val_set"])) or "-"
+        cfg = r["config"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            arch_id, t.number if t is not None else "-", cfg.describe() if cfg else "-", _fmt(proxy, 3),
+            _fmt(r["psnr"], 3), _fmt(r["ssim"], 4), r["protocol"] or "-", r["val_set"] or "-",
+            f"x{r['scale']}" if r["scale"] else "-", r["schedule"] or "-", r["updates"] or "-",
+            "yes" if r["weights"] else "no", ref)) + "</tr>")
+        if proxy is not None:
+            pairs.append({"trial": t.number, "proxy": proxy, "retrained": r["psnr"],
+                          "describe": cfg.describe() if cfg else arch_id})
+    head = "".join(f"<th>{h}</th>" for h in ("arch_id", "trial", "architecture", "proxy PSNR", "retrained PSNR",
+                                              "SSIM", "protocol", "set", "scale", "schedule", "updates",
+                                              "weights", "published on the same set"))
+    table = (f"<table class='sortable' id='table-retrained'><thead><tr>{head}</tr></thead>"
+             f"<tbody>{''.join(rows)}</tbody></table>")
+    if len(pairs) < 2:
+        return table, None, _note(f"Proxy vs retrained PSNR: {len(pairs)} retrained architecture(s) match a "
+                                  "complete trial; the rank correlation needs at least 2.", "proxy-vs-retrained-note")
+    from scipy.stats import kendalltau
+
+    tau = float(kendalltau([p["proxy"] for p in pairs], [p["retrained"] for p in pairs]).statistic)
+    tau_text = "undefined (constant scores)" if math.isnan(tau) else f"{tau:.3f}"
+    fig = go.Figure(go.Scatter(x=[p["proxy"] for p in pairs], y=[p["retrained"] for p in pairs],
+                               mode="markers+text", text=[f"#{p['trial']}" for p in pairs], textposition="top center",
+                               customdata=[p["describe"] for p in pairs],
+                               hovertemplate="%{customdata}<br>proxy %{x:.3f} · retrained %{y:.3f} dB<extra></extra>"))
+    fig.update_xaxes(title="proxy PSNR (dB)")
+    fig.update_yaxes(title="retrained PSNR (dB)")
+    fig.update_layout(title={"text": f"{FIGURE_TITLES['fig-proxy-vs-retrained']} (Kendall tau = {tau_text}, n = {len(pairs)})"})
+    text = (f"<p id='kendall-tau'>Kendall tau between proxy and retrained PSNR: <b>{tau_text}</b> "
+            f"over {len(pairs)} architectures.</p>")
+    return table, fig, text
+
+
+def _static_pngs(figures: dict[str, Any], folder: Path) -> tuple[list[Path], str]:
+    """Write PNGs with kaleido when kaleido and a Chromium are present; else say why not."""
+    if importlib.util.find_spec("kaleido") is None:
+        return [], "Static PNGs not written: kaleido is not installed (pip install kaleido; it also needs a Chromium)."
+    chromium = next((shutil.which(n) for n in CHROMIUM_NAMES if shutil.which(n)), None)
+    if chromium is None:
+        return [], ("Static PNGs not written: kaleido is installed but no Chromium was found "
+                    "(Debian: apt-get install chromium). The HTML figures are unaffected.")
+    written = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for div_id, fig in figures.items():
+            path = folder / f"{div_id}.png"
+            fig.write_image(str(path))
+            written.append(path)
+    except Exception as exc:  # kaleido/Chromium failures vary by platform
+        return written, f"Static PNG export stopped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return written, f"Static PNGs written to {folder} ({len(written)} files)."
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5em 0.8em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; }
+th { background: #f4f4f4; } table.sortable th { cursor: pointer; }
+table.sortable th[data-order=asc]::after { content: " \\25B2"; } table.sortable th[data-order=desc]::after { content: " \\25BC"; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; } dt { font-weight: bold; }
+"""
+
+
+def html_document(title: str, body: str) -> str:
+    """A complete offline HTML page: plotly.js inline once, the table sorter, ``body``."""
+    from plotly.offline import get_plotlyjs
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<script type="text/javascript">{_SORTER_JS}</script>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def write_report(study_name: str, *, out: str | Path | None = None, storage: str | None = None,
+                 root: Path | None = None, top: int = 20, static_images: bool = True) -> ReportResult:
+    """Write the HTML report of a study and ``trials.csv`` next to it; return what was written.
+
+    ``out`` defaults to ``trials/<study>/report.html``; ``top`` is the number of rows of the
+    best-trials table. Static PNGs go to ``<out stem>-figures/`` when kaleido and a Chromium
+    are present (``static_images=False`` skips them). Raises `StudyError` (one line) for an
+    unknown study.
+    """
+    from srnas import __version__
+    from srnas.search.storage import load_study, study_dir
+    from srnas.train.checkpoint import atomic_write_text
+
+    study = load_study(study_name, storage, root=root)
+    target = Path(out) if out is not None else study_dir(study_name, root) / "report.html"
+    csv_path = target.parent / "trials.csv"
+    frame = study_frame(study)
+    attrs = study.user_attrs
+    protocol = _study_protocol(frame)
+    scales = list(attrs.get("scales") or [])
+    if not scales and "scales" in frame and frame["scales"].notna().any():
+        scales = sorted({int(s) for v in frame["scales"].dropna() for s in str(v).split("/")})
+    scale = scales[0] if len(scales) == 1 else None
+    published = published_points(protocol, scale, _study_val_set(protocol))
+    schedule = attrs.get("schedule") or {}
+    notes: list[str] = []
+
+    # -- summary
+    states = frame["state"].value_counts().to_dict()
+    infeasible = int(frame["infeasible"].notna().sum())
+    complete = complete_trials(study)
+    best = complete[0] if complete else None
+    best_cfg = trial_config(best, study_name=study_name) if best is not None else None
+    scales_text = ", ".join(f"x{s}" for s in scales) or "-"
+    summary = {
+        "study": study_name,
+        "space": attrs.get("space", "-"),
+        "objectives": ", ".join(attrs.get("objectives") or ["psnr"]),
+        "data": attrs.get("data", "-"),
+        "proxy fidelity": (f"{schedule.get('name', '-')} ({attrs.get('fidelity', '-')}): "
+                           f"{schedule.get('updates', '-')} updates, batch {schedule.get('batch', '-')}, "
+                           f"LR patch {schedule.get('patch', '-')}, "
+                           f"{schedule.get('val_images') or 'all'} validation image(s)"),
+        "protocol": (protocol or "-") + {"benchmark": " (Y channel, crop = scale)",
+                                         "div2k": " (RGB, crop = scale + 6)"}.get(protocol or "", ""),
+        "scales": scales_text,
+        "trials": (", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())) or "none")
+                  + (f" (infeasible, never trained: {infeasible})" if infeasible else ""),
+        "best trial": (f"#{best.number}: {best.values[0]:.3f} dB, {best_cfg.describe() if best_cfg else '-'}, "
+                       f"{_human(best.user_attrs.get('params'))} params, "
+                       f"{_human(best.user_attrs.get('mult_adds'))} Mult-Adds" if best is not None else "-"),
+        "generated": f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by srnas {__version__}",
+    }
+    summary_html = "<dl id='summary'>" + "".join(
+        f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in summary.items()) + "</dl>"
+    if not frame["trained"].any():
+        notes.append("The study has no trained trials yet: the figures are empty.")
+
+    # -- figures (plotly objects; rendered to HTML below, and to PNG when possible)
+    figures: dict[str, Any] = {}
+    texts: dict[str, str] = {}
+    figures["fig-history"] = _history(frame)
+    figures["fig-pareto-params"] = _pareto(frame, "params", "trainable parameters", published)
+    figures["fig-pareto-macs"] = _pareto(frame, "mult_adds", "Mult-Adds (one forward pass, 1280x720 output)", published)
+    if published:
+        texts["published"] = _note(
+            f"Published models drawn as reference points: {', '.join(p['model'] for p in published)} "
+            f"({published[0]['source']}). The proxy scores come from {schedule.get('updates', '?')} updates "
+            f"scored on {schedule.get('val_images') or 'all'} validation image(s): reference only.", "published-note")
+    else:
+        texts["published"] = _note(
+            "Published models (REFERENCE.md section 3) are not drawn: they were measured on Set5/Set14/B100/"
+            "Urban100 (benchmark protocol) or DIV2K 0801-0900 (div2k protocol) after full training, while these "
+            f"proxy scores are on the validation part of '{attrs.get('data', '?')}' ({protocol or 'unknown'} "
+            f"protocol, {scales_text}) after a short proxy training; the numbers do not compare.", "published-note")
+    fig, texts["importance"] = _importance_figure(study, frame)
+    if fig is not None:
+        figures["fig-importance"] = fig
+    fig, texts["res_scale"] = _res_scale_figure(frame)
+    if fig is not None:
+        figures["fig-res-scale"] = fig
+    else:
+        texts["res_scale"] = _note("PSNR by res_scale: no complete trials with a config yet.", "res-scale-note")
+    figures["fig-curves"] = _curves(frame)
+    texts["retrained"], fig, texts["proxy"] = _retrained(study_name, root, study)
+    if fig is not None:
+        figures["fig-proxy-vs-retrained"] = fig
+    for div_id, fig in figures.items():
+        _style(fig, div_id)
+
+    def block(div_id: str) -> str:
+        return _figure_html(figures[div_id], div_id) if div_id in figures else ""
+
+    pngs: list[Path] = []
+    if static_images:
+        pngs, png_note = _static_pngs(figures, target.parent / f"{target.stem}-figures")
+    else:
+        png_note = "Static PNGs not requested (--no-png)."
+    notes.append(png_note)
+
+    body = f"""<h1>srnas report: {html.escape(study_name)}</h1>
+{summary_html}
+<section id="section-history"><h2>Optimisation history</h2>{block("fig-history")}</section>
+<section id="section-pareto"><h2>Pareto fronts</h2>{block("fig-pareto-params")}{block("fig-pareto-macs")}
+{texts["published"]}{_published_table_html()}</section>
+<section id="section-importance"><h2>Parameter importances and res_scale</h2>
+<p>How much each searched parameter explains the proxy PSNR. REFERENCE.md 4b asks how much
+<code>res_scale</code> matters: its bar is red, and the box plot shows PSNR per value.</p>
+{block("fig-importance")}{texts["importance"]}{block("fig-res-scale")}{texts["res_scale"]}</section>
+<section id="section-curves"><h2>Intermediate PSNR curves</h2>{block("fig-curves")}</section>
+<section id="section-best"><h2>Best trials</h2><p>Click a column header to sort.</p>{_best_table(frame, top)}</section>
+<section id="retrained"><h2>Retrained results</h2>{texts["retrained"]}</section>
+<section id="section-proxy-vs-retrained"><h2>Proxy vs retrained</h2>{block("fig-proxy-vs-retrained")}{texts["proxy"]}</section>
+<section id="static-export"><h2>Static images</h2>{_note(png_note, "static-export-note")}</section>"""
+    document = html_document(f"srnas report: {study_name}", body)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    atomic_write_text(target, document)
+    return ReportResult(html=target, csv=csv_path, pngs=pngs, notes=notes, n_trials=len(frame),
+                        n_trained=int(frame["trained"].sum()), figures=figures)

@@ -1,0 +1,196 @@
+"""`srnas export` on hand-built studies: configs, weights, ONNX with dynamic size, model cards,
+bad input; and the exported config retrained with `srnas retrain --config`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState, create_trial
+
+from srnas.arch import ArchConfig, build_model, count_params
+from srnas.arch.cost import count_mult_adds
+from srnas.cli import main
+from srnas.results.export import ONNX_TOLERANCE, ExportError, export_onnx, export_study
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_report import build_study  # noqa: E402  (the hand-built study helper lives there)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture()
+def trials_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "trials"
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(root))
+    return root
+
+
+def _complete(study: optuna.Study) -> list:
+    return sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.values[0])
+
+
+def _fake_retrain(root: Path, study: str, cfg: ArchConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A retrain output folder as `srnas retrain` writes it, with non-trivial random weights."""
+    torch.manual_seed(seed)
+    net = build_model(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)  # also un-zeroes the tail of a bicubic-skip net
+    folder = root / study / "retrain" / cfg.arch_id
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(cfg.to_yaml())
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.save(state, folder / "model.pt")
+    (folder / "metrics.json").write_text(json.dumps({
+        "arch_id": cfg.arch_id, "final": {"psnr": 31.9, "ssim": 0.91, "protocol": "benchmark", "scale": 2,
+                                          "val_set": "demo-val"},
+        "bicubic_psnr": 30.6, "updates": 300000, "schedule": {"name": "paper", "fidelity_id": "u300000-x"}}))
+    return state
+
+
+def test_export_trial_rebuilds_same_architecture(trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    study = build_study(trials_dir, "hand")
+    trial = _complete(study)[2]
+    out = tmp_path / "export"
+    assert main(["export", "--study", "hand", "--trial", str(trial.number), "-o", str(out)]) == 0
+    folder = out / trial.user_attrs["arch_id"]
+    assert sorted(p.name for p in out.iterdir()) == [folder.name]  # no temporary folders left behind
+    for name in ("config.yaml", "config.json"):
+        cfg = ArchConfig.load(folder / name)
+        assert cfg.arch_id == trial.user_attrs["arch_id"]
+        net = build_model(cfg)
+        assert sum(p.numel() for p in net.parameters() if p.requires_grad) == trial.user_attrs["params"]
+    # Not retrained: no weights, an explicitly named random-init ONNX file, and a card that says so.
+    assert not (folder / "model.pt").exists() and not (folder / "model.safetensors").exists()
+    assert (folder / "model-untrained-random-init.onnx").is_file()
+    card = (folder / "model_card.md").read_text()
+    assert "**Status: UNTRAINED.**" in card and f"trial {trial.number}" in card and "study `hand`" in card
+    assert f"{trial.user_attrs['params']:,}" in card and "benchmark" in card
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["trained"] is False and meta["trial"] == trial.number and meta["proxy"]["psnr"] == trial.values[0]
+    assert "UNTRAINED" in capsys.readouterr().out
+
+
+def test_export_with_retrained_weights_and_onnx_of_another_size(trials_dir: Path, tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from safetensors.torch import load_file
+
+    study = build_study(trials_dir, "hand")
+    # The bicubic global skip is the part of the graph that depends on the input size.
+    trial = next(t for t in _complete(study) if t.user_attrs["config"]["global_skip"] == "bicubic")
+    cfg = ArchConfig.from_dict(trial.user_attrs["config"])
+    state = _fake_retrain(trials_dir, "hand", cfg)
+    out = tmp_path / "export"
+    [item] = export_study("hand", out, trial=trial.number, formats="yaml,pt,safetensors,onnx")
+    assert item.trained and item.folder == out / cfg.arch_id
+    assert sorted(item.files) == ["config.yaml", "metadata.json", "model.onnx", "model.pt", "model.safetensors",
+                                  "model_card.md"]
+    assert "**Status: TRAINED.**" in (item.folder / "model_card.md").read_text()
+    for weights in (torch.load(item.folder / "model.pt", weights_only=True), load_file(str(item.folder / "model.safetensors"))):
+        assert weights.keys() == state.keys() and all(torch.equal(weights[k], state[k]) for k in state)
+    # The graph's height and width are symbolic, and it reproduces PyTorch at another size.
+    dims = onnx.load(str(item.folder / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"]
+    net = build_model(cfg).eval()
+    net.load_state_dict(state)
+    x = torch.rand(1, 3, 19, 53, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        expected = net(x).numpy()
+    got = ort.InferenceSession(str(item.folder / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"lr": x.numpy()})[0]
+    assert got.shape == (1, 3, 38, 106)
+    diff = float(np.abs(got - expected).max())
+    assert diff / cfg.rgb_range <= 1e-4 and diff < 1e-3, diff
+    assert 0 < item.onnx_max_abs_diff["model.onnx"] <= ONNX_TOLERANCE * cfg.rgb_range
+
+
+def test_onnx_check_catches_a_size_frozen_graph(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without the sliced bicubic padding the traced graph fails at another size: the export must say so."""
+    import srnas.results.export as export
+
+    cfg = ArchConfig(n_resblocks=1, n_feats=8, global_skip="bicubic")
+    monkeypatch.setattr(export, "_SlicedBicubic", lambda source: source)
+    with pytest.raises(ExportError, match="another size|onnxruntime cannot run|differs from PyTorch"):
+        export_onnx(build_model(cfg), cfg, tmp_path / "m.onnx", scale=2)
+
+
+def test_export_mdsr_writes_one_onnx_per_scale(trials_dir: Path, tmp_path: Path) -> None:
+    cfg = ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=1, n_feats=8, head_blocks=1, head_kernel=3)
+    (trials_dir / "m").mkdir(parents=True)
+    study = optuna.create_study(study_name="m", storage=f"sqlite:///{trials_dir / 'm' / 'study.db'}",
+                                direction="maximize")
+    study.set_user_attr("data", "demo")
+    study.add_trial(create_trial(value=31.0, user_attrs={
+        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
+        "mult_adds": max(count_mult_adds(cfg, scale=s) for s in cfg.scales), "psnr": 31.0, "protocol": "benchmark"}))
+    [item] = export_study("m", tmp_path / "out", top=1, formats=["json", "onnx"])
+    assert {"model-untrained-random-init_x2.onnx", "model-untrained-random-init_x3.onnx"} <= set(item.files)
+    assert ArchConfig.load(item.folder / "config.json") == cfg
+
+
+def test_export_pareto_and_reexport_replaces_folder(trials_dir: Path, tmp_path: Path) -> None:
+    build_study(trials_dir, "mo", objectives=("psnr", "params"))
+    out = tmp_path / "out"
+    first = export_study("mo", out, pareto=True, formats="yaml")
+    assert first and len({i.arch_id for i in first}) == len(first)
+    (first[0].folder / "stale.txt").write_text("from an older export")
+    again = export_study("mo", out, pareto=True, formats="yaml")
+    assert [i.arch_id for i in again] == [i.arch_id for i in first]
+    assert not (first[0].folder / "stale.txt").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--study", "nope", "--top", "1"], "no study 'nope'"),
+    (["--study", "hand", "--trial", "99"], "has no trial 99"),
+    (["--study", "hand", "--trial", "FAILED"], "is FAIL (TrainingError: non-finite loss"),
+    (["--study", "hand", "--trial", "INFEASIBLE"], "is PRUNED (max_params exceeded"),
+    (["--study", "hand", "--top", "1", "--format", "yaml,tflite"], "unknown export format 'tflite'; allowed: yaml, json"),
+])
+def test_export_bad_input_is_one_line(trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                      argv: list[str], message: str) -> None:
+    study = build_study(trials_dir, "hand")
+    numbers = {"FAILED": next(t.number for t in study.trials if t.state == TrialState.FAIL),
+               "INFEASIBLE": next(t.number for t in study.trials if "infeasible" in t.user_attrs)}
+    argv = [str(numbers.get(a, a)) for a in argv]
+    out = tmp_path / "out"
+    assert main(["export", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("missing, fmt", [("onnxruntime", "onnx"), ("onnx", "yaml,onnx"), ("safetensors", "safetensors")])
+def test_export_missing_extra_names_it(trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch, missing: str, fmt: str) -> None:
+    build_study(trials_dir, "hand")
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import <missing>` raise ImportError
+    out = tmp_path / "out"
+    assert main(["export", "--study", "hand", "--top", "1", "--format", fmt, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"srnas: error: {missing} is needed for {fmt.split(',')[-1]} export but is not installed: pip install 'srnas[export]'"
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_exported_config_retrains_and_exports_trained(trials_dir: Path, tmp_path: Path) -> None:
+    study = build_study(trials_dir, "hand")
+    smallest = min(_complete(study), key=lambda t: t.user_attrs["params"])
+    out = tmp_path / "export"
+    assert main(["export", "--study", "hand", "--trial", str(smallest.number), "--format", "yaml", "-o", str(out)]) == 0
+    config_file = out / smallest.user_attrs["arch_id"] / "config.yaml"
+    assert main(["retrain", "--config", str(config_file), "--study", "hand", "--schedule", "proxy-tiny",
+                 "--max-updates", "2", "--device", "cpu", "--no-progress"]) == 0
+    metrics = json.loads((trials_dir / "hand" / "retrain" / smallest.user_attrs["arch_id"] / "metrics.json").read_text())
+    assert metrics["arch_id"] == smallest.user_attrs["arch_id"] and metrics["updates"] == 2
+    [item] = export_study("hand", out, trial=smallest.number, formats="yaml,pt")
+    assert item.trained and "model.pt" in item.files
+    assert "**Status: TRAINED.**" in (item.folder / "model_card.md").read_text()
