@@ -127,8 +127,13 @@ class BicubicUpsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # MATLAB's symmetric padding repeats the edge pixel: [x1, x0 | x0 x1 ... xn | xn, xn-1].
+        # Written with slices so that an ONNX graph traced at one size works at any other.
         h, w = x.shape[-2:]
-        rows = torch.cat([x[..., [min(1, h - 1), 0], :], x, x[..., [h - 1, max(h - 2, 0)], :]], dim=-2)
-        padded = torch.cat([rows[..., [min(1, w - 1), 0]], rows, rows[..., [w - 1, max(w - 2, 0)]]], dim=-1)
+        r0, r1 = x[..., 0:1, :], (x[..., 1:2, :] if h > 1 else x[..., 0:1, :])
+        rn, rn1 = x[..., -1:, :], (x[..., -2:-1, :] if h > 1 else x[..., -1:, :])
+        rows = torch.cat([r1, r0, x, rn, rn1], dim=-2)
+        c0, c1 = rows[..., 0:1], (rows[..., 1:2] if w > 1 else rows[..., 0:1])
+        cn, cn1 = rows[..., -1:], (rows[..., -2:-1] if w > 1 else rows[..., -1:])
+        padded = torch.cat([c1, c0, rows, cn, cn1], dim=-1)
         out = F.conv2d(padded, self.weight.to(dtype=x.dtype))
         return F.pixel_shuffle(out, self.scale)

@@ -101,35 +101,12 @@ def require_extras(formats: Iterable[str]) -> None:
 # ---- ONNX ------------------------------------------------------------------------------------
 
 
-class _SlicedBicubic(nn.Module):
-    """`BicubicUpsample` with its symmetric border padding written as slices.
-
-    `BicubicUpsample` picks its border rows with Python indices computed from the input size; a
-    traced graph would freeze them at the export size. Slices export as dynamic ONNX ``Slice``
-    ops and give the same padding for H, W >= 2.
-    """
-
-    def __init__(self, source: BicubicUpsample) -> None:
-        super().__init__()
-        self.scale = source.scale
-        self.register_buffer("weight", source.weight.clone(), persistent=False)
-        # Grouped (C*s*s, 1, 5, 5) or dense block-diagonal (C*s*s, C, 5, 5) weights both work.
-        self.groups = source.n_colors // source.weight.shape[1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = torch.cat([x[..., 1:2, :], x[..., 0:1, :], x, x[..., -1:, :], x[..., -2:-1, :]], dim=-2)
-        padded = torch.cat([rows[..., 1:2], rows[..., 0:1], rows, rows[..., -1:], rows[..., -2:-1]], dim=-1)
-        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(dtype=x.dtype), groups=self.groups), self.scale)
-
-
 class _AtScale(nn.Module):
     """A traceable copy of a network with one input, serving one scale (MDSR takes ``scale=``)."""
 
     def __init__(self, model: nn.Module, scale: int) -> None:
         super().__init__()
         self.net = copy.deepcopy(model).eval()
-        if getattr(self.net, "bicubic", None) is not None:
-            self.net.bicubic = nn.ModuleList(_SlicedBicubic(m) for m in self.net.bicubic)
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
