@@ -1,0 +1,380 @@
+"""`srnas retrain`, `srnas eval` and `srnas upscale`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from srnas.arch.config import ArchConfig
+    from srnas.data import SRImageSet
+    from srnas.train.evaluate import EvalResult
+
+DEFAULT_SETS = "Set5,Set14,B100,Urban100"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("retrain", help="train architectures fully (paper schedule) or on a proxy schedule",
+                       description="Train a config file, a preset, or the best K trials of a study. Outputs go to "
+                                   "<out>/<study>/retrain/<arch_id>/: config.yaml, checkpoint.pt (resumable), "
+                                   "model.pt (final weights) and metrics.json.")
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", metavar="FILE", help="architecture config (YAML/JSON)")
+    what.add_argument("--preset", metavar="NAME", help="edsr-baseline, edsr, mdsr-baseline or mdsr")
+    what.add_argument("--top", type=_positive_int, metavar="K", help="retrain the best K complete trials of --study")
+    r.add_argument("--study", default=None, help="study to read with --top; the output study name otherwise (default manual)")
+    r.add_argument("--storage", default=None, help="Optuna storage URL of --study (default <out>/<study>/study.db)")
+    r.add_argument("--scale", type=int, default=None, help="scale of an EDSR preset (default 2)")
+    r.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")
+    r.add_argument("--schedule", default="paper", help="paper (default, 3e5 updates), paper-long (1e6), or proxy-tiny/short/medium")
+    r.add_argument("--resume", action="store_true", help="continue from checkpoint.pt in the output folder")
+    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, fp32 on CPU")
+    r.add_argument("--out", type=Path, default=None, metavar="DIR", help="root folder instead of trials/")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these weights (x3/x4 from x2: all but the upsampler); for the paper "
+                        "schedule an x2 retrain of the same architecture in the study is used when present")
+    r.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                   help="updates between checkpoints (default: at every evaluation)")
+    r.add_argument("--max-updates", type=_positive_int, default=None, metavar="N",
+                   help="cut the schedule to N updates (smoke runs; the result is labelled schedule@N)")
+    r.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    r.set_defaults(func=_retrain)
+
+    e = sub.add_parser("eval", help="evaluate trained weights on benchmark sets beside published numbers")
+    e.add_argument("--model", required=True, metavar="PATH", help="a retrain output folder, or a weights file")
+    e.add_argument("--config", default=None, metavar="FILE",
+                   help="architecture (YAML/JSON or preset name) when no config.yaml lies next to the weights")
+    e.add_argument("--data", default="demo", help="benchmark root (with Set5/, Set14/ ...) or demo")
+    e.add_argument("--sets", default=DEFAULT_SETS, help=f"comma list of sets (default {DEFAULT_SETS})")
+    e.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
+    e.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble ('+' results)")
+    e.add_argument("--tile", type=_positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--bf16", action="store_true", help="bf16 inference (CUDA only)")
+    e.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write per-image results as JSON")
+    e.set_defaults(func=_eval)
+
+    u = sub.add_parser("upscale", help="super-resolve image files with trained weights")
+    u.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
+    u.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR")
+    u.add_argument("--model", required=True, metavar="PATH", help="a retrain output folder, or a weights file")
+    u.add_argument("--config", default=None, metavar="FILE", help="architecture when no config.yaml lies next to the weights")
+    u.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
+    u.add_argument("--tile", type=_positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
+    u.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble")
+    u.add_argument("--device", default="auto")
+    u.set_defaults(func=_upscale)
+
+
+# ---- retrain ------------------------------------------------------------------------------------
+
+
+def _configs_from_study(study: str, top: int, storage: str | None, root: Path | None) -> list["ArchConfig"]:
+    """The configs of the best ``top`` complete trials (first objective), distinct architectures."""
+    import optuna
+
+    from srnas.arch.config import ArchConfig
+    from srnas.errors import SrnasError
+    from srnas.search.storage import load_study
+
+    st = load_study(study, storage, root=root)
+    trials = [t for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if t.values and "config" in t.user_attrs]
+    if not trials:
+        raise SrnasError(f"study {study!r} has no complete trial with a config to retrain")
+    maximize = st.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    trials.sort(key=lambda t: t.values[0], reverse=maximize)
+    configs: list[ArchConfig] = []
+    for t in trials:
+        raw = t.user_attrs["config"]
+        source = f"study {study!r} trial {t.number}"
+        cfg = ArchConfig.from_json(raw, source=source) if isinstance(raw, str) else ArchConfig.from_dict(raw, source=source)
+        if cfg.arch_id not in {c.arch_id for c in configs}:
+            configs.append(cfg)
+        if len(configs) == top:
+            break
+    return configs
+
+
+def _load_training_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
+    """Training set for all scales, and one validation set per scale (HR modcropped to it)."""
+    from srnas.data import load_eval_set, load_train_set
+
+    return load_train_set(spec, list(scales)), {s: load_eval_set(spec, s) for s in scales}
+
+
+def _x2_init(cfg: "ArchConfig", out_root: Path, study: str) -> Path | None:
+    """The paper's recipe: x3/x4 EDSR start from the x2 retrain of the same architecture."""
+    if cfg.family != "edsr" or cfg.scale == 2:
+        return None
+    x2 = cfg.replace(scales=(2,))
+    candidate = out_root / study / "retrain" / x2.arch_id / "model.pt"
+    return candidate if candidate.is_file() else None
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srnas.arch.presets import preset_config
+    from srnas.cli.arch import load_arch_target
+    from srnas.search.storage import trials_root
+    from srnas.train.schedules import get_schedule
+
+    console = Console()
+    root = args.out if args.out is not None else trials_root()
+    schedule = get_schedule(args.schedule)
+    if args.max_updates is not None:
+        schedule = schedule.shortened(args.max_updates)
+    if args.top is not None:
+        if not args.study:
+            from srnas.errors import ConfigError
+
+            raise ConfigError("--top needs --study NAME (the study whose best trials to retrain)")
+        configs = _configs_from_study(args.study, args.top, args.storage, root)
+    elif args.preset is not None:
+        configs = [preset_config(args.preset, scale=args.scale)]
+    else:
+        configs = [load_arch_target(args.config, args.scale)]
+    study = args.study or "manual"
+    data_cache: dict[tuple[int, ...], tuple[Any, Any]] = {}
+    for i, cfg in enumerate(configs, 1):
+        if cfg.scales not in data_cache:
+            data_cache[cfg.scales] = _load_training_data(args.data, cfg.scales)
+        train, val = data_cache[cfg.scales]
+        out_dir = root / study / "retrain" / cfg.arch_id
+        console.print(f"[bold]retrain {i}/{len(configs)}[/bold] {cfg.describe()}  ({cfg.arch_id})  "
+                      f"schedule {schedule.name} ({schedule.updates:,} updates)  -> {out_dir}")
+        init = args.init
+        if init is None and getattr(schedule, "init_from_x2", False):
+            found = _x2_init(cfg, root, study)
+            if found is not None:
+                console.print(f"initialising from the x2 weights {found} (all but the upsampler)")
+                init = str(found)
+            elif cfg.family == "edsr" and cfg.scale != 2:
+                console.print(f"[yellow]note:[/yellow] no x2 retrain of this architecture in {root / study}; "
+                              f"training x{cfg.scale} from scratch (the paper starts x3/x4 from x2: pass --init)")
+        _retrain_one(cfg, train, val, schedule, out_dir, args, init, console)
+    return 0
+
+
+def _retrain_one(cfg: "ArchConfig", train: Any, val: Any, schedule: Any, out_dir: Path,
+                 args: argparse.Namespace, init: str | None, console: "Console") -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from srnas.errors import TrainingError
+    from srnas.train.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_weights
+    from srnas.train.trainer import Trainer, TrainProgress
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "config.yaml"
+    if args.resume and config_file.is_file():
+        from srnas.arch.config import ArchConfig
+
+        if ArchConfig.load(config_file).arch_id != cfg.arch_id:
+            raise TrainingError(f"{config_file}: another architecture was trained in this folder")
+    atomic_write_text(config_file, cfg.to_yaml())
+    if args.resume and not (out_dir / CHECKPOINT_NAME).is_file():
+        console.print(f"no {CHECKPOINT_NAME} in {out_dir}: starting from update 0")
+
+    progress_bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  PSNR {task.fields[psnr]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, disable=args.no_progress, transient=False,
+    )
+    task = progress_bar.add_task("updates", total=schedule.updates, loss="-", lr="-", psnr="-")
+
+    def on_progress(p: TrainProgress) -> None:
+        progress_bar.update(task, completed=p.update, loss=f"{p.loss:.3f}", lr=f"{p.lr:.2e}",
+                            psnr="-" if p.last_psnr is None else f"{p.last_psnr:.2f}")
+
+    trainer = Trainer(cfg, train, val, schedule, device=args.device, seed=args.seed, checkpoint_dir=out_dir,
+                      checkpoint_every=args.checkpoint_every, precision=args.precision, init_weights=init,
+                      progress=on_progress)
+    with progress_bar:
+        result = trainer.fit(resume=args.resume)
+    save_weights(out_dir / "model.pt", result.model)
+    metrics = {"arch_id": cfg.arch_id, "config": cfg.to_dict(), "data": args.data, **result.to_dict()}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    final = result.final
+    ssim = "" if final.get("ssim") is None else f", SSIM {final['ssim']:.4f}"
+    scales = ",".join(str(s) for s in final["scales"])
+    mean = " (mean over scales)" if len(final["scales"]) > 1 else ""
+    console.print(f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']} "
+                  f"({final['protocol']} protocol, x{scales}); bicubic {result.bicubic_psnr:.2f} dB; "
+                  f"{result.updates:,} updates in {result.wall_time_s:.0f} s on {result.device} -> {out_dir}")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ---- eval ---------------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, "ArchConfig", int]:
+    from srnas.cli.arch import load_arch_target
+    from srnas.errors import ConfigError
+    from srnas.train.checkpoint import load_model
+    from srnas.train.device import resolve_device
+
+    config = load_arch_target(args.config, args.scale) if args.config else None
+    model, cfg = load_model(args.model, config=config, device=resolve_device(args.device))
+    if args.scale is None:
+        if len(cfg.scales) != 1:
+            raise ConfigError(f"{args.model}: the model serves scales {list(cfg.scales)}; pass --scale")
+        scale = cfg.scale
+    elif args.scale not in cfg.scales:
+        raise ConfigError(f"{args.model}: the model serves scales {list(cfg.scales)}, not {args.scale}")
+    else:
+        scale = args.scale
+    return model, cfg, scale
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srnas.arch.cost import count_params
+    from srnas.train.evaluate import evaluate_bicubic, evaluate_model
+
+    console = Console()
+    model, cfg, scale = _load(args)
+    sets = _eval_sets(args.data, args.sets, scale)
+    ours: dict[str, EvalResult] = {}
+    bicubic: dict[str, EvalResult] = {}
+    for name, data in sets.items():
+        with console.status(f"{name} x{scale} ({len(data.hr)} images)"):
+            ours[name] = evaluate_model(model, data, scale=scale, self_ensemble=args.self_ensemble,
+                                        tile=args.tile, bf16=args.bf16)
+            bicubic[name] = evaluate_bicubic(data, scale=scale)
+    label = f"{cfg.describe()}{' (+)' if args.self_ensemble else ''}"
+    console.print(_results_table(ours, bicubic, scale, label, count_params(cfg)))
+    if args.json is not None:
+        from srnas.train.checkpoint import atomic_write_text
+
+        payload = {"model": str(args.model), "arch_id": cfg.arch_id, "config": cfg.to_dict(), "scale": scale,
+                   "self_ensemble": args.self_ensemble, "tile": args.tile,
+                   "results": {k: v.to_dict() for k, v in ours.items()},
+                   "bicubic": {k: v.to_dict() for k, v in bicubic.items()}}
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        console.print(f"per-image results -> {args.json}")
+    return 0
+
+
+def _eval_sets(spec: str, names: str, scale: int) -> dict[str, "SRImageSet"]:
+    from srnas.errors import ConfigError
+
+    if spec == "demo":
+        from srnas.data import load_eval_set
+
+        val = load_eval_set("demo", scale)
+        return {val.name: val}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise ConfigError(f"--sets {names!r}: give at least one set name, e.g. {DEFAULT_SETS}")
+    from srnas.data import load_benchmark_sets
+
+    loaded = load_benchmark_sets(spec, wanted, scale)
+    if isinstance(loaded, dict):
+        return dict(loaded)
+    return {s.name: s for s in loaded}
+
+
+def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult"], scale: int, label: str,
+                   params: int) -> Any:
+    from rich.table import Table
+
+    from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
+
+    names = list(ours)
+    protocols = sorted({r.protocol for r in ours.values()})
+    protocol = protocols[0] if len(protocols) == 1 else "/".join(protocols)
+    what = {"benchmark": "Y channel, crop = scale", "div2k": "RGB, crop = scale + 6"}.get(protocol, protocol)
+    table = Table(title=f"PSNR (dB) / SSIM, x{scale}, {protocol} protocol ({what})"
+                        f"{', self-ensemble' if any(r.self_ensemble for r in ours.values()) else ''}")
+    table.add_column("model")
+    table.add_column("params", justify="right")
+    for n in names:
+        table.add_column(n, justify="right")
+    if protocol == "benchmark":
+        for row in published_rows(scale):
+            if not any(n in row.psnr for n in names):
+                continue
+            table.add_row(f"{row.model} (published)", row.params,
+                          *[f"{row.psnr[n]:.2f}" if n in row.psnr else "" for n in names], style="dim")
+    elif protocol == "div2k":
+        for model, by_scale in PUBLISHED_DIV2K.items():
+            if scale in by_scale:
+                table.add_row(f"{model} (published, DIV2K val)", "-", *[f"{by_scale[scale]:.2f}" for _ in names], style="dim")
+    table.add_section()
+
+    def cell(r: "EvalResult") -> str:
+        return f"{r.psnr:.2f}" + ("" if r.ssim is None else f" / {r.ssim:.4f}")
+
+    table.add_row("Bicubic (measured)", "-", *[cell(bicubic[n]) for n in names])
+    table.add_row(f"[bold]{label}[/bold]", f"{params:,}", *[cell(ours[n]) for n in names])
+    missing = [n for n in names if n not in BENCHMARK_SETS]
+    if missing and protocol == "benchmark":
+        table.caption = (f"no published numbers on record for {', '.join(missing)}; published x{scale} results "
+                         f"exist for {', '.join(BENCHMARK_SETS)} (--data BENCHMARK_ROOT --sets ...)")
+    return table
+
+
+# ---- upscale ------------------------------------------------------------------------------------
+
+
+def _inputs(paths: list[str]) -> list[Path]:
+    from srnas.data import load_image  # noqa: F401  (fail early if the data layer is missing)
+    from srnas.data.images import is_image_file
+    from srnas.errors import DataError
+
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if is_image_file(q))
+            if not found:
+                raise DataError(f"{p}: no image files in this folder")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return files
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from srnas.data import load_image, save_image
+    from srnas.train.evaluate import upscale_image
+
+    console = Console()
+    model, cfg, scale = _load(args)
+    files = _inputs(args.inputs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        lr = load_image(f)
+        sr = upscale_image(model, lr, scale=scale, tile=args.tile, self_ensemble=args.self_ensemble)
+        target = args.out / f"{f.stem}_x{scale}.png"
+        save_image(target, sr)
+        console.print(f"{f} ({lr.shape[1]}x{lr.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]})")
+    return 0

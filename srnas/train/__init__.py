@@ -1,0 +1,56 @@
+"""Training: schedules (proxy fidelities, the paper's), `Trainer`, checkpoints, evaluation runner,
+device and precision policy.
+
+Names are re-exported lazily: ``from srnas.train import get_schedule`` does not import torch.
+
+>>> from srnas.train import get_schedule
+>>> get_schedule("paper").lr_milestones
+(200000,)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ProxySchedule": "srnas.train.schedules",
+    "PaperSchedule": "srnas.train.schedules",
+    "Schedule": "srnas.train.schedules",
+    "PROXY_FIDELITIES": "srnas.train.schedules",
+    "PAPER_SCHEDULES": "srnas.train.schedules",
+    "get_schedule": "srnas.train.schedules",
+    "schedule_names": "srnas.train.schedules",
+    "schedule_from_dict": "srnas.train.schedules",
+    "Trainer": "srnas.train.trainer",
+    "TrainResult": "srnas.train.trainer",
+    "TrainProgress": "srnas.train.trainer",
+    "save_checkpoint": "srnas.train.checkpoint",
+    "load_checkpoint": "srnas.train.checkpoint",
+    "save_weights": "srnas.train.checkpoint",
+    "EvalResult": "srnas.train.evaluate",
+    "ImageScore": "srnas.train.evaluate",
+    "evaluate_model": "srnas.train.evaluate",
+    "evaluate_bicubic": "srnas.train.evaluate",
+    "upscale_image": "srnas.train.evaluate",
+    "super_resolve": "srnas.train.evaluate",
+    "DevicePolicy": "srnas.train.device",
+    "policy_for": "srnas.train.device",
+    "resolve_device": "srnas.train.device",
+    "PUBLISHED_X2": "srnas.train.published",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srnas.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,185 @@
+"""Training checkpoints, written atomically and read without unpickling arbitrary objects.
+
+A checkpoint holds everything a run needs to continue exactly: model, optimiser, learning-rate
+position, RNG states (torch, NumPy, Python), update count, patch-sampler state, the config and
+the schedule. Files are written to a temporary file in the same folder, flushed and fsync'ed,
+then moved over the old file with ``os.replace``: a crash or an exception while saving leaves
+the previous checkpoint intact and no half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from srnas.errors import ConfigError, TrainingError
+
+if TYPE_CHECKING:
+    from srnas.arch.config import ArchConfig
+
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+_NDARRAY = "__ndarray__"
+_TUPLE = "__tuple__"
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file atomically: ``write(handle)`` fills a temporary file that replaces ``path``."""
+    target = Path(path)
+    with _atomic_file(target) as handle:
+        write(handle)
+    return target
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """`atomic_write` for UTF-8 text (configs, metrics)."""
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def save_weights(path: str | Path, model: torch.nn.Module) -> Path:
+    """Save a model's plain state dict (contiguous CPU tensors) atomically, e.g. ``model.pt``."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def to_safe(obj: Any) -> Any:
+    """Make a nested structure loadable with ``torch.load(weights_only=True)``.
+
+    NumPy arrays and scalars become tensors and Python numbers, tuples are tagged so that
+    `from_safe` restores them; tensors, str, numbers, None, lists and str-keyed dicts pass.
+    """
+    if isinstance(obj, np.ndarray):
+        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind == "u" else obj.dtype)),
+                "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Mapping):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return {_TUPLE: [to_safe(v) for v in obj]}
+    if isinstance(obj, list):
+        return [to_safe(v) for v in obj]
+    return obj
+
+
+def from_safe(obj: Any) -> Any:
+    """Inverse of `to_safe`."""
+    if isinstance(obj, Mapping):
+        if _NDARRAY in obj:
+            return obj[_NDARRAY].numpy().astype(np.dtype(obj["dtype"]))
+        if _TUPLE in obj:
+            return tuple(from_safe(v) for v in obj[_TUPLE])
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_safe(v) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Write a training checkpoint atomically (see the module docstring)."""
+    payload = {"version": CHECKPOINT_VERSION, **to_safe(dict(state))}
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint` (weights only: no arbitrary unpickling)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrainingError(f"{p}: checkpoint not found")
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise TrainingError(f"{p}: unreadable checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(payload, dict) or "model" not in payload or "update" not in payload:
+        raise TrainingError(f"{p}: not an srnas training checkpoint (no 'model'/'update' entries)")
+    version = payload.get("version")
+    if version != CHECKPOINT_VERSION:
+        raise TrainingError(f"{p}: checkpoint format version {version!r}, this srnas reads {CHECKPOINT_VERSION}")
+    return from_safe(payload)
+
+
+def find_weights(path: str | Path) -> Path:
+    """The weights file of ``path``: the file itself, or ``model.pt`` (else ``checkpoint.pt``) in a
+    retrain output folder."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("model.pt", CHECKPOINT_NAME, "model.safetensors"):
+            if (p / name).is_file():
+                return p / name
+        raise ConfigError(f"{p}: no model.pt or {CHECKPOINT_NAME} in this folder (expected a `srnas retrain` output)")
+    if not p.is_file():
+        raise ConfigError(f"{p}: model file or folder not found")
+    return p
+
+
+def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
+               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, "ArchConfig"]:
+    """Build a network and load trained weights, in eval mode.
+
+    ``path`` is a `srnas retrain` output folder, or a weights file (plain state dict, srnas
+    checkpoint, the EDSR authors' ``.pt``, ``.safetensors``). The architecture is ``config`` when
+    given, else the ``config.yaml`` next to the weights, else the config stored in an srnas
+    checkpoint.
+    """
+    from srnas.arch.checkpoint import load_weights
+    from srnas.arch.config import ArchConfig
+    from srnas.arch.networks import build_model
+
+    weights = find_weights(path)
+    if config is None:
+        for candidate in (weights.parent / "config.yaml", weights.parent / "config.yml", weights.parent / "config.json"):
+            if candidate.is_file():
+                config = ArchConfig.load(candidate)
+                break
+    if config is None and weights.suffix in (".pt", ".pth"):
+        try:
+            stored = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception:
+            stored = None
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+            config = ArchConfig.from_dict(from_safe(stored["config"]), source=f"{weights} (stored config)")
+    if config is None:
+        raise ConfigError(f"{weights}: no config.yaml next to the weights; pass --config FILE or a preset name")
+    model = build_model(config)
+    load_weights(model, weights, strict=True)
+    return model.to(device).eval(), config

@@ -1,0 +1,211 @@
+"""Device and precision policy: which device, which dtype, which memory layout, graphs or not.
+
+On CUDA: bf16 autocast (when the card supports it), channels_last, cuDNN autotuning and CUDA
+graphs for the whole training step (small SR nets are launch-bound: REFERENCE.md section 6).
+On CPU: fp32, channels_last (10-25% faster for these convs), one thread per core, deterministic
+with a seed.
+
+>>> resolve_device("cpu").type
+'cpu'
+>>> policy_for("cpu").autocast_dtype is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from srnas.errors import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> the first CUDA device if there is one, else the CPU; names are validated.
+
+    >>> resolve_device("auto").type in ("cpu", "cuda", "mps")
+    True
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        name = "auto" if device is None else str(device).strip().lower()
+        if name == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cpu")
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"device {device!r} unknown; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(dev)!r} requested but CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {str(dev)!r} not supported; allowed: auto, cpu, cuda, cuda:N, mps")
+    return dev
+
+
+@dataclasses.dataclass(frozen=True)
+class DevicePolicy:
+    """How one training run uses its device.
+
+    ``autocast_dtype`` is None for fp32; ``cuda_graphs`` captures the whole training step
+    (forward, backward, Adam) once per input shape and replays it.
+    """
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+    cuda_graphs: bool
+    cudnn_benchmark: bool
+    threads: int | None
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
+
+    def describe(self) -> str:
+        """One line, e.g. ``cuda:0 bf16 channels_last cuda-graphs``."""
+        parts = [str(self.device), self.precision]
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.cuda_graphs:
+            parts.append("cuda-graphs")
+        if self.threads:
+            parts.append(f"{self.threads} threads")
+        return " ".join(parts)
+
+    def autocast(self, *, cache_enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context of this policy (a no-op for fp32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=cache_enabled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+                "cuda_graphs": self.cuda_graphs, "cudnn_benchmark": self.cudnn_benchmark, "threads": self.threads}
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
+               channels_last: bool | None = None, cuda_graphs: bool | None = None,
+               threads: int | None = None) -> DevicePolicy:
+    """The policy for a device.
+
+    ``precision``: ``auto`` (bf16 on CUDA cards that support it, fp32 elsewhere), ``fp32`` or
+    ``bf16`` (CUDA only). ``channels_last``/``cuda_graphs`` default to the policy above; the
+    environment variables ``SRNAS_CHANNELS_LAST`` and ``SRNAS_CUDA_GRAPHS`` (0/1) override the
+    defaults. ``threads`` defaults to the cores of this process on CPU.
+    """
+    dev = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} unknown; allowed: {', '.join(PRECISIONS)}")
+    cuda = dev.type == "cuda"
+    if precision == "bf16":
+        if not cuda:
+            raise ConfigError(f"precision 'bf16' is supported on CUDA only, not on {dev.type}; use fp32 or auto")
+        if not torch.cuda.is_bf16_supported():
+            raise ConfigError(f"precision 'bf16': {torch.cuda.get_device_name(dev)} does not support bfloat16; use fp32")
+    use_bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    if channels_last is None:
+        channels_last = _env_flag("SRNAS_CHANNELS_LAST")
+    if channels_last is None:
+        channels_last = dev.type in ("cuda", "cpu")
+    if cuda_graphs is None:
+        cuda_graphs = _env_flag("SRNAS_CUDA_GRAPHS")
+    if cuda_graphs is None:
+        cuda_graphs = cuda
+    return DevicePolicy(
+        device=dev,
+        autocast_dtype=torch.bfloat16 if use_bf16 else None,
+        channels_last=bool(channels_last),
+        cuda_graphs=bool(cuda_graphs and cuda),
+        cudnn_benchmark=cuda,
+        threads=(threads or cpu_count()) if dev.type == "cpu" else None,
+    )
+
+
+def apply_policy(policy: DevicePolicy) -> None:
+    """Process-wide settings of a policy: thread count on CPU, cuDNN autotuning and TF32 on CUDA."""
+    if policy.threads and torch.get_num_threads() != policy.threads:
+        torch.set_num_threads(policy.threads)
+    if policy.device.type == "cuda":
+        torch.backends.cudnn.benchmark = policy.cudnn_benchmark
+        # fp32 layers outside autocast (and the fp32 policy) may use TF32 tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def memory_format(policy: DevicePolicy) -> torch.memory_format:
+    return torch.channels_last if policy.channels_last else torch.contiguous_format
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (torch CPU and CUDA, NumPy, Python) in checkpoint-safe form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": _python_state_to_safe(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    random.setstate(_python_state_from_safe(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _python_state_to_safe(state: tuple[Any, ...]) -> dict[str, Any]:
+    version, internal, gauss = state
+    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+
+
+def _python_state_from_safe(state: dict[str, Any]) -> tuple[Any, ...]:
+    return (state["version"], tuple(int(v) for v in state["internal"].tolist()), state["gauss"])

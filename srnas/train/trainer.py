@@ -1,0 +1,523 @@
+"""`Trainer`: fits one `ArchConfig` on SR patches under a schedule and scores it on a validation set.
+
+>>> from srnas.arch import ArchConfig
+>>> from srnas.data import demo_split
+>>> from srnas.train import Trainer, get_schedule
+>>> train, val = demo_split()
+>>> cfg = ArchConfig(n_resblocks=2, n_feats=16, global_skip="bicubic")
+>>> result = Trainer(cfg, train, val, get_schedule("tiny").shortened(20)).fit()  # doctest: +SKIP
+>>> result.final["psnr"] > 0  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srnas.arch.config import ArchConfig
+from srnas.arch.networks import build_model
+from srnas.errors import ConfigError, TrainingError
+from srnas.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from srnas.train.device import (
+    DevicePolicy, apply_policy, memory_format, policy_for, rng_state, seed_everything, set_rng_state,
+)
+from srnas.train.evaluate import evaluate_bicubic, evaluate_model, lr_images
+from srnas.train.schedules import Schedule, get_schedule, schedule_from_dict
+
+if TYPE_CHECKING:
+    from srnas.data import PatchSampler, SRImageSet
+
+#: Updates between loss checks (and progress reports) on CUDA: a check synchronises the device.
+CUDA_CHECK_EVERY = 50
+#: Eager steps per input shape before a CUDA graph is captured (cuDNN autotuning, Adam state).
+CUDA_GRAPH_WARMUP = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    """What a progress callback sees (after ``update`` of ``total`` updates)."""
+
+    update: int
+    total: int
+    loss: float
+    lr: float
+    last_psnr: float | None
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Outcome of `Trainer.fit`.
+
+    ``psnr_curve`` holds (update, validation PSNR) at every evaluation point; ``final`` the last
+    evaluation with ``psnr``, ``ssim``, ``protocol``, ``scale`` (an int, or the list of scales of
+    an MDSR model whose ``psnr``/``ssim`` are then the mean over scales) and ``per_scale``;
+    ``bicubic_psnr`` the bicubic baseline on the same images with the same protocol. ``model``
+    is the trained network in eval mode.
+    """
+
+    psnr_curve: list[tuple[int, float]]
+    final: dict[str, Any]
+    bicubic_psnr: float
+    updates: int
+    wall_time_s: float
+    device: str
+    model: nn.Module
+    seed: int
+    schedule: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arch_id: str = ""
+    precision: str = "fp32"
+    loss_curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def fidelity_id(self) -> str:
+        return str(self.schedule.get("fidelity_id", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (everything but the model)."""
+        return {
+            "arch_id": self.arch_id, "final": self.final, "bicubic_psnr": self.bicubic_psnr,
+            "psnr_curve": [list(p) for p in self.psnr_curve], "loss_curve": [list(p) for p in self.loss_curve],
+            "updates": self.updates, "wall_time_s": self.wall_time_s, "device": self.device,
+            "precision": self.precision, "seed": self.seed, "schedule": self.schedule,
+        }
+
+
+class _GraphEntry:
+    """One captured training step (per scale and input shape)."""
+
+    def __init__(self) -> None:
+        self.warm = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.lr: torch.Tensor | None = None
+        self.hr: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+
+
+class Trainer:
+    """Train one network under a schedule; validate with the validation set's protocol.
+
+    ``val_data``: one `SRImageSet` with LR images at every scale of the config, or a mapping
+    scale -> set (e.g. ``{s: load_eval_set(spec, s)}`` for MDSR, HR modcropped per scale).
+    ``schedule``: a `ProxySchedule`, a `PaperSchedule` or a name for `get_schedule`.
+    ``checkpoint_dir``: where ``checkpoint.pt`` is written every ``checkpoint_every`` updates
+    (default: at every evaluation point) and read by ``fit(resume=True)``. ``precision``:
+    ``auto`` | ``fp32`` | ``bf16`` (see `srnas.train.device`). ``init_weights``: a weights file or
+    state dict to start from; a file of another scale initialises everything but the upsampler
+    (the paper's x3/x4-from-x2 recipe). ``on_eval(update, psnr)`` is called at every evaluation
+    point; whatever it raises (e.g. ``optuna.TrialPruned``) propagates unchanged.
+    ``progress(TrainProgress)`` is called after every loss check (every update on CPU).
+    """
+
+    def __init__(self, config: ArchConfig, train_data: "SRImageSet",
+                 val_data: "SRImageSet | Mapping[int, SRImageSet]",
+                 schedule: "Schedule | str", *, device: str | torch.device = "cpu", seed: int = 0,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+                 precision: str = "auto", init_weights: str | Path | Mapping[str, Any] | None = None,
+                 on_eval: Callable[[int, float], None] | None = None,
+                 progress: Callable[[TrainProgress], None] | None = None,
+                 channels_last: bool | None = None, cuda_graphs: bool | None = None,
+                 threads: int | None = None) -> None:
+        if not isinstance(config, ArchConfig):
+            raise ConfigError(f"Trainer needs an ArchConfig, got {type(config).__name__}")
+        self.config = config
+        self.train_data = train_data
+        self.val_sets = _val_sets_by_scale(val_data, config.scales)
+        self.val_data = self.val_sets[config.scales[0]]
+        self.schedule: Schedule = get_schedule(schedule)
+        self.policy: DevicePolicy = policy_for(device, precision, channels_last=channels_last,
+                                               cuda_graphs=cuda_graphs, threads=threads)
+        self.seed = int(seed)
+        self.checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be a positive number of updates, got {checkpoint_every}")
+        self.checkpoint_every = checkpoint_every or self.schedule.eval_every
+        self.init_weights = init_weights
+        self.on_eval = on_eval
+        self.progress = progress
+        self.check_every = CUDA_CHECK_EVERY if self.policy.device.type == "cuda" else 1
+
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.sampler: "PatchSampler | None" = None
+        self.update = 0
+        self.psnr_curve: list[tuple[int, float]] = []
+        self.loss_curve: list[tuple[int, float]] = []
+        self.wall_time_before = 0.0
+        self._graphs: dict[tuple[Any, ...], _GraphEntry] | None = None
+        self._graph_stream: torch.cuda.Stream | None = None
+        self._pending: list[torch.Tensor] = []
+        self._window: list[float] = []
+        self._bicubic: dict[int, float] | None = None
+        self._lr_now = self.schedule.lr_at(0)
+        self._last_loss = float("nan")
+        self._t0: float | None = None
+        #: Why CUDA graphs were turned off for this run (None while they work or were not asked for).
+        self.graph_failure: str | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    def prepare(self, resume: bool = False) -> int:
+        """Build model, optimiser and patch sampler (seeded), load a checkpoint when resuming.
+
+        Returns the update count to continue from. Called by `fit`; call it yourself to drive
+        `step` directly (benchmarks, tests).
+        """
+        from srnas.data import PatchSampler
+
+        apply_policy(self.policy)
+        for s, val in self.val_sets.items():  # fail before training, not at the first evaluation
+            lr_images(val, s)
+        seed_everything(self.seed)
+        model = build_model(self.config)
+        if self.init_weights is not None:
+            _load_init(model, self.init_weights)
+        self.model = model.to(self.device, memory_format=memory_format(self.policy)).train()
+        self.optimizer = self._make_optimizer(self.model)
+        self.sampler = PatchSampler(self.train_data, self.config.scales, patch=self.schedule.patch,
+                                    batch=self.schedule.batch, augment=self.schedule.augment,
+                                    device=str(self.device), seed=self.seed)
+        self._graphs = {} if self.policy.cuda_graphs else None
+        self.update, self.psnr_curve, self.loss_curve, self.wall_time_before = 0, [], [], 0.0
+        self._pending, self._window = [], []
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.is_file():
+            self._restore(load_checkpoint(self.checkpoint_path, map_location=self.device))
+        return self.update
+
+    def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        params = [p for p in model.parameters() if p.requires_grad]
+        kwargs: dict[str, Any] = {"betas": self.schedule.betas, "eps": self.schedule.eps}
+        if self.policy.cuda_graphs:
+            # A captured Adam step needs its state on the device and the lr as a device tensor.
+            return torch.optim.Adam(params, lr=torch.tensor(self._lr_now, device=self.device),
+                                    capturable=True, foreach=True, **kwargs)
+        # The fused kernels are the fastest Adam on CUDA and on CPU (3x the per-tensor loop there)
+        # and just as deterministic.
+        return torch.optim.Adam(params, lr=self._lr_now, fused=self.device.type in ("cuda", "cpu"), **kwargs)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything `fit(resume=True)` needs to continue exactly."""
+        assert self.model is not None and self.optimizer is not None and self.sampler is not None
+        return {
+            "model": {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": {"update": self.update, "lr": self._lr_now},
+            "rng": rng_state(),
+            "update": self.update,
+            "sampler": self.sampler.state_dict(),
+            "config": self.config.to_dict(),
+            "arch_id": self.config.arch_id,
+            "schedule": self.schedule.to_dict(),
+            "seed": self.seed,
+            "psnr_curve": [list(p) for p in self.psnr_curve],
+            "loss_curve": [list(p) for p in self.loss_curve],
+            "loss_window": list(self._window),
+            "wall_time_s": self.wall_time_before + self._session_time(),
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the training state atomically (default: ``checkpoint_dir/checkpoint.pt``)."""
+        target = Path(path) if path is not None else self.checkpoint_path
+        if target is None:
+            raise ConfigError("save_checkpoint: no path given and the Trainer has no checkpoint_dir")
+        self._flush_losses()
+        return save_checkpoint(target, self.state_dict())
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        assert self.model is not None and self.optimizer is not None and self.sampler is not None
+        where = str(self.checkpoint_path)
+        if state.get("arch_id") != self.config.arch_id:
+            raise TrainingError(f"{where}: checkpoint of architecture {state.get('arch_id')}, "
+                                f"not {self.config.arch_id}; use another checkpoint folder")
+        theirs = schedule_from_dict(state["schedule"])
+        if theirs.fidelity_id != self.schedule.fidelity_id:
+            raise TrainingError(f"{where}: checkpoint of schedule {theirs.name!r} ({theirs.fidelity_id}), "
+                                f"not {self.schedule.name!r} ({self.schedule.fidelity_id})")
+        if int(state["seed"]) != self.seed:
+            raise TrainingError(f"{where}: checkpoint trained with seed {state['seed']}, not {self.seed}")
+        self.model.load_state_dict(state["model"])
+        self._load_optimizer(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.update = int(state["update"])
+        self.psnr_curve = [(int(u), float(p)) for u, p in state["psnr_curve"]]
+        self.loss_curve = [(int(u), float(v)) for u, v in state["loss_curve"]]
+        self._window = [float(v) for v in state["loss_window"]]
+        self.wall_time_before = float(state["wall_time_s"])
+
+    def _load_optimizer(self, state: dict[str, Any]) -> None:
+        # load_state_dict also copies the implementation flags (fused, capturable, a tensor lr) of
+        # the run that saved it; keep this device's own, so that a CUDA checkpoint resumes on CPU.
+        assert self.optimizer is not None
+        own = [{k: g[k] for k in ("fused", "capturable", "foreach", "lr") if k in g}
+               for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state)
+        for group, mine in zip(self.optimizer.param_groups, own):
+            lr = float(group["lr"])
+            group.update(mine)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._lr_now = float(self.optimizer.param_groups[0]["lr"])
+
+    # ---- one update -----------------------------------------------------------------------------
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (in place for a captured optimiser)."""
+        assert self.optimizer is not None
+        self._lr_now = lr
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+
+    def step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        """One update on a batch (float 0..255, on the device); returns the loss (not synchronised).
+
+        Only the parts of the network that this scale uses receive gradients, and parameters
+        without a gradient are left alone by Adam (their moments too): MDSR's other scales'
+        heads and upsamplers are untouched.
+        """
+        if self.model is None:
+            raise TrainingError("Trainer.step before Trainer.prepare")
+        if self.policy.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        if self._graphs is not None:
+            return self._graphed_step(lr, hr, scale)
+        return self._eager_step(lr, hr, scale)
+
+    def _loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        sr = sr.float()  # bf16 outputs in 0..255 are coarse: compute the loss in fp32
+        return F.l1_loss(sr, hr) if self.schedule.loss == "l1" else F.mse_loss(sr, hr)
+
+    def _eager_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int, *, cache_enabled: bool = True) -> torch.Tensor:
+        assert self.model is not None and self.optimizer is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.policy.autocast(cache_enabled=cache_enabled):
+            sr = self.model(lr, scale=scale)
+        loss = self._loss(sr, hr)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _graphed_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        assert self._graphs is not None
+        key = (scale, tuple(lr.shape), tuple(hr.shape))
+        entry = self._graphs.setdefault(key, _GraphEntry())
+        if entry.graph is None:
+            if entry.warm < CUDA_GRAPH_WARMUP:
+                entry.warm += 1
+                return self._side_stream_step(lr, hr, scale)
+            try:
+                self._capture(entry, lr, hr, scale)
+            except Exception as exc:  # a model with an uncapturable op: fall back to eager steps
+                self._graphs = None
+                self.graph_failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                warnings.warn(f"CUDA graphs turned off for this run ({self.graph_failure}); training goes on eagerly",
+                              RuntimeWarning, stacklevel=2)
+                torch.cuda.synchronize(self.device)
+                return self._eager_step(lr, hr, scale)
+        assert entry.graph is not None and entry.lr is not None and entry.hr is not None and entry.loss is not None
+        entry.lr.copy_(lr)
+        entry.hr.copy_(hr)
+        entry.graph.replay()
+        return entry.loss.clone()
+
+    def _side_stream_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        # Warm-up steps before a capture run on a side stream (as torch.cuda.graphs requires).
+        if self._graph_stream is None:
+            self._graph_stream = torch.cuda.Stream(self.device)
+        main = torch.cuda.current_stream(self.device)
+        self._graph_stream.wait_stream(main)
+        with torch.cuda.stream(self._graph_stream):
+            loss = self._eager_step(lr, hr, scale, cache_enabled=False)
+        main.wait_stream(self._graph_stream)
+        return loss
+
+    def _capture(self, entry: _GraphEntry, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
+        assert self.model is not None and self.optimizer is not None
+        entry.lr = torch.empty_like(lr).copy_(lr)
+        entry.hr = torch.empty_like(hr).copy_(hr)
+        torch.cuda.synchronize(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            with self.policy.autocast(cache_enabled=False):
+                sr = self.model(entry.lr, scale=scale)
+            entry.loss = self._loss(sr, entry.hr)
+            entry.loss.backward()
+            self.optimizer.step()
+        entry.graph = graph  # capturing does not run the step: the caller replays it now
+
+    def update_once(self) -> torch.Tensor:
+        """One scheduled update as `fit` does it: set the lr, draw a batch, step, check the loss.
+
+        Returns the loss tensor (not synchronised). For benchmarks and custom loops after
+        `prepare`; `fit` adds evaluation, checkpoints and progress reports.
+        """
+        if self.sampler is None:
+            raise TrainingError("Trainer.update_once before Trainer.prepare")
+        self.set_lr(self.schedule.lr_at(self.update))
+        lr, hr, scale = self.sampler.sample()
+        loss = self.step(lr, hr, scale)
+        self.update += 1
+        self._record_loss(loss)
+        return loss
+
+    # ---- loss checks ----------------------------------------------------------------------------
+
+    def _record_loss(self, loss: torch.Tensor) -> None:
+        self._pending.append(loss)
+        if len(self._pending) >= self.check_every:
+            self._flush_losses()
+
+    def _flush_losses(self) -> None:
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).float().cpu().tolist()
+        first = self.update - len(values) + 1
+        self._pending = []
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise TrainingError(
+                    f"non-finite loss at update {first + i} ({v}) with lr {self.schedule.lr_at(first + i - 1):g}: "
+                    f"{self.config.describe()} diverged; lower the lr or use res_scale 0.1"
+                )
+        self._window.extend(values)
+        self._last_loss = sum(values) / len(values)
+
+    # ---- validation -----------------------------------------------------------------------------
+
+    def bicubic_scores(self) -> dict[int, float]:
+        """Bicubic PSNR per scale on the validation images used for scoring (cached)."""
+        if self._bicubic is None:
+            self._bicubic = {
+                s: evaluate_bicubic(val, scale=s, max_images=self.schedule.val_images, with_ssim=False).psnr
+                for s, val in self.val_sets.items()
+            }
+        return self._bicubic
+
+    def validate(self, *, with_ssim: bool = True) -> dict[str, Any]:
+        """Score the current model on the validation set (every scale; PSNR/SSIM are the mean)."""
+        assert self.model is not None
+        per_scale: dict[str, dict[str, Any]] = {}
+        bicubic = self.bicubic_scores()
+        for s, val in self.val_sets.items():
+            res = evaluate_model(self.model, val, scale=s, max_images=self.schedule.val_images,
+                                 with_ssim=with_ssim)
+            per_scale[str(s)] = {"psnr": res.psnr, "ssim": res.ssim, "bicubic_psnr": bicubic[s]}
+        psnrs = [v["psnr"] for v in per_scale.values()]
+        ssims = [v["ssim"] for v in per_scale.values()]
+        scales = list(self.config.scales)
+        return {
+            "psnr": float(sum(psnrs) / len(psnrs)),
+            "ssim": float(sum(ssims) / len(ssims)) if all(v is not None for v in ssims) else None,
+            "protocol": self.val_data.protocol,
+            "scale": scales[0] if len(scales) == 1 else scales,
+            "scales": scales,
+            "per_scale": per_scale,
+            "bicubic_psnr": float(sum(bicubic.values()) / len(bicubic)),
+            "val_set": self.val_data.name,
+            "val_images": min(len(self.val_data.hr), self.schedule.val_images or len(self.val_data.hr)),
+        }
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def _session_time(self) -> float:
+        return time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train for the schedule's updates (continuing from the checkpoint with ``resume``).
+
+        Raises `TrainingError` on a non-finite loss; exceptions from ``on_eval`` and
+        ``progress`` propagate unchanged.
+        """
+        start = self.prepare(resume)
+        assert self.model is not None and self.sampler is not None
+        total = self.schedule.updates
+        eval_points = set(self.schedule.eval_points())
+        self._t0 = time.perf_counter()
+        final: dict[str, Any] | None = None
+        last_psnr = self.psnr_curve[-1][1] if self.psnr_curve else None
+        for _ in range(start, total):
+            self.update_once()
+            if self.update in eval_points:
+                self._flush_losses()
+                self.loss_curve.append((self.update, sum(self._window) / max(len(self._window), 1)))
+                self._window = []
+                scores = self.validate(with_ssim=self.update == total)
+                if self.update == total:
+                    final = scores
+                last_psnr = scores["psnr"]
+                self.psnr_curve.append((self.update, last_psnr))
+                if self.on_eval is not None:
+                    self.on_eval(self.update, last_psnr)
+            if self.checkpoint_path is not None and (self.update % self.checkpoint_every == 0 or self.update == total):
+                self.save_checkpoint()
+            if self.progress is not None and not self._pending:
+                elapsed = self._session_time()
+                done = self.update - start
+                eta = elapsed / done * (total - self.update) if done else None
+                self.progress(TrainProgress(update=self.update, total=total, loss=self._last_loss,
+                                            lr=self._lr_now, last_psnr=last_psnr, elapsed_s=elapsed, eta_s=eta))
+        self._flush_losses()
+        if final is None:  # resumed after the last update, or nothing to train
+            final = self.validate(with_ssim=True)
+        wall = self.wall_time_before + self._session_time()
+        model = self.model.to(memory_format=torch.contiguous_format).eval()
+        return TrainResult(
+            psnr_curve=list(self.psnr_curve), final=final, bicubic_psnr=final["bicubic_psnr"],
+            updates=self.update, wall_time_s=wall, device=str(self.device), model=model, seed=self.seed,
+            schedule=self.schedule.to_dict(), arch_id=self.config.arch_id, precision=self.policy.precision,
+            loss_curve=list(self.loss_curve),
+        )
+
+
+def _val_sets_by_scale(val_data: "SRImageSet | Mapping[int, SRImageSet]",
+                       scales: tuple[int, ...]) -> dict[int, "SRImageSet"]:
+    """One validation set per scale: the same set for every scale, or a mapping scale -> set."""
+    if isinstance(val_data, Mapping):
+        missing = [s for s in scales if s not in val_data]
+        if missing:
+            raise ConfigError(f"validation sets given for scales {sorted(val_data)}; the model also needs x{missing[0]}")
+        sets = {s: val_data[s] for s in scales}
+    else:
+        sets = {s: val_data for s in scales}
+    protocols = {v.protocol for v in sets.values()}
+    if len(protocols) != 1:
+        raise ConfigError(f"validation sets mix protocols {sorted(protocols)}; use one protocol for all scales")
+    return sets
+
+
+def _load_init(model: nn.Module, source: str | Path | Mapping[str, Any]) -> None:
+    """Load starting weights: all of them when they match, else all but the upsampler (x2 -> x3/x4)."""
+    from srnas.arch.checkpoint import load_weights, read_state_dict
+
+    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
+    try:
+        load_weights(model, state, strict=True)
+    except ConfigError:
+        left = load_weights(model, state, strict=False, transfer=True)
+        own = model.state_dict()
+        if len(left) == len(own):
+            raise ConfigError(f"init weights {source if isinstance(source, (str, Path)) else 'state dict'}: "
+                              "no tensor matches this architecture") from None

@@ -1,0 +1,137 @@
+"""End to end: `srnas retrain`, `srnas eval` and `srnas upscale` on the demo data (in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srnas.arch import ArchConfig, build_model
+from srnas.cli import main
+from srnas.data import demo_split, load_image, save_image
+
+
+@pytest.fixture(scope="module")
+def edsr_baseline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`srnas retrain --preset edsr-baseline --schedule proxy-tiny --data demo`, cut to 2 updates."""
+    root = tmp_path_factory.mktemp("trials")
+    rc = main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--data", "demo",
+               "--device", "cpu", "--out", str(root), "--max-updates", "2", "--no-progress"])
+    assert rc == 0
+    (out,) = (root / "manual" / "retrain").iterdir()
+    return out
+
+
+def test_retrain_writes_config_checkpoint_weights_and_metrics(edsr_baseline_run: Path) -> None:
+    from srnas.arch import preset_config
+
+    cfg = preset_config("edsr-baseline", scale=2)
+    assert edsr_baseline_run.name == cfg.arch_id
+    assert ArchConfig.load(edsr_baseline_run / "config.yaml") == cfg
+    state = torch.load(edsr_baseline_run / "model.pt", weights_only=True)
+    assert set(state) == set(build_model(cfg).state_dict())
+    metrics = json.loads((edsr_baseline_run / "metrics.json").read_text())
+    assert metrics["final"]["protocol"] == "benchmark" and metrics["final"]["scale"] == 2
+    assert metrics["schedule"]["name"] == "tiny@2" and metrics["updates"] == 2
+    assert [u for u, _ in metrics["psnr_curve"]] == [2]
+    assert metrics["bicubic_psnr"] == pytest.approx(30.60, abs=0.02)
+    assert (edsr_baseline_run / "checkpoint.pt").is_file()
+
+
+def test_retrain_resume_of_a_finished_run(edsr_baseline_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = json.loads((edsr_baseline_run / "metrics.json").read_text())
+    rc = main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--data", "demo", "--device", "cpu",
+               "--out", str(edsr_baseline_run.parents[2]), "--max-updates", "2", "--resume", "--no-progress"])
+    assert rc == 0
+    after = json.loads((edsr_baseline_run / "metrics.json").read_text())
+    assert after["final"]["psnr"] == before["final"]["psnr"] and after["psnr_curve"] == before["psnr_curve"]
+
+
+def test_eval_prints_the_table_and_writes_json(edsr_baseline_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["eval", "--model", str(edsr_baseline_run), "--data", "demo", "--device", "cpu",
+               "--json", str(tmp_path / "eval.json")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "benchmark protocol" in out and "Bicubic (measured)" in out and "demo-val" in out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    metrics = json.loads((edsr_baseline_run / "metrics.json").read_text())
+    ours = result["results"]["demo-val"]
+    assert ours["protocol"] == "benchmark" and ours["n_images"] == 1
+    assert ours["psnr"] == pytest.approx(metrics["final"]["psnr"], abs=1e-6)  # same weights, same protocol
+    assert result["bicubic"]["demo-val"]["psnr"] == pytest.approx(30.60, abs=0.02)
+
+
+def _benchmark_root(tmp_path: Path) -> Path:
+    """A Set5 folder in the authors' layout, from demo crops (HR only: LR made with imresize)."""
+    train, _ = demo_split((2,))
+    hr_dir = tmp_path / "benchmark" / "Set5" / "HR"
+    hr_dir.mkdir(parents=True)
+    for name, img in zip(train.names[:2], train.hr[:2]):
+        save_image(hr_dir / f"{name}.png", np.ascontiguousarray(img[:64, :80]))
+    return tmp_path
+
+
+def test_eval_on_a_benchmark_folder_shows_published_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = ArchConfig(n_resblocks=1, n_feats=4, global_skip="bicubic")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    torch.save(build_model(cfg).state_dict(), model_dir / "model.pt")
+    (model_dir / "config.yaml").write_text(cfg.to_yaml())
+    rc = main(["eval", "--model", str(model_dir / "model.pt"), "--data", str(_benchmark_root(tmp_path)),
+               "--sets", "Set5", "--scale", "2", "--device", "cpu", "--self-ensemble", "--tile", "16"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "EDSR-baseline (published)" in out and "37.99" in out and "33.66" in out
+    assert "Set5" in out and "self-ensemble" in out
+
+
+def test_upscale_writes_bigger_images(edsr_baseline_run: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    inputs = []
+    for i, shape in enumerate([(20, 30, 3), (17, 11, 3)]):
+        inputs.append(save_image(tmp_path / f"in{i}.png", (rng.random(shape) * 255).astype(np.uint8)))
+    out = tmp_path / "out"
+    rc = main(["upscale", *map(str, inputs), "-o", str(out), "--model", str(edsr_baseline_run / "model.pt"),
+               "--device", "cpu", "--tile", "8"])
+    assert rc == 0
+    assert load_image(out / "in0_x2.png").shape == (40, 60, 3)
+    assert load_image(out / "in1_x2.png").shape == (34, 22, 3)
+
+
+def test_retrain_top_k_of_a_study(tmp_path: Path) -> None:
+    import optuna
+
+    from srnas.search.storage import open_storage
+
+    storage = open_storage(None, "demo-study", heartbeat=None, root=tmp_path)
+    study = optuna.create_study(study_name="demo-study", storage=storage, direction="maximize")
+    configs = [ArchConfig(n_resblocks=b, n_feats=4, global_skip="bicubic") for b in (1, 2, 3)]
+    for value, cfg in zip((31.0, 32.0, 30.0), configs):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": cfg.to_dict()}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                              user_attrs={"config": configs[2].to_dict()}))
+    rc = main(["retrain", "--study", "demo-study", "--top", "2", "--schedule", "proxy-tiny", "--data", "demo",
+               "--device", "cpu", "--out", str(tmp_path), "--max-updates", "2", "--no-progress"])
+    assert rc == 0
+    done = sorted(p.name for p in (tmp_path / "demo-study" / "retrain").iterdir())
+    assert done == sorted([configs[1].arch_id, configs[0].arch_id])
+
+
+def test_missing_study_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["retrain", "--study", "nothing-here", "--top", "3", "--data", "demo", "--out", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("srnas: error:") and "nothing-here" in err and "\n" not in err
+
+
+def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["retrain", "--preset", "edsr-baseline", "--schedule", "paper-short", "--out", str(tmp_path)]) == 2
+    assert "unknown schedule 'paper-short'" in capsys.readouterr().err
+    assert main(["retrain", "--top", "2", "--out", str(tmp_path)]) == 2
+    assert "--study" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "none"), "--data", "demo"]) == 2
+    assert "not found" in capsys.readouterr().err
