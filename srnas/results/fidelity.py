@@ -54,34 +54,11 @@ class FidelityError(SrnasError):
 # ---- fidelities ------------------------------------------------------------------------------
 
 
-def longer(schedule: Any, factor: int) -> Any:
-    """``schedule`` trained ``factor`` times longer: updates, lr milestones and eval interval scaled."""
-    if factor < 1:
-        raise ConfigError(f"fidelity factor must be a positive integer, got {factor}")
-    if factor == 1:
-        return schedule
-    return schedule.replace(name=f"{schedule.name}*{factor}", updates=schedule.updates * factor,
-                            lr_milestones=tuple(m * factor for m in schedule.lr_milestones),
-                            eval_every=schedule.eval_every * factor)
-
-
 def parse_fidelity(text: str) -> Any:
-    """A schedule from ``NAME[*FACTOR][@MAX_UPDATES]`` (see the module docstring)."""
+    """A schedule from ``NAME[*FACTOR][@MAX_UPDATES]`` (see `srnas.train.get_schedule`)."""
     from srnas.train.schedules import get_schedule
 
-    spec = text.strip()
-    base, at, cut = spec.partition("@")
-    name, star, factor = base.partition("*")
-    schedule = get_schedule(name)
-    if star:
-        if not factor.isdigit() or int(factor) < 1:
-            raise ConfigError(f"fidelity {text!r}: expected NAME*FACTOR with a positive integer, e.g. tiny*10")
-        schedule = longer(schedule, int(factor))
-    if at:
-        if not cut.isdigit() or int(cut) < 1:
-            raise ConfigError(f"fidelity {text!r}: expected NAME@UPDATES with a positive integer, e.g. tiny@40")
-        schedule = schedule.shortened(int(cut))
-    return schedule
+    return get_schedule(text.strip())
 
 
 # ---- sampling --------------------------------------------------------------------------------

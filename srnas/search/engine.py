@@ -134,16 +134,10 @@ def proxy_name(settings: SearchSettings, space: Any) -> str:
 
 
 def resolve_schedule(name: str) -> Any:
-    """A proxy schedule by name; ``NAME@N`` is that fidelity cut to N updates (smoke runs)."""
+    """The proxy schedule of a search (``NAME``, ``NAME@N``, ``NAME*F``; see `get_schedule`)."""
     from srnas.train.schedules import get_schedule
 
-    base, sep, count = name.partition("@")
-    schedule = get_schedule(base)
-    if sep:
-        if not count.isdigit() or int(count) < 1:
-            raise ConfigError(f"--proxy {name!r}: expected NAME@UPDATES with a positive integer, e.g. tiny@100")
-        schedule = schedule.shortened(int(count))
-    return schedule
+    return get_schedule(name)
 
 
 def make_sampler(settings: SearchSettings) -> Any:
@@ -334,10 +328,14 @@ class Worker:
         self.device = resolve_device(settings.devices[worker_id % len(settings.devices)])
         self.dir = study_dir(self.study_name, root)
         self.artifacts = artifact_dir(self.study_name, root)
+        # Several CPU workers share the cores instead of each taking all of them.
+        threads = None
+        if self.device.type == "cpu" and settings.workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // settings.workers)
         self.objective = Objective(self.space, self.schedule, data=settings.data,
                                    objectives=settings.objectives, device=str(self.device),
                                    seed=settings.seed or 0, engine=settings.engine,
-                                   sample_dir=self.dir / "tmp")
+                                   sample_dir=self.dir / "tmp", threads=threads)
         self.on_trial_end = on_trial_end
         self.worker_tag = f"{socket.gethostname()}:{os.getpid()}"
         self._deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
@@ -397,7 +395,12 @@ class Worker:
                 if key not in ("worker", "preset", "reused_from"):
                     trial.set_user_attr(key, value)
             trial.set_user_attr("reused_from", reuse.number)
-            self.study.tell(trial, reuse.values)
+            if reuse.state == TrialState.COMPLETE:
+                self.study.tell(trial, reuse.values)
+            else:  # pruned at this fidelity before: it would be pruned again
+                for step, value in reuse.intermediate_values.items():
+                    trial.report(value, step)
+                self.study.tell(trial, state=TrialState.PRUNED)
             return
 
         curve: list[list[float]] = []
@@ -437,12 +440,14 @@ class Worker:
         self.study.tell(trial, list(evaluation.values))
 
     def _find_previous(self, arch_id: str) -> Any | None:
+        """A trial that trained ``arch_id`` at this fidelity (complete, or pruned by the pruner)."""
         from optuna.trial import TrialState
 
         fidelity = self.schedule.fidelity_id
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("arch_id") == arch_id and t.user_attrs.get("fidelity") == fidelity \
-                    and "reused_from" not in t.user_attrs:
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            a = t.user_attrs
+            if a.get("arch_id") == arch_id and a.get("fidelity") == fidelity and "reused_from" not in a \
+                    and "infeasible" not in a:
                 return t
         return None
 

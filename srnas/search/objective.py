@@ -62,7 +62,7 @@ class Objective:
     def __init__(self, space: SearchSpace, schedule: Any, *, data: str = "demo",
                  objectives: Sequence[str] = ("psnr",), device: str = "cpu", seed: int = 0,
                  engine: str = "optuna", sample_dir: Path | None = None,
-                 latency_lr_size: tuple[int, int] = (180, 320)) -> None:
+                 latency_lr_size: tuple[int, int] = (180, 320), threads: int | None = None) -> None:
         from srnas.train.schedules import get_schedule
 
         self.space = space
@@ -74,6 +74,7 @@ class Objective:
         self.engine = engine
         self.sample_dir = sample_dir
         self.latency_lr_size = latency_lr_size
+        self.threads = threads
         self._train = self._val = None
 
     # ---- data ---------------------------------------------------------------------------
@@ -86,7 +87,10 @@ class Objective:
 
         scales = list(self.space.scales)
         self._train = load_train_set(self.data_spec, scales)
-        self._val = load_eval_set(self.data_spec, scales[0])
+        if len(scales) == 1:
+            self._val = load_eval_set(self.data_spec, scales[0])
+        else:  # MDSR: each scale scored on HR cropped to a multiple of that scale only
+            self._val = {s: load_eval_set(self.data_spec, s) for s in scales}
 
     # ---- evaluation ---------------------------------------------------------------------
 
@@ -113,7 +117,7 @@ class Objective:
 
         t0 = time.perf_counter()
         trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
-                          seed=trial_seed, on_eval=on_eval)
+                          seed=trial_seed, on_eval=on_eval, threads=self.threads)
         result = trainer.fit()
         final = result.final
         attrs.update({
@@ -149,8 +153,9 @@ class Objective:
         from srnas.data import imresize, save_image
 
         s = cfg.scale
-        hr = self._val.hr[0]
-        lr = self._val.lr[s][0]
+        val = self._val[s] if isinstance(self._val, dict) else self._val
+        hr = val.hr[0]
+        lr = val.lr[s][0]
         size = min(48, lr.shape[0], lr.shape[1])
         y0, x0 = (lr.shape[0] - size) // 2, (lr.shape[1] - size) // 2
         lr_crop = lr[y0:y0 + size, x0:x0 + size]

@@ -146,6 +146,15 @@ class _Schedule:
         """A copy with some fields changed (re-validated)."""
         return dataclasses.replace(self, **changes)
 
+    def lengthened(self, factor: int) -> "Schedule":
+        """The schedule trained ``factor`` times longer: updates, lr milestones and evaluation
+        interval scaled; named ``NAME*F`` (its ``fidelity_id`` changes too)."""
+        if factor == 1:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}*{factor}", updates=self.updates * factor,
+                                   lr_milestones=tuple(m * factor for m in self.lr_milestones),
+                                   eval_every=self.eval_every * factor)
+
     def shortened(self, max_updates: int) -> "Schedule":
         """The same schedule cut to at most ``max_updates`` updates (smoke runs, benchmarks).
 
@@ -230,7 +239,8 @@ def schedule_names() -> list[str]:
 
 def get_schedule(name: "str | Schedule") -> "Schedule":
     """A schedule by name: ``paper``, ``paper-long``, ``proxy-<fidelity>`` or the bare fidelity;
-    ``NAME@N`` is that schedule cut to N updates (`shortened`, for smoke runs).
+    ``NAME*F`` trains F times longer (`lengthened`), ``NAME@N`` is cut to N updates
+    (`shortened`, for smoke runs); ``NAME*F@N`` combines both.
 
     A schedule object is returned unchanged.
 
@@ -246,6 +256,11 @@ def get_schedule(name: "str | Schedule") -> "Schedule":
         if not count.strip().isdigit() or int(count) < 1:
             raise ConfigError(f"schedule {name!r}: expected NAME@UPDATES with a positive integer, e.g. tiny@100")
         return get_schedule(base).shortened(int(count))
+    base, star, factor = name.partition("*")
+    if star:
+        if not factor.strip().isdigit() or int(factor) < 1:
+            raise ConfigError(f"schedule {name!r}: expected NAME*FACTOR with a positive integer, e.g. tiny*10")
+        return get_schedule(base).lengthened(int(factor))
     key = name.strip().lower().replace("_", "-")
     if key in PAPER_SCHEDULES:
         return PAPER_SCHEDULES[key]
