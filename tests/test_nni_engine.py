@@ -160,7 +160,7 @@ def test_failed_subprocess_trials_stop_the_search(nni_loaded: None) -> None:
 
     from nni.nas.space import ModelStatus
 
-    from srnas.search.engine import MAX_CONSECUTIVE_FAILURES
+    from srnas.search.trial import MAX_CONSECUTIVE_FAILURES
 
     budget = nni_engine._StudyBudget(None, 4, timeout=None, recorder=None)
     budget.experiment_id = "abc"
@@ -277,7 +277,7 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     (experiment,) = experiments
     assert (Path(os.environ["HOME"]) / "nni-experiments" / experiment).is_dir()
     out = capsys.readouterr()
-    assert "Best 4 of 4 complete trials" in out.out
+    assert "architectures of 4 complete trials" in out.out
     assert "strategy evolution (RegularizedEvolution)" in out.err
     assert "INFO" not in out.out  # NNI's own log stays in its log file
 

@@ -19,7 +19,7 @@ from srnas.search.objective import TRIAL_ATTRS
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.slow
 
-FAST = ["--proxy", "tiny@40", "--no-progress", "--heartbeat", "2"]
+FAST = ["--proxy", "tiny@40", "--no-progress", "--heartbeat", "2", "--workers", "1"]
 
 
 @pytest.fixture()
@@ -120,7 +120,7 @@ def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
 
 
 def _run_two_workers(trials_dir: Path, name: str, storage: str | None) -> optuna.Study:
-    argv = ["search", "--budget", "8", "--study", name, "--workers", "2", "--seed", "2", *FAST]
+    argv = ["search", "--budget", "8", "--study", name, "--seed", "2", *FAST, "--workers", "2"]
     if storage:
         argv += ["--storage", storage]
     assert main(argv) == 0
@@ -148,7 +148,7 @@ def test_two_workers_on_postgresql(trials_dir: Path) -> None:
 
 def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> None:
     argv = [sys.executable, "-m", "srnas", "search", "--budget", "4", "--study", "killed",
-            "--seed", "4", "--proxy", "tiny@300", "--no-progress", "--heartbeat", "2"]
+            "--seed", "4", "--proxy", "tiny@300", "--no-progress", "--heartbeat", "2", "--workers", "1"]
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = trials_dir / "killed" / "study.db"
@@ -178,7 +178,7 @@ def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> 
 
     # The same command again finishes the budget.
     assert main(["search", "--budget", "4", "--study", "killed", "--seed", "4", "--proxy", "tiny@300",
-                 "--no-progress", "--heartbeat", "2"]) == 0
+                 "--no-progress", "--heartbeat", "2", "--workers", "1"]) == 0
     study = _study(trials_dir, "killed")
     by_number = {t.number: t for t in study.trials}
     assert by_number[killed_number].state == TrialState.FAIL

@@ -13,6 +13,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number or auto") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run an architecture search (Optuna by default, or NNI)",
                        description="Search a space with short proxy trainings. With no --data the "
@@ -29,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2, gp")
     p.add_argument("--pruner", default=None, help="hyperband (default, single objective), median, none")
     p.add_argument("--objectives", default="psnr", help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="local worker processes: a number, or auto (default: one per GPU, else one per CPU core, up to 8)")
     p.add_argument("--devices", default="auto", help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     p.add_argument("--seed", type=int, default=None, help="sampler and training seed (one CPU worker: reproducible)")

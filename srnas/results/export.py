@@ -35,10 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from srnas.arch.blocks import BicubicUpsample
 from srnas.errors import ConfigError, MissingExtraError, SrnasError
 
 if TYPE_CHECKING:

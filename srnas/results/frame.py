@@ -272,11 +272,9 @@ def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int |
         if top < 1:
             raise SelectionError(f"--top must be a positive integer, got {top}")
         return _first_per_arch(complete)[:top]
-    objectives = list(study.user_attrs.get("objectives") or ["psnr"])
     if len(complete[0].values) > 1:
         costs = [list(map(float, t.values[1:])) for t in complete]
-    else:
-        objectives = ["psnr", "params"]
+    else:  # single objective: the Pareto set of PSNR vs parameters
         costs = [[float(t.user_attrs.get("params", math.inf))] for t in complete]
     scores = [float(t.values[0]) for t in complete]
     keep = []

@@ -29,7 +29,6 @@ import functools
 import math
 import os
 import socket
-import sys
 import time
 import uuid
 import warnings
@@ -38,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from srnas.arch.config import ArchConfig
-from srnas.errors import ConfigError, MissingExtraError, SrnasError, TrainingError
+from srnas.errors import ConfigError, MissingExtraError, SrnasError
+from srnas.search.trial import MAX_CONSECUTIVE_FAILURES, TrialRunner
 from srnas.space import FixedChooser, SearchSpace
 
 #: ``--nni-strategy`` values and the NNI strategies they name.
@@ -242,7 +242,8 @@ class TrialRecorder:
                                    device=self.device, seed=settings.seed or 0, engine="nni",
                                    sample_dir=self.dir / "tmp")
         self.worker_tag = f"{socket.gethostname()}:{os.getpid()}"
-        self.consecutive_failures = 0
+        self.runner = TrialRunner(study, space, self.objective, artifacts=self.artifacts, seed=settings.seed,
+                                  device=self.device, worker_tag=self.worker_tag)
         self.interrupted = False
         #: In-process runs: the NNI experiment id and how many of its trials ran (trial labels).
         self.experiment_id: str | None = None
@@ -265,17 +266,6 @@ class TrialRecorder:
         return cls(settings, study=study, space=space, schedule=schedule, root=settings.root_path())
 
     # ---- the study ------------------------------------------------------------------------
-
-    def _find_previous(self, arch_id: str) -> Any | None:
-        """A COMPLETE, not itself reused trial of ``arch_id`` at this fidelity."""
-        from optuna.trial import TrialState
-
-        fidelity = self.schedule.fidelity_id
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("arch_id") == arch_id and t.user_attrs.get("fidelity") == fidelity \
-                    and "reused_from" not in t.user_attrs:
-                return t
-        return None
 
     def _open_trial(self, cfg: ArchConfig, attrs: dict[str, Any]) -> Any:
         """Add a RUNNING trial with the config's params and return a live `optuna.Trial` on it
@@ -323,110 +313,25 @@ class TrialRecorder:
             done += 1
         return done
 
-    def _upload(self, trial: Any, png: Path) -> None:
-        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-
-        try:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(self.artifacts)),
-                                          file_path=str(png), study_or_trial=trial, mimetype="image/png")
-            trial.set_user_attr("sample_artifact", artifact_id)
-        finally:
-            png.unlink(missing_ok=True)
-
     # ---- one NNI trial --------------------------------------------------------------------
 
     def evaluate(self, cfg: ArchConfig, *, trial: Any = None,
                  report_intermediate: Callable[[float], None] = lambda psnr: None,
                  report_final: Callable[[float], None] = lambda psnr: None) -> None:
-        """Evaluate ``cfg`` as one study trial (a new one, or ``trial`` when given) and report
-        its PSNR through ``report_intermediate`` / ``report_final`` (to NNI).
-
-        Reuses the result of an identical architecture at the same fidelity (``reused_from``).
-        Training failures (`TrainingError`) fail the trial and report nothing; other errors
-        fail it too and stop the search after `MAX_CONSECUTIVE_FAILURES` in a row; data errors
-        (`SrnasError`) and interrupts fail it and stop the search at once.
-        """
-        from optuna.trial import TrialState
-
-        from srnas.search.engine import MAX_CONSECUTIVE_FAILURES, Heartbeat
-
-        attrs = {**self.objective.costs(cfg), "device": self.device, "worker": self.worker_tag}
+        """Evaluate ``cfg`` as one study trial (a new one, or ``trial`` when given) with the
+        engines' shared `TrialRunner`, and report its PSNR to NNI through
+        ``report_intermediate`` / ``report_final``; a failed trial reports nothing."""
         if trial is None:
-            trial = self._open_trial(cfg, {**attrs, "nni_trial": self.next_label()})
-        else:
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-        # The seed rule of the Optuna engine: one CPU search with --seed is reproducible.
-        seed = (self.settings.seed or 0) * 100_003 + trial.number
-        trial.set_user_attr("seed", seed)
-        for key, value in self.space.violations(cfg).items():
-            trial.set_constraint(key, float(value))
-
-        reuse = self._find_previous(cfg.arch_id)
-        if reuse is not None:
-            for key, value in reuse.user_attrs.items():
-                if key not in ("worker", "preset", "reused_from", "nni_trial"):
-                    trial.set_user_attr(key, value)
-            trial.set_user_attr("engine", "nni")
-            trial.set_user_attr("reused_from", reuse.number)
-            self.study.tell(trial, reuse.values)
-            report_final(float(reuse.values[0]))
-            self.consecutive_failures = 0
-            return
-
-        curve: list[list[float]] = []
-
-        def on_eval(step: int, psnr: float) -> None:
-            curve.append([int(step), float(psnr)])
-            if math.isfinite(psnr):
-                trial.report(float(psnr), int(step))
-                report_intermediate(float(psnr))
-
+            trial = self._open_trial(cfg, {"nni_trial": self.next_label()})
         try:
-            with Heartbeat(self.study._storage, trial._trial_id):
-                evaluation = self.objective.evaluate(cfg, trial_seed=seed, on_eval=on_eval)
-        except TrainingError as exc:
-            trial.set_user_attr("error", str(exc)[:500])
-            trial.set_user_attr("psnr_curve", curve)
-            self.study.tell(trial, state=TrialState.FAIL)
-            return
+            outcome = self.runner.run(trial, cfg, report=lambda step, psnr: report_intermediate(psnr))
         except (KeyboardInterrupt, SystemExit):
             self.interrupted = True
-            self._fail(trial, "interrupted")
             raise
-        except SrnasError as exc:
-            self._fail(trial, str(exc))
-            raise
-        except Exception as exc:
-            self._fail(trial, f"{type(exc).__name__}: {exc}")
-            print(f"srnas: trial {trial.number} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                raise SrnasError(f"{self.consecutive_failures} trials in a row failed; last error: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-            return
-        self.consecutive_failures = 0
-        if evaluation.values is None:
-            trial.set_user_attr("infeasible", evaluation.attrs["infeasible"])
-            self.study.tell(trial, state=TrialState.PRUNED)
+        if outcome.state == "infeasible":
             report_final(INFEASIBLE_SCORE)
-            return
-        for key, value in evaluation.attrs.items():
-            trial.set_user_attr(key, value)
-        if evaluation.sample_png is not None:
-            self._upload(trial, evaluation.sample_png)
-        self.study.tell(trial, list(evaluation.values))
-        report_final(float(evaluation.values[0]))
-
-    def _fail(self, trial: Any, reason: str) -> None:
-        from optuna.trial import TrialState
-
-        try:
-            trial.set_user_attr("error", reason[:500])
-            self.study.tell(trial, state=TrialState.FAIL)
-        except Exception:  # the storage itself is gone: the error that got us here says why
-            pass
+        elif outcome.psnr is not None:
+            report_final(outcome.psnr)
 
 
 #: Recorders of in-process searches, by their settings (JSON); subprocess trials build their own.
@@ -469,8 +374,6 @@ class _StudyBudget:
         """Subprocess trials (web-UI mode): stop after `MAX_CONSECUTIVE_FAILURES` failed in a
         row (in-process trials count their own failures in `TrialRecorder.evaluate`)."""
         from nni.nas.space import ModelStatus
-
-        from srnas.search.engine import MAX_CONSECUTIVE_FAILURES
 
         if event.status != ModelStatus.Failed:
             self.failures_in_a_row = 0

@@ -116,8 +116,14 @@ def summary_table(study: Any, *, top: int = 5) -> Any:
         rows = sorted(study.best_trials, key=lambda t: t.values[0], reverse=True)
         title = f"Pareto set ({len(rows)} of {len(complete)} complete trials)"
     else:
-        rows = sorted(complete, key=lambda t: t.values[0], reverse=True)[:top]
-        title = f"Best {len(rows)} of {len(complete)} complete trials"
+        seen: set = set()
+        rows = []
+        for t in sorted(complete, key=lambda t: t.values[0], reverse=True):
+            if t.user_attrs.get("arch_id") not in seen:  # one row per architecture
+                seen.add(t.user_attrs.get("arch_id"))
+                rows.append(t)
+        rows = rows[:top]
+        title = f"Best {len(rows)} architectures of {len(complete)} complete trials"
     protocol = next((t.user_attrs.get("protocol") for t in rows if t.user_attrs.get("protocol")), None)
     table = Table(title=title + (f" (PSNR protocol: {protocol})" if protocol else ""))
     for col in ("#", "architecture", "params", "Mult-Adds", "PSNR", "bicubic", "time"):
