@@ -31,12 +31,12 @@ def test_presets_analytic_mult_adds_equal_hooks(name: str, scale: int) -> None:
     assert measure_mult_adds(model, lr, scale=scale) == count_mult_adds(cfg, scale=scale, hr_size=SMALL_HR)
 
 
-def _check(cfg: ArchConfig) -> None:
+def _check(cfg: ArchConfig, hr_size: tuple[int, int] = SMALL_HR) -> None:
     model = build_model(cfg)
     assert module_params(model) == count_params(cfg)
     for s in cfg.scales:
-        lr = torch.zeros(1, cfg.n_colors, *lr_size_for(SMALL_HR, s))
-        assert measure_mult_adds(model, lr, scale=s) == count_mult_adds(cfg, scale=s, hr_size=SMALL_HR), cfg
+        lr = torch.zeros(1, cfg.n_colors, *lr_size_for(hr_size, s))
+        assert measure_mult_adds(model, lr, scale=s) == count_mult_adds(cfg, scale=s, hr_size=hr_size), cfg
 
 
 @pytest.mark.parametrize("space_name", available_spaces())
@@ -45,14 +45,7 @@ def test_fifty_sampled_configs_per_space(space_name: str) -> None:
     configs = space.sample_random(50, seed=123)
     assert len({c.arch_id for c in configs}) > 10
     for cfg in configs:
-        # Full-width nets are large: compare params on the real net, MACs on a slim twin that
-        # keeps every structural choice (the formula is polynomial in F, checked at two widths).
-        if count_params(cfg) > 3_000_000:
-            for f in (4, 8):
-                _check(cfg.replace(n_feats=f))
-            assert count_params(cfg) == module_params(build_model(cfg))
-        else:
-            _check(cfg)
+        _check(cfg, hr_size=(12, 12))  # a tiny input keeps the hook count cheap for big nets
 
 
 @pytest.mark.parametrize("kw", [
