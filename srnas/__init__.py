@@ -11,8 +11,7 @@ imports torch, NNI, onnx or kaleido until a name that needs them is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from srnas._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,14 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'srnas' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,25 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a trial number (0, 1, ...), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a trial number (0, 1, ...), got {text!r}")
-    return value
+from srnas.cli._args import positive_int, trial_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db)")
     r.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
                    help="HTML file (default trials/<study>/report.html)")
-    r.add_argument("--top", type=_positive_int, default=20, help="rows of the best-trials table (default 20)")
+    r.add_argument("--top", type=positive_int, default=20, help="rows of the best-trials table (default 20)")
     r.add_argument("--no-png", action="store_true", help="do not try static PNGs (kaleido + Chromium)")
     r.set_defaults(func=_report)
 
@@ -46,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--study", required=True)
     e.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db)")
     which = e.add_mutually_exclusive_group(required=True)
-    which.add_argument("--top", type=_positive_int, metavar="K", help="the best K distinct architectures")
-    which.add_argument("--trial", type=_non_negative_int, metavar="N", help="one trial by number")
+    which.add_argument("--top", type=positive_int, metavar="K", help="the best K distinct architectures")
+    which.add_argument("--trial", type=trial_number, metavar="N", help="one trial by number")
     which.add_argument("--pareto", action="store_true", help="the Pareto set (PSNR vs the cost objectives, or params)")
     e.add_argument("--format", default="yaml,json,pt,safetensors,onnx",
                    help="comma list of yaml, json, pt, safetensors, onnx (default all)")
@@ -60,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "to ranking by params, Mult-Adds, synflow and grad-norm. Resumable. Fidelities: "
                                    "tiny, short, medium, paper; NAME*F trains F times longer, NAME@N cuts to N updates.")
     f.add_argument("--space", default="tiny", help="shipped space name or YAML file (default tiny)")
-    f.add_argument("--n", type=_positive_int, required=True, help="number of architectures (>= 3)")
+    f.add_argument("--n", type=positive_int, required=True, help="number of architectures (>= 3)")
     f.add_argument("--proxy", default="tiny", help="proxy fidelity (default tiny)")
     f.add_argument("--reference", default="tiny*10", help="reference fidelity (default tiny*10)")
     f.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")

@@ -4,22 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    return value
-
-
-def _workers(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number or auto") from None
+from srnas.cli._args import workers
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Search a space with short proxy trainings. With no --data the "
                                    "embedded demo photographs, the tiny space and the tiny proxy are used. "
                                    "Re-running the same command resumes the study.")
-    p.add_argument("--budget", type=_positive_int, default=200, help="finished trials the study should hold (all workers together)")
+    p.add_argument("--budget", type=int, default=200, help="finished trials the study should hold (all workers together)")
     p.add_argument("--space", default="tiny", help="shipped space name or YAML file (default tiny)")
     p.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")
     p.add_argument("--proxy", default=None, help="proxy fidelity: tiny, short, medium (default: the space's)")
@@ -38,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2, gp")
     p.add_argument("--pruner", default=None, help="hyperband (default, single objective), median, none")
     p.add_argument("--objectives", default="psnr", help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
-    p.add_argument("--workers", type=_workers, default="auto",
+    p.add_argument("--workers", type=workers, default="auto",
                    help="local worker processes: a number, or auto (default: one per GPU, else one per CPU core, up to 8)")
     p.add_argument("--devices", default="auto", help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
     p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")

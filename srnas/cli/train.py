@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from srnas.cli._args import positive_int
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -17,16 +19,6 @@ if TYPE_CHECKING:
 DEFAULT_SETS = "Set5,Set14,B100,Urban100"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("retrain", help="train architectures fully (paper schedule) or on a proxy schedule",
                        description="Train a config file, a preset, or the best K trials of a study. Outputs go to "
@@ -35,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", metavar="FILE", help="architecture config (YAML/JSON)")
     what.add_argument("--preset", metavar="NAME", help="edsr-baseline, edsr, mdsr-baseline or mdsr")
-    what.add_argument("--top", type=_positive_int, metavar="K", help="retrain the best K complete trials of --study")
+    what.add_argument("--top", type=positive_int, metavar="K", help="retrain the best K complete trials of --study")
     r.add_argument("--study", default=None, help="study to read with --top; the output study name otherwise (default manual)")
     r.add_argument("--storage", default=None, help="Optuna storage URL of --study (default <out>/<study>/study.db)")
     r.add_argument("--scale", type=int, default=None, help="scale of an EDSR preset (default 2)")
@@ -49,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from these weights (x3/x4 from x2: all but the upsampler); for the paper "
                         "schedule an x2 retrain of the same architecture in the study is used when present")
-    r.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+    r.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="updates between checkpoints (default: at every evaluation)")
-    r.add_argument("--max-updates", type=_positive_int, default=None, metavar="N",
+    r.add_argument("--max-updates", type=positive_int, default=None, metavar="N",
                    help="cut the schedule to N updates (smoke runs; the result is labelled schedule@N)")
     r.add_argument("--no-progress", action="store_true", help="no live progress bar")
     r.set_defaults(func=_retrain)
@@ -64,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--sets", default=DEFAULT_SETS, help=f"comma list of sets (default {DEFAULT_SETS})")
     e.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
     e.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble ('+' results)")
-    e.add_argument("--tile", type=_positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
+    e.add_argument("--tile", type=positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
     e.add_argument("--device", default="auto")
     e.add_argument("--bf16", action="store_true", help="bf16 inference (CUDA only)")
     e.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write per-image results as JSON")
@@ -76,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--model", required=True, metavar="PATH", help="a retrain output folder, or a weights file")
     u.add_argument("--config", default=None, metavar="FILE", help="architecture when no config.yaml lies next to the weights")
     u.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
-    u.add_argument("--tile", type=_positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
+    u.add_argument("--tile", type=positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
     u.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble")
     u.add_argument("--device", default="auto")
     u.set_defaults(func=_upscale)

@@ -10,8 +10,7 @@ Names are re-exported lazily: ``import srnas.results`` imports neither torch, pl
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from srnas._lazy import lazy_exports
 
 _EXPORTS = {
     "study_frame": "srnas.results.frame",
@@ -39,14 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'srnas.results' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

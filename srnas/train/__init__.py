@@ -10,8 +10,7 @@ Names are re-exported lazily: ``from srnas.train import get_schedule`` does not 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from srnas._lazy import lazy_exports
 
 _EXPORTS = {
     "ProxySchedule": "srnas.train.schedules",
@@ -43,14 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'srnas.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
