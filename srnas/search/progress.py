@@ -57,7 +57,7 @@ class SearchProgress:
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if complete:
             best = max(complete, key=lambda t: t.values[0])
-            best_text = f"{best.values[0]:.2f} dB ({_fmt_params(best.user_attrs.get('params'))} params, #{best.number})"
+            best_text = f"{best.values[0]:.2f} dB #{best.number} ({_fmt_params(best.user_attrs.get('params'))})"
         return {"finished": finished, "pruned": pruned, "running": running, "failed": failed,
                 "infeasible": infeasible, "best": best_text}
 
@@ -70,11 +70,11 @@ class SearchProgress:
         return f"{int(secs // 60)}m{int(secs % 60):02d}s"
 
     def __enter__(self) -> "SearchProgress":
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._start_finished = self.snapshot()["finished"]
-        self._progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+        self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[detail]}"),
                                   console=self.console, transient=False)
         self._task = self._progress.add_task("search", total=self.budget, detail="",
                                              completed=self._start_finished)
@@ -88,9 +88,9 @@ class SearchProgress:
             s = self.snapshot()
         except Exception:  # storage busy: try again next tick
             return
-        detail = (f"pruned {s['pruned']} failed {s['failed']} running {s['running']}"
+        detail = (f"best {s['best']} | pruned {s['pruned']} failed {s['failed']} run {s['running']}"
                   + (f" infeasible {s['infeasible']}" if s["infeasible"] else "")
-                  + f" | best {s['best']} | ETA {self._eta(s['finished'])}")
+                  + f" | ETA {self._eta(s['finished'])}")
         self._progress.update(self._task, completed=min(s["finished"], self.budget), detail=detail)
 
     def _run(self) -> None:
