@@ -434,7 +434,7 @@ def run_search(settings: SearchSettings, *, console: Any = None, progress: bool 
             # Settings must name the study explicitly so that workers open the same one.
             payload = dataclasses.replace(settings, study=study.study_name).to_json()
             for i in range(settings.workers):
-                procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search.engine", payload, str(i)]))
+                procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i)]))
             codes = [p.wait() for p in procs]
             bad = [c for c in codes if c != 0]
             if bad:
@@ -464,7 +464,7 @@ def make_sampler_for_worker(settings: SearchSettings, worker_id: int) -> Any:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """Entry of a worker process: ``python -m srnas.search.engine SETTINGS_JSON WORKER_ID``."""
+    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID``)."""
     import signal
 
     settings = SearchSettings.from_json(argv[0])
@@ -479,7 +479,3 @@ def worker_main(argv: Sequence[str]) -> int:
         print(f"srnas: error: worker {worker_id}: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through subprocesses
-    sys.exit(worker_main(sys.argv[1:]))
