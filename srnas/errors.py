@@ -15,6 +15,11 @@ class DataError(SrnasError):
     """A data set, image or folder is missing, corrupt or inconsistent."""
 
 
+class DownloadError(DataError):
+    """A download failed: host unreachable, HTTP error, interrupted transfer, size or checksum
+    mismatch (a file that fails its check is removed, never left in place)."""
+
+
 class TrainingError(SrnasError):
     """A training run cannot go on (non-finite loss, unusable checkpoint, ...)."""
 
@@ -29,3 +34,11 @@ class MissingExtraError(SrnasError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class WriteError(SrnasError, OSError):
+    """A file cannot be written; the message names the target file (not a temporary one)."""
+
+
+class StorageFullError(WriteError):
+    """The disk or quota filled up while writing; the previous file, if any, is unchanged."""

@@ -6,8 +6,9 @@ deleted and reported), and it is extracted into a temporary folder inside ``root
 renamed into place, so a folder that exists is always complete. Archive members with absolute
 paths, ``..`` components or links are refused (tar files use ``tarfile``'s ``"data"`` filter).
 
-Checksums (REFERENCE.md section 4): DIV2K sizes and SHA-256 as pinned by TensorFlow Datasets
-(the DIV2K site publishes none); benchmark.tar by MD5 (a third-party pin, size not pinned).
+The transfer and the checks are `srnas.fetch.download`. Checksums (docs/data.md): DIV2K sizes
+and SHA-256 as pinned by TensorFlow Datasets (the DIV2K site publishes none); benchmark.tar by
+MD5 (a third-party pin, size not pinned).
 Manga109 may not be redistributed: it is never downloaded, `manga109_instructions` says how to
 get it.
 
@@ -17,36 +18,23 @@ variable (a mirror, or a local server in tests); ``checksums=`` replaces entries
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from srnas.errors import DataError
+from srnas.fetch import Checksum, check_base_url, download, error_reason, verify
 
 __all__ = [
     "CHECKSUMS", "DATASETS", "DEFAULT_BASE_URLS", "Archive", "Checksum", "archives_for",
     "download_dataset", "manga109_instructions",
 ]
-
-
-@dataclass(frozen=True)
-class Checksum:
-    """Expected ``algorithm`` ("sha256" or "md5") digest and, when pinned, byte size."""
-
-    algorithm: str
-    digest: str
-    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +54,7 @@ DEFAULT_BASE_URLS: dict[str, str] = {
     "benchmark": "https://cv.snu.ac.kr/research/EDSR/",
 }
 
-#: Pinned sizes and digests by file name (REFERENCE.md section 4).
+#: Pinned sizes and digests by file name (docs/data.md, "Getting DIV2K and the benchmark sets").
 CHECKSUMS: dict[str, Checksum] = {
     "DIV2K_train_HR.zip": Checksum("sha256", "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335", 3530603713),
     "DIV2K_valid_HR.zip": Checksum("sha256", "20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc", 448993893),
@@ -81,9 +69,7 @@ CHECKSUMS: dict[str, Checksum] = {
 
 _DIV2K_SCALES = (2, 3, 4)
 _BENCHMARK_TAR_SETS = ("Set5", "Set14", "B100", "Urban100")
-_CHUNK = 1 << 20
 _RETRY_WAIT_S = 2.0  # pause before resuming an interrupted transfer (tests set it to 0)
-_USER_AGENT = "srnas-data-download/1"
 
 
 def archives_for(name: str, scales: Sequence[int] = (2, 3, 4)) -> list[Archive]:
@@ -132,9 +118,10 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
         keep_archives: keep the verified archives in ``root`` after extraction.
 
     Raises:
-        DataError: host unreachable, HTTP error, transfer interrupted (``.part`` kept for the
-            next call to resume), size/checksum mismatch (file deleted), unsafe or corrupt
-            archive. Each message is one line naming the URL or file.
+        DownloadError: host unreachable, HTTP error, transfer interrupted (``.part`` kept for
+            the next call to resume), size/checksum mismatch (file deleted).
+        DataError: unsafe or corrupt archive, unknown data set. Each message is one line
+            naming the URL or file.
     """
     archives = archives_for(name, scales)
     target = Path(root).expanduser()
@@ -144,8 +131,7 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
         raise DataError(f"{target}: cannot create the data folder ({exc.strerror or exc})") from None
     table = {**CHECKSUMS, **(checksums or {})}
     base = base_url or os.environ.get("SRNAS_DATA_BASE_URL") or DEFAULT_BASE_URLS[name.lower()]
-    if not base.lower().startswith(("http://", "https://")):
-        raise DataError(f"{base}: only http:// and https:// base URLs are supported")
+    base = check_base_url(base, "--base-url")
     placed: list[Path] = []
     for archive in archives:
         dests = [target / p for p in archive.provides]
@@ -155,15 +141,12 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
         checksum = table.get(archive.filename)
         if checksum is None:
             raise DataError(f"{archive.filename}: no checksum pinned; pass checksums= to download it")
-        url = base.rstrip("/") + "/" + archive.filename
         file = target / archive.filename
         if not file.exists():
-            part = target / (archive.filename + ".part")
-            _fetch(url, part, checksum.size, progress=progress, retries=retries, timeout=timeout)
-            _verify(part, checksum, url)
-            os.replace(part, file)
+            download(base + archive.filename, file, checksum, progress=progress, retries=retries, timeout=timeout,
+                     retry_wait=_RETRY_WAIT_S, hint="check the network or pass --base-url")
         else:
-            _verify(file, checksum, str(file))
+            verify(file, checksum, str(file))
         placed.extend(_extract(file, target, archive.provides))
         if not keep_archives:
             file.unlink()
@@ -171,150 +154,7 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP with resume
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    text = " ".join(str(reason).split()) or type(reason).__name__
-    return text[:160]
-
-
-def _fetch(url: str, part: Path, size: int | None, *, progress: bool, retries: int, timeout: float) -> None:
-    """Download ``url`` into ``part``, resuming what is already there."""
-    bar = _ProgressBar(part.name[: -len(".part")], size, enabled=progress)
-    try:
-        for attempt in range(retries + 1):
-            have = part.stat().st_size if part.exists() else 0
-            if size is not None and have > size:
-                part.unlink()
-                have = 0
-            if size is not None and have == size:
-                return
-            try:
-                if _fetch_once(url, part, have, size, timeout, bar):
-                    return
-            except _Interrupted as exc:
-                if attempt == retries:
-                    got = part.stat().st_size if part.exists() else 0
-                    total = f" of {size}" if size else ""
-                    raise DataError(f"{url}: transfer interrupted after {got}{total} bytes ({exc}); "
-                                    f"run the command again to resume") from None
-                time.sleep(_RETRY_WAIT_S)
-    finally:
-        bar.close()
-
-
-class _Interrupted(Exception):
-    """The connection broke after the transfer started (resumable)."""
-
-
-def _fetch_once(url: str, part: Path, have: int, size: int | None, timeout: float, bar: _ProgressBar) -> bool:
-    """One request; True when the file is complete. Raises `_Interrupted` or `DataError`."""
-    headers = {"User-Agent": _USER_AGENT}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # base URLs are checked to be http(s)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:
-            return True  # nothing left to send: the part is whole (the checksum decides)
-        raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise DataError(f"{url}: cannot reach the host ({_reason(exc)}); check the network or pass --base-url") from None
-    with response:
-        length = response.headers.get("Content-Length")
-        remaining = int(length) if length and length.isdigit() else None
-        if response.status == 206 and have:
-            start = _content_range_start(response.headers.get("Content-Range", ""))
-            if start != have:
-                raise DataError(f"{url}: server resumed at byte {start}, expected {have}")
-            mode = "ab"
-        else:
-            mode, have = "wb", 0  # the server ignored Range: start over
-        if size is not None and remaining is not None and have + remaining != size:
-            raise DataError(f"{url}: server offers {have + remaining} bytes, expected {size}; "
-                            f"wrong file or mirror")
-        bar.start(have)
-        received = 0
-        with open(part, mode) as fh:
-            try:
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    received += len(chunk)
-                    bar.advance(len(chunk))
-            except (http.client.IncompleteRead, OSError) as exc:
-                raise _Interrupted(_reason(exc)) from None
-        if remaining is not None and received < remaining:
-            raise _Interrupted("connection closed early")
-    return True
-
-
-def _content_range_start(value: str) -> int | None:
-    # "bytes 100-199/200"
-    try:
-        return int(value.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return None
-
-
-class _ProgressBar:
-    """A rich download bar (or nothing when disabled)."""
-
-    def __init__(self, label: str, total: int | None, *, enabled: bool) -> None:
-        from rich.progress import Progress, TaskID
-
-        self._progress: Progress | None = None
-        self._task = TaskID(0)
-        if enabled:
-            from rich.progress import (
-                BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
-            )
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), TimeRemainingColumn())
-            self._progress.start()
-            self._task = self._progress.add_task(label, total=total)
-
-    def start(self, completed: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=completed)
-
-    def advance(self, n: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-# --------------------------------------------------------------------------------------------
-# Verification and extraction
-
-
-def _verify(path: Path, checksum: Checksum, label: str) -> None:
-    """Check size and digest of ``path``; delete it and raise `DataError` on a mismatch."""
-    actual_size = path.stat().st_size
-    if checksum.size is not None and actual_size != checksum.size:
-        path.unlink()
-        raise DataError(f"{label}: {actual_size} bytes, expected {checksum.size}; the file was removed, run the command again")
-    try:
-        digest = hashlib.new(checksum.algorithm)
-    except ValueError:
-        raise DataError(f"{path.name}: unknown checksum algorithm {checksum.algorithm!r}") from None
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    got = digest.hexdigest()
-    if got != checksum.digest.lower():
-        path.unlink()
-        raise DataError(f"{label}: {checksum.algorithm} checksum mismatch (got {got}, expected {checksum.digest}); "
-                        f"the file was removed, run the command again")
+# Extraction
 
 
 def _check_zip_members(archive: Path, members: Iterable[zipfile.ZipInfo], dest: Path) -> None:
@@ -348,9 +188,9 @@ def _extract(archive: Path, root: Path, provides: Sequence[str]) -> list[Path]:
             else:
                 raise DataError(f"{archive}: neither a zip nor a tar archive")
         except tarfile.FilterError as exc:
-            raise DataError(f"{archive}: unsafe member ({_reason(exc)}); not extracted") from None
+            raise DataError(f"{archive}: unsafe member ({error_reason(exc)}); not extracted") from None
         except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-            raise DataError(f"{archive}: corrupt archive ({_reason(exc)})") from None
+            raise DataError(f"{archive}: corrupt archive ({error_reason(exc)})") from None
         placed = []
         for rel in provides:
             src, dst = tmp / rel, root / rel
@@ -363,7 +203,7 @@ def _extract(archive: Path, root: Path, provides: Sequence[str]) -> list[Path]:
             placed.append(dst)
         return placed
     except OSError as exc:
-        raise DataError(f"{archive}: extraction failed ({_reason(exc)})") from None
+        raise DataError(f"{archive}: extraction failed ({error_reason(exc)})") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
