@@ -1,13 +1,46 @@
-"""Architectures: `ArchConfig`, EDSR/MDSR builders, presets, cost model, checkpoint import."""
+"""Architectures: `ArchConfig`, the block registry, EDSR/MDSR builders, presets, cost model,
+checkpoint import.
 
-from srnas.arch.checkpoint import load_weights, read_state_dict
-from srnas.arch.config import ArchConfig
-from srnas.arch.cost import Cost, activation_memory, cost_of, count_mult_adds, count_params
-from srnas.arch.networks import EDSR, MDSR, build_model
-from srnas.arch.presets import PRESETS, edsr, edsr_baseline, mdsr, mdsr_baseline, preset_config
+Names are re-exported lazily: ``from srnas.arch import ArchConfig, count_params`` does not import
+torch (building a network does).
 
-__all__ = [
-    "ArchConfig", "Cost", "EDSR", "MDSR", "PRESETS", "activation_memory", "build_model",
-    "cost_of", "count_mult_adds", "count_params", "edsr", "edsr_baseline", "load_weights",
-    "mdsr", "mdsr_baseline", "preset_config", "read_state_dict",
-]
+>>> from srnas.arch import block_names, count_params, preset_config
+>>> block_names()
+('res', 'rcab', 'dwsep')
+>>> count_params(preset_config("edsr-baseline", scale=2))
+1369859
+"""
+
+from __future__ import annotations
+
+from srnas._lazy import lazy_exports
+
+_EXPORTS = {
+    "ArchConfig": "srnas.arch.config",
+    "BLOCKS": "srnas.arch.registry",
+    "BlockType": "srnas.arch.registry",
+    "block_names": "srnas.arch.registry",
+    "get_block": "srnas.arch.registry",
+    "register_block": "srnas.arch.registry",
+    "Cost": "srnas.arch.cost",
+    "activation_memory": "srnas.arch.cost",
+    "cost_of": "srnas.arch.cost",
+    "count_mult_adds": "srnas.arch.cost",
+    "count_params": "srnas.arch.cost",
+    "EDSR": "srnas.arch.networks",
+    "MDSR": "srnas.arch.networks",
+    "build_model": "srnas.arch.networks",
+    "PRESETS": "srnas.arch.presets",
+    "edsr": "srnas.arch.presets",
+    "edsr_baseline": "srnas.arch.presets",
+    "mdsr": "srnas.arch.presets",
+    "mdsr_baseline": "srnas.arch.presets",
+    "preset_config": "srnas.arch.presets",
+    "load_weights": "srnas.arch.checkpoint",
+    "read_state_dict": "srnas.arch.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,5 @@
-"""Building blocks of the EDSR family, with the authors' state-dict names."""
+"""Layers of the EDSR family (mean shift, residual skip, channel attention, upsamplers, bicubic
+skip) with the authors' state-dict names; block types compose them in `srnas.arch.registry`."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def matlab_cubic(x: np.ndarray) -> np.ndarray:
     ) * ((ax > 1) & (ax <= 2))
 
 
-def conv(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias)
+def conv(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True, groups: int = 1) -> nn.Conv2d:
+    """A 'same'-padded convolution (odd kernel sizes)."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=bias, groups=groups)
 
 
 def activation(name: str) -> nn.Module:
@@ -54,20 +56,13 @@ class MeanShift(nn.Conv2d):
             p.requires_grad = False
 
 
-class ResBlock(nn.Module):
-    """conv -> [BN] -> act -> conv -> [BN]; output ``x + body(x) * res_scale``."""
+class Residual(nn.Module):
+    """``x + body(x) * res_scale``: the skip of every registered block type
+    (`srnas.arch.registry`); ``body`` keeps the EDSR authors' state-dict names ``body.{i}.*``."""
 
-    def __init__(self, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
-                 act: str = "relu", res_scale: float = 1.0) -> None:
+    def __init__(self, body: nn.Sequential, res_scale: float = 1.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for i in range(2):
-            layers.append(conv(n_feats, n_feats, kernel_size))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(n_feats))
-            if i == 0:
-                layers.append(activation(act))
-        self.body = nn.Sequential(*layers)
+        self.body = body
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,6 +70,24 @@ class ResBlock(nn.Module):
         if self.res_scale != 1.0:
             res = res * self.res_scale
         return x + res
+
+
+class ChannelAttention(nn.Module):
+    """RCAN's channel attention (Zhang et al. 2018): ``x * sigmoid(W2 relu(W1 avgpool(x)))``.
+
+    ``avg_pool``/``conv_du`` are the names of RCAN's ``CALayer``; the 1x1 convs carry biases.
+    """
+
+    def __init__(self, n_feats: int, reduced_feats: int) -> None:
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(n_feats, reduced_feats, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(reduced_feats, n_feats, 1), nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv_du(self.avg_pool(x))
 
 
 class Upsampler(nn.Sequential):

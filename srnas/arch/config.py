@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from srnas.arch.registry import BLOCKS, DEFAULT_BLOCK
 from srnas.errors import ConfigError
 
 FAMILIES = ("edsr", "mdsr")
@@ -37,7 +38,11 @@ def _as_int(field: str, value: Any) -> int:
 class ArchConfig:
     """One network of the EDSR/MDSR family.
 
-    ``kernel_sizes`` may be given as one int (every residual block) or one int per block.
+    ``kernel_sizes`` may be given as one int (every residual block) or one int per block;
+    ``block`` likewise one block-type name or one per block (`srnas.arch.registry.block_names`:
+    ``res`` EDSR's block, the default, ``rcab``, ``dwsep``). Both are stored as tuples. A config
+    whose blocks are all ``res`` serialises without ``block``, so its `arch_id` is the one it had
+    before block types existed.
     ``head_blocks``/``head_kernel`` describe MDSR's per-scale pre-processing heads (the paper:
     2 blocks of 5x5); they must stay unset for EDSR.
 
@@ -51,6 +56,7 @@ class ArchConfig:
     n_resblocks: int = 16
     n_feats: int = 64
     kernel_sizes: tuple[int, ...] | int = 3
+    block: tuple[str, ...] | str = DEFAULT_BLOCK
     batch_norm: bool = False
     res_scale: float = 1.0
     act: str = "relu"
@@ -98,6 +104,20 @@ class ArchConfig:
             if isinstance(k, bool) or k not in KERNEL_SIZES:
                 raise _fail("kernel_sizes", k, " | ".join(map(str, KERNEL_SIZES)))
         set_("kernel_sizes", tuple(int(k) for k in ks))
+
+        names = (self.block,) * b if isinstance(self.block, str) else self.block
+        if not isinstance(names, Iterable):
+            raise _fail("block", self.block, f"a block-type name or one per block from {list(BLOCKS)}")
+        names = tuple(names)
+        if len(names) != b:
+            raise ConfigError(
+                f"ArchConfig.block: {len(names)} values given for n_resblocks={b}; "
+                "allowed: one name, or exactly one name per block"
+            )
+        for name in names:
+            if not isinstance(name, str) or name not in BLOCKS:
+                raise _fail("block", name, " | ".join(BLOCKS))
+        set_("block", names)
 
         if not isinstance(self.batch_norm, bool):
             raise _fail("batch_norm", self.batch_norm, "true | false")
@@ -149,6 +169,10 @@ class ArchConfig:
         d = dataclasses.asdict(self)
         d["scales"] = list(self.scales)
         d["kernel_sizes"] = list(self.kernel_sizes)
+        if set(self.block) == {DEFAULT_BLOCK}:
+            del d["block"]  # keeps the JSON, and so the arch_id, of every config stored before blocks existed
+        else:
+            d["block"] = list(self.block)
         return d
 
     @classmethod
@@ -212,11 +236,14 @@ class ArchConfig:
     def replace(self, **changes: Any) -> "ArchConfig":
         """A copy with some fields changed (re-validated)."""
         d = self.to_dict()
-        if "n_resblocks" in changes and "kernel_sizes" not in changes:
-            ks = set(self.kernel_sizes)
-            if len(ks) != 1:
-                raise ConfigError("ArchConfig.replace: give kernel_sizes when changing n_resblocks of a mixed-kernel config")
-            d["kernel_sizes"] = ks.pop()
+        if "n_resblocks" in changes:
+            for name, values in (("kernel_sizes", self.kernel_sizes), ("block", self.block)):
+                if name in changes:
+                    continue
+                if len(set(values)) != 1:
+                    raise ConfigError(f"ArchConfig.replace: give {name} when changing n_resblocks of a config "
+                                      f"with mixed {name}")
+                d[name] = values[0]
         if changes.get("family") == "edsr":
             d["head_blocks"] = d["head_kernel"] = None
         d.update(changes)
@@ -239,6 +266,8 @@ class ArchConfig:
             f"k={kdesc}",
             f"res_scale={self.res_scale:g}",
         ]
+        if set(self.block) != {DEFAULT_BLOCK}:
+            parts.append(f"block={self.block[0] if len(set(self.block)) == 1 else '/'.join(self.block)}")
         if self.batch_norm:
             parts.append("BN")
         if self.act != "relu":

@@ -8,6 +8,11 @@ Conventions
   NAS-for-SR convention); the LR input is ``round(H/s) x round(W/s)``.
 - Activation memory: bytes of the tensors autograd keeps for the backward pass of one training
   step; they grow as B*F*H*W.
+- Residual blocks: each block type states its own parameters, Mult-Adds and saved elements
+  (`srnas.arch.registry`, which also fixes the conventions); the functions here sum them over the
+  config's ``block``/``kernel_sizes`` and add the fixed parts (head, body conv, upsampler, tail).
+  Block terms that do not scale with the image (RCAB's 1x1 convs on the pooled map) are
+  per image, so totals are computed for the actual LR size, not as a per-pixel rate.
 """
 
 from __future__ import annotations
@@ -19,12 +24,26 @@ import time
 from typing import Any
 
 from srnas.arch.config import ArchConfig
+from srnas.arch.registry import DEFAULT_BLOCK, BlockType, get_block
 
 NAS_HR_SIZE = (720, 1280)
 
 
-def _block_params(k: int, f: int, bn: bool) -> int:
-    return 2 * (k * k * f * f + f) + (4 * f if bn else 0)
+def _body_blocks(cfg: ArchConfig) -> list[tuple[type[BlockType], int]]:
+    """(block type, kernel size) of each residual block of the shared body."""
+    return [(get_block(name), k) for name, k in zip(cfg.block, cfg.kernel_sizes)]
+
+
+def _head_blocks(cfg: ArchConfig) -> list[tuple[type[BlockType], int]]:
+    """(block type, kernel size) of each block of one MDSR pre-processing head (``res`` blocks)."""
+    if cfg.family != "mdsr":
+        return []
+    return [(get_block(DEFAULT_BLOCK), cfg.head_kernel or 3)] * cfg.head_blocks
+
+
+def _blocks(cfg: ArchConfig) -> list[tuple[type[BlockType], int]]:
+    """Every residual block one forward pass at one scale runs: the body's and one head's."""
+    return _body_blocks(cfg) + _head_blocks(cfg)
 
 
 def _upsampler_params(scale: int, f: int) -> int:
@@ -35,8 +54,7 @@ def _upsampler_params(scale: int, f: int) -> int:
 
 def _scale_branch_params(cfg: ArchConfig, scale: int) -> int:
     n = _upsampler_params(scale, cfg.n_feats)
-    if cfg.family == "mdsr":
-        n += cfg.head_blocks * _block_params(cfg.head_kernel or 3, cfg.n_feats, cfg.batch_norm)
+    n += sum(b.params(cfg.n_feats, k, batch_norm=cfg.batch_norm) for b, k in _head_blocks(cfg))
     return n
 
 
@@ -44,7 +62,7 @@ def count_params(cfg: ArchConfig, *, scale: int | None = None) -> int:
     """Trainable parameters: all scales (``scale=None``) or the sub-network serving one scale."""
     f, c = cfg.n_feats, cfg.n_colors
     shared = (9 * c * f + f)                                                   # head conv
-    shared += sum(_block_params(k, f, cfg.batch_norm) for k in cfg.kernel_sizes)
+    shared += sum(b.params(f, k, batch_norm=cfg.batch_norm) for b, k in _body_blocks(cfg))
     shared += 9 * f * f + f                                                    # body conv
     shared += 9 * f * c + c                                                    # tail conv
     scales = cfg.scales if scale is None else (scale,)
@@ -63,11 +81,7 @@ def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
     lr_px = h * w
     f, c = cfg.n_feats, cfg.n_colors
     per_lr = 9 * c * f                                                         # head
-    per_lr += sum(2 * k * k * f * f for k in cfg.kernel_sizes)                 # blocks
     per_lr += 9 * f * f                                                        # body conv
-    if cfg.family == "mdsr":
-        hk = cfg.head_kernel or 3
-        per_lr += cfg.head_blocks * 2 * hk * hk * f * f
     if s == 3:
         per_lr += 81 * f * f
     else:
@@ -75,25 +89,22 @@ def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
     per_lr += 9 * f * c * s * s                                                # tail at HR
     if cfg.global_skip == "bicubic":
         per_lr += 25 * c * s * s
-    return per_lr * lr_px
+    blocks = sum(b.mult_adds(f, k, pixels=lr_px) for b, k in _blocks(cfg))
+    return per_lr * lr_px + blocks
 
 
 def activation_memory(cfg: ArchConfig, *, batch: int = 16, patch: int = 48,
                       scale: int | None = None, bytes_per_element: int = 4) -> int:
     """Estimated bytes autograd keeps for backward in one training step (LR patch ``patch``).
 
-    Counts the unique tensors saved by convolutions, activations and batch norm; grows as
-    B*F*H*W. The measured counterpart is `measure_activation_memory`.
+    Counts the unique tensors saved by convolutions, activations, batch norm and the blocks'
+    own operations (registry); grows as B*F*H*W. The measured counterpart is `measure_activation_memory`.
     """
     s = cfg.scale if scale is None else scale
     f, c, p2 = cfg.n_feats, cfg.n_colors, patch * patch
-    # conv1 input, activation output (+ conv1 output for BN or for silu/gelu, which keep their
-    # input), + conv2 output for BN.
-    per_block = (2 + 2 * cfg.batch_norm + (cfg.act in ("silu", "gelu"))) * f * p2
-    elems = c * p2                                                             # head conv input
-    elems += len(cfg.kernel_sizes) * per_block
-    if cfg.family == "mdsr":
-        elems += cfg.head_blocks * per_block
+    elems = sum(b.saved_elements(f, k, batch_norm=cfg.batch_norm, act=cfg.act, pixels=p2)
+                for b, k in _blocks(cfg))
+    elems += c * p2                                                            # head conv input
     elems += f * p2                                                            # body conv input
     elems += f * p2                                                            # first upsampler conv input
     if s != 3:
@@ -139,7 +150,10 @@ def module_params(model: Any) -> int:
 
 
 def measure_mult_adds(model: Any, lr_input: Any, *, scale: int | None = None) -> int:
-    """Mult-Adds of one forward pass counted with forward hooks on every convolution."""
+    """Mult-Adds of one forward pass counted with forward hooks on every convolution.
+
+    ``model`` is a network (called with ``scale=`` when given) or any module, e.g. one block.
+    """
     import torch
     from torch import nn
 
@@ -164,15 +178,20 @@ def measure_mult_adds(model: Any, lr_input: Any, *, scale: int | None = None) ->
             handles.append(m.register_forward_hook(bicubic_hook))
     try:
         with torch.no_grad():
-            model(lr_input, scale=scale)
+            _forward(model, lr_input, scale)
     finally:
         for h in handles:
             h.remove()
     return total
 
 
+def _forward(model: Any, x: Any, scale: int | None) -> Any:
+    return model(x) if scale is None else model(x, scale=scale)
+
+
 def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = None) -> int:
-    """Bytes of the unique tensors autograd saves in one forward pass (parameters excluded)."""
+    """Bytes of the unique tensors of 3 or more dims autograd saves in one forward pass
+    (parameters and buffers excluded). ``model`` as in `measure_mult_adds`."""
     import torch
 
     param_ptrs = {p.data_ptr() for p in model.parameters()}
@@ -185,7 +204,7 @@ def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = 
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(lr_input, scale=scale)
+        _forward(model, lr_input, scale)
     return sum(seen.values())
 
 

@@ -1,18 +1,21 @@
-"""EDSR and MDSR (Lim et al. 2017) built from an `ArchConfig`, with the authors' state-dict names."""
+"""EDSR and MDSR (Lim et al. 2017) built from an `ArchConfig`, with the authors' state-dict names;
+the body's blocks come from the block registry (`srnas.arch.registry`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from srnas.arch.blocks import BicubicUpsample, MeanShift, ResBlock, Upsampler, conv
+from srnas.arch.blocks import BicubicUpsample, MeanShift, Upsampler, conv
 from srnas.arch.config import ArchConfig
+from srnas.arch.registry import DEFAULT_BLOCK, get_block
+from srnas.errors import ConfigError
 
 
 def _body(cfg: ArchConfig) -> nn.Sequential:
     blocks: list[nn.Module] = [
-        ResBlock(cfg.n_feats, k, batch_norm=cfg.batch_norm, act=cfg.act, res_scale=cfg.res_scale)
-        for k in cfg.kernel_sizes
+        get_block(name).build(cfg.n_feats, k, batch_norm=cfg.batch_norm, act=cfg.act, res_scale=cfg.res_scale)
+        for name, k in zip(cfg.block, cfg.kernel_sizes)
     ]
     blocks.append(conv(cfg.n_feats, cfg.n_feats, 3))
     return nn.Sequential(*blocks)
@@ -57,7 +60,7 @@ class _SRNet(nn.Module):
 
 
 class EDSR(_SRNet):
-    """sub_mean -> head -> B resblocks + conv (+ head output) -> upsampler -> conv -> add_mean."""
+    """sub_mean -> head -> B blocks + conv (+ head output) -> upsampler -> conv -> add_mean."""
 
     def __init__(self, cfg: ArchConfig) -> None:
         if cfg.family != "edsr":
@@ -76,7 +79,8 @@ class EDSR(_SRNet):
 
 
 class MDSR(_SRNet):
-    """Shared head and body, per-scale pre-processing heads and upsamplers, shared tail conv."""
+    """Shared head and body, per-scale pre-processing heads (``res`` blocks) and upsamplers,
+    shared tail conv."""
 
     def __init__(self, cfg: ArchConfig) -> None:
         if cfg.family != "mdsr":
@@ -84,7 +88,8 @@ class MDSR(_SRNet):
         super().__init__(cfg)
         self.pre_process = nn.ModuleList(
             nn.Sequential(*[
-                ResBlock(cfg.n_feats, cfg.head_kernel or 3, batch_norm=cfg.batch_norm, act=cfg.act)
+                get_block(DEFAULT_BLOCK).build(cfg.n_feats, cfg.head_kernel or 3, batch_norm=cfg.batch_norm,
+                                               act=cfg.act)
                 for _ in range(cfg.head_blocks)
             ])
             for _ in cfg.scales
@@ -102,17 +107,32 @@ class MDSR(_SRNet):
         return self._finish(x, self.tail(self.upsample[idx](res)), idx)
 
 
-def build_model(config: ArchConfig | str, *, scale: int | None = None) -> nn.Module:
+def build_model(config: ArchConfig | str, *, scale: int | None = None, pretrained: bool = False,
+                weights_url: str | None = None) -> nn.Module:
     """Build the network for a config (or a preset name such as ``"edsr-baseline"``).
+
+    ``pretrained=True`` (preset names only) loads the EDSR authors' released weights, downloaded
+    once, SHA-256 checked and cached (`srnas.arch.pretrained`); ``weights_url`` names a mirror.
 
     >>> net = build_model("edsr-baseline", scale=2)
     >>> sum(p.numel() for p in net.parameters() if p.requires_grad)
     1369859
     """
+    if weights_url is not None and not pretrained:
+        raise ConfigError("weights_url= is where pretrained weights come from: pass pretrained=True too")
+    preset = config if isinstance(config, str) else None
     if isinstance(config, str):
         from srnas.arch.presets import preset_config
 
         config = preset_config(config, scale=scale)
+    elif pretrained:
+        raise ConfigError(f"pretrained=True needs a preset name (released weights exist for the presets), "
+                          f"not the config {config.describe()}")
     elif scale is not None and scale not in config.scales:
         raise ValueError(f"scale {scale} not in config scales {list(config.scales)}")
-    return EDSR(config) if config.family == "edsr" else MDSR(config)
+    model = EDSR(config) if config.family == "edsr" else MDSR(config)
+    if preset is not None and pretrained:
+        from srnas.arch.pretrained import load_pretrained
+
+        load_pretrained(model, preset, scale, weights_url=weights_url)
+    return model
