@@ -49,7 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_retrain)
 
     e = sub.add_parser("eval", help="evaluate trained weights on benchmark sets beside published numbers")
-    e.add_argument("--model", required=True, metavar="PATH", help="a retrain output folder, or a weights file")
+    e.add_argument("--model", required=True, metavar="PATH",
+                   help="a retrain output folder, a weights file, or a preset name with --pretrained")
+    e.add_argument("--pretrained", action="store_true",
+                   help="--model names a preset: use the EDSR authors' released weights (downloaded once, "
+                        "SHA-256 checked, cached)")
+    e.add_argument("--weights-url", default=None, metavar="URL",
+                   help="mirror of the authors' weights folder (default $SRNAS_WEIGHTS_URL, else their server)")
     e.add_argument("--config", default=None, metavar="FILE",
                    help="architecture (YAML/JSON or preset name) when no config.yaml lies next to the weights")
     e.add_argument("--data", default="demo", help="benchmark root (with Set5/, Set14/ ...) or demo")
@@ -65,7 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("upscale", help="super-resolve image files with trained weights")
     u.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
     u.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR")
-    u.add_argument("--model", required=True, metavar="PATH", help="a retrain output folder, or a weights file")
+    u.add_argument("--model", required=True, metavar="PATH",
+                   help="a retrain output folder, a weights file, or a preset name with --pretrained")
+    u.add_argument("--pretrained", action="store_true",
+                   help="--model names a preset: use the EDSR authors' released weights")
+    u.add_argument("--weights-url", default=None, metavar="URL",
+                   help="mirror of the authors' weights folder (default $SRNAS_WEIGHTS_URL, else their server)")
     u.add_argument("--config", default=None, metavar="FILE", help="architecture when no config.yaml lies next to the weights")
     u.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
     u.add_argument("--tile", type=positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
@@ -228,8 +239,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, "ArchConfig", int]:
     from srnas.train.checkpoint import load_model
     from srnas.train.device import resolve_device
 
-    config = load_arch_target(args.config, args.scale) if args.config else None
-    model, cfg = load_model(args.model, config=config, device=resolve_device(args.device))
+    if args.pretrained:
+        model, cfg = _load_pretrained(args)
+    else:
+        if args.weights_url is not None:
+            raise ConfigError("--weights-url is where --pretrained weights come from: add --pretrained")
+        _check_not_a_preset(args.model)
+        config = load_arch_target(args.config, args.scale) if args.config else None
+        model, cfg = load_model(args.model, config=config, device=resolve_device(args.device))
     if args.scale is None:
         if len(cfg.scales) != 1:
             raise ConfigError(f"{args.model}: the model serves scales {list(cfg.scales)}; pass --scale")
@@ -239,6 +256,28 @@ def _load(args: argparse.Namespace) -> tuple[Any, "ArchConfig", int]:
     else:
         scale = args.scale
     return model, cfg, scale
+
+
+def _load_pretrained(args: argparse.Namespace) -> tuple[Any, "ArchConfig"]:
+    """The preset ``--model`` names, with the authors' released weights."""
+    from srnas.arch.networks import build_model
+    from srnas.errors import ConfigError
+    from srnas.train.device import resolve_device
+
+    if args.config:
+        raise ConfigError(f"--pretrained: the architecture is the preset {args.model!r}; drop --config")
+    model = build_model(args.model, scale=args.scale, pretrained=True, weights_url=args.weights_url)
+    return model.to(resolve_device(args.device)).eval(), model.config
+
+
+def _check_not_a_preset(model: str) -> None:
+    """A preset name where a path is expected: say how to get its weights."""
+    from srnas.arch.presets import PRESETS
+    from srnas.errors import ConfigError
+
+    if model.lower().replace("_", "-") in PRESETS and not Path(model).exists():
+        raise ConfigError(f"--model {model}: a preset name, not a file; add --pretrained for the EDSR authors' "
+                          f"released weights")
 
 
 def _eval(args: argparse.Namespace) -> int:
