@@ -19,33 +19,40 @@ Format (see README, "Search-space files")::
     constraints: {max_params: 1400000, max_mult_adds: 1.0e11, max_activation_mb: 2000}
     presets: [edsr-baseline, {n_resblocks: 4, n_feats: 32}]   # enqueued first when inside the space
 
+Every searchable field is declared once, as a `Dimension` in `DIMENSIONS` (its YAML key, the
+`ArchConfig` field it sets, the families it applies to, its condition and whether it can be
+chosen per block or per stage). Sampling, counting, enumeration, membership (`params_of`) and
+the flat choices an NNI model space needs all derive from those declarations: a new searchable
+field is one more `Dimension`.
+
 `SearchSpace.sample(trial)` draws a config from anything with Optuna's ``suggest_categorical``
 (an Optuna trial, or `RandomChooser` for plain random sampling); conditional parameters are
-only drawn when they apply.
+only drawn when they apply, and only parameters the space file declares are drawn (the others
+keep `ArchConfig`'s defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from srnas.arch.config import ArchConfig
-from srnas.arch.cost import activation_memory, count_mult_adds, count_params
+from srnas.arch.cost import cost_of
 from srnas.errors import ConfigError
 
-PARAMETERS = ("n_resblocks", "n_feats", "kernel_size", "batch_norm", "res_scale", "act",
-              "global_skip", "head_blocks", "head_kernel", "rgb_range", "n_colors")
 TOP_KEYS = ("name", "description", "family", "scales", "proxy", "parameters", "constraints", "presets")
-CONSTRAINTS = ("max_params", "max_mult_adds", "max_activation_mb")
 KERNEL_MODES = ("global", "stage", "block")
 #: The batch and LR patch at which ``max_activation_mb`` is evaluated (the paper's schedule).
 ACTIVATION_BATCH, ACTIVATION_PATCH = 16, 48
 ENUMERATION_LIMIT = 200_000
+#: Most values one parameter may offer (an integer range is sized before any list is built).
+MAX_CHOICES = 4096
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 
@@ -109,14 +116,48 @@ def _load_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[str, int]]:
     return data, lines
 
 
-# ---- parameter specs ---------------------------------------------------------------------
+# ---- costs and constraints ----------------------------------------------------------------
+
+#: Constraint key -> the `ConfigCosts` field it limits.
+CONSTRAINTS = {"max_params": "params", "max_mult_adds": "mult_adds", "max_activation_mb": "activation_mb"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigCosts:
+    """What a search records and constrains for one config, computed once: trainable
+    parameters (all scales), Mult-Adds at the worst scale (720p convention) and training
+    activation memory at the worst scale (batch 16, LR patch 48, fp32)."""
+
+    params: int
+    mult_adds: int
+    activation_mb: float
+
+    @classmethod
+    def of(cls, cfg: ArchConfig) -> "ConfigCosts":
+        per_scale = [cost_of(cfg, scale=s, batch=ACTIVATION_BATCH, patch=ACTIVATION_PATCH) for s in cfg.scales]
+        return cls(params=per_scale[0].params_total, mult_adds=max(c.mult_adds for c in per_scale),
+                   activation_mb=max(c.activation_bytes for c in per_scale) / 2**20)
+
+    def limited(self, constraint: str) -> float:
+        """The measured value that constraint ``constraint`` (e.g. ``max_params``) limits."""
+        return float(getattr(self, CONSTRAINTS[constraint]))
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The trial user attributes (``params``, ``mult_adds``, ``activation_mb``)."""
+        return {"params": self.params, "mult_adds": self.mult_adds, "activation_mb": round(self.activation_mb, 2)}
+
+
+# ---- parameter specs and dimensions ------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
+    """What a space file gives for one dimension: its choices and, for per-block dimensions,
+    whether one value serves every block (``global``), each of ``stages`` stages or each block."""
+
     name: str
     choices: tuple[Any, ...]
-    per: str = "global"   # kernel_size only
+    per: str = "global"
     stages: int = 1
 
     @property
@@ -126,6 +167,133 @@ class ParamSpec:
 
 def _stage_bounds(n_blocks: int, stages: int) -> list[tuple[int, int]]:
     return [(i * n_blocks // stages, (i + 1) * n_blocks // stages) for i in range(stages)]
+
+
+Values = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """One searchable `ArchConfig` field, declared once.
+
+    ``name`` is the YAML key and the Optuna parameter name (per-block dimensions add ``_s{i}``
+    or ``_b{i}``); ``field`` the `ArchConfig` field; ``families`` where it applies;
+    ``when(values)`` whether it applies given the dimensions drawn before it; ``per_block``:
+    one value per residual block (``per: global | stage | block`` in the file); ``keyed``:
+    later dimensions depend on its value (counting then branches on it); ``probe``: fields
+    that make it apply when a choice is validated alone; ``required``: the file must give it;
+    ``condition``: ``when`` in words, for display.
+    """
+
+    name: str
+    field: str
+    families: tuple[str, ...] = ("edsr", "mdsr")
+    when: Callable[[Values], bool] | None = None
+    per_block: bool = False
+    keyed: bool = False
+    probe: tuple[tuple[str, Any], ...] = ()
+    required: bool = False
+    condition: str = ""
+
+    def applies(self, family: str, values: Values) -> bool:
+        return family in self.families and (self.when is None or self.when(values))
+
+    # ---- the Optuna parameters of one config --------------------------------------------
+
+    def groups(self, spec: ParamSpec, n_blocks: int) -> list[tuple[str, int]]:
+        """(parameter name, blocks it covers) in block order."""
+        if not self.per_block or spec.per == "global":
+            return [(self.name, n_blocks)]
+        if spec.per == "stage":
+            return [(f"{self.name}_s{i}", hi - lo)
+                    for i, (lo, hi) in enumerate(_stage_bounds(n_blocks, spec.stages)) if hi > lo]
+        return [(f"{self.name}_b{i}", 1) for i in range(n_blocks)]
+
+    def suggest(self, trial: Chooser, spec: ParamSpec, n_blocks: int) -> Any:
+        choices = list(spec.choices)
+        if not self.per_block:
+            return trial.suggest_categorical(self.name, choices)
+        out: list[Any] = []
+        for param, width in self.groups(spec, n_blocks):
+            out += [trial.suggest_categorical(param, choices)] * width
+        return tuple(out)
+
+    def params_for(self, spec: ParamSpec, value: Any) -> dict[str, Any] | None:
+        """The parameters that make `suggest` return ``value``, or None if none can."""
+        if not self.per_block:
+            same = [c for c in spec.choices if c == value]
+            return {self.name: same[0]} if same else None
+        values = tuple(value)
+        out: dict[str, Any] = {}
+        start = 0
+        for param, width in self.groups(spec, len(values)):
+            part = values[start:start + width]
+            start += width
+            if len(set(part)) != 1 or part[0] not in spec.choices:
+                return None
+            out[param] = part[0]
+        return out
+
+    def variants(self, spec: ParamSpec, n_blocks: int) -> Iterator[Any]:
+        """Every value this dimension can take (a tuple per block for per-block dimensions)."""
+        if not self.per_block:
+            yield from spec.choices
+            return
+        groups = self.groups(spec, n_blocks)
+        for combo in itertools.product(spec.choices, repeat=len(groups)):
+            yield tuple(v for v, (_, width) in zip(combo, groups) for _ in range(width))
+
+    def count(self, spec: ParamSpec, n_blocks: int) -> int:
+        return len(spec.choices) ** len(self.groups(spec, n_blocks)) if self.per_block else len(spec.choices)
+
+    def flat_choices(self, spec: ParamSpec, max_blocks: int) -> dict[str, tuple[Any, ...]]:
+        """Every parameter this dimension may ask for at its largest extent (NNI has no
+        conditionals: a kernel per possible block, per stage, or one)."""
+        if not self.per_block or spec.per == "global":
+            return {self.name: spec.choices}
+        if spec.per == "stage":
+            return {f"{self.name}_s{i}": spec.choices for i in range(spec.stages)}
+        return {f"{self.name}_b{i}": spec.choices for i in range(max_blocks)}
+
+    def describe(self, spec: ParamSpec) -> str:
+        text = ", ".join(str(c) for c in spec.choices)
+        if self.per_block and spec.per != "global":
+            text += f"  (per {spec.per}{f', {spec.stages} stages' if spec.per == 'stage' else ''})"
+        if self.condition:
+            text += f"  ({self.condition})"
+        return text
+
+
+def _has_heads(values: Values) -> bool:
+    return bool(values.get("head_blocks"))
+
+
+#: The searchable fields, in the order a trial draws them.
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("n_resblocks", "n_resblocks", keyed=True, required=True),
+    Dimension("n_feats", "n_feats", required=True),
+    Dimension("batch_norm", "batch_norm"),
+    Dimension("res_scale", "res_scale"),
+    Dimension("act", "act"),
+    Dimension("global_skip", "global_skip"),
+    Dimension("rgb_range", "rgb_range"),
+    Dimension("n_colors", "n_colors"),
+    Dimension("kernel_size", "kernel_sizes", per_block=True),
+    Dimension("head_blocks", "head_blocks", families=("mdsr",), keyed=True),
+    Dimension("head_kernel", "head_kernel", families=("mdsr",), when=_has_heads, probe=(("head_blocks", 1),),
+              condition="when head_blocks > 0"),
+)
+DIMENSIONS_BY_NAME = {d.name: d for d in DIMENSIONS}
+#: Every key of ``parameters:`` (and of a preset mapping).
+PARAMETERS = tuple(DIMENSIONS_BY_NAME)
+
+
+@functools.lru_cache(maxsize=64)
+def default_value(dim: Dimension, family: str, scales: tuple[int, ...]) -> Any:
+    """The value `ArchConfig` gives a field that the space does not search (per block: one)."""
+    cfg = ArchConfig(family=family, scales=scales, n_resblocks=1, n_feats=8, **dict(dim.probe))
+    value = getattr(cfg, dim.field)
+    return value[0] if dim.per_block else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +351,10 @@ class SearchSpace:
             raise err("family", f"invalid value {family!r}; allowed: edsr | mdsr")
         scales_raw = data.get("scales", [2])
         scales_list = scales_raw if isinstance(scales_raw, list) else [scales_raw]
+        try:
+            scales = ArchConfig(family=family, scales=scales_list, n_resblocks=1, n_feats=8).scales
+        except ConfigError as exc:
+            raise err("scales", str(exc).split(": ", 1)[1]) from None
         params_raw = data.get("parameters")
         if not isinstance(params_raw, Mapping) or not params_raw:
             raise err("parameters", "missing or empty; give a mapping of parameter -> value(s)")
@@ -190,31 +362,22 @@ class SearchSpace:
         specs: dict[str, ParamSpec] = {}
         for key, raw in params_raw.items():
             path = f"parameters.{key}"
-            if key not in PARAMETERS:
+            dim = DIMENSIONS_BY_NAME.get(key)
+            if dim is None:
                 raise err(path, f"unknown parameter; allowed: {', '.join(PARAMETERS)}")
-            if family == "edsr" and key in ("head_blocks", "head_kernel"):
-                raise err(path, "applies to family 'mdsr' only")
-            specs[key] = _parse_param(key, raw, lambda m, p=path: err(p, m))
-        for key in ("n_resblocks", "n_feats"):
-            if key not in specs:
-                raise err("parameters", f"missing required parameter {key!r}")
-
-        base = _base_config_kwargs(family, scales_list)
-        try:
-            ArchConfig(**base)
-        except ConfigError as exc:
-            raise err("scales", str(exc).split(": ", 1)[1]) from None
-        for key, spec in specs.items():
+            if family not in dim.families:
+                raise err(path, f"applies to family {' | '.join(repr(f) for f in dim.families)} only")
+            spec = _parse_param(dim, raw, lambda m, p=path: err(p, m))
             for choice in spec.choices:
-                kw = dict(base)
-                kw["kernel_sizes" if key == "kernel_size" else key] = choice
-                if key == "head_kernel":
-                    kw["head_blocks"] = 1
                 try:
-                    ArchConfig(**kw)
+                    ArchConfig(**{"family": family, "scales": scales, "n_resblocks": 1, "n_feats": 8,
+                                  **dict(dim.probe), dim.field: choice})
                 except ConfigError as exc:
-                    detail = str(exc).split(": ", 1)[1]
-                    raise err(f"parameters.{key}", detail) from None
+                    raise err(path, str(exc).split(": ", 1)[1]) from None
+            specs[key] = spec
+        for dim in DIMENSIONS:
+            if dim.required and dim.name not in specs:
+                raise err("parameters", f"missing required parameter {dim.name!r}")
 
         constraints_raw = data.get("constraints") or {}
         if not isinstance(constraints_raw, Mapping):
@@ -237,7 +400,7 @@ class SearchSpace:
         if not isinstance(presets_raw, list):
             raise err("presets", "expected a list of preset names or parameter mappings")
         name = str(data.get("name") or Path(source).stem)
-        space = cls(name=name, family=family, scales=tuple(int(s) for s in scales_list), params=specs,
+        space = cls(name=name, family=family, scales=scales, params=specs,
                     constraints=constraints, presets=tuple(presets_raw),
                     description=str(data.get("description") or ""),
                     proxy=(str(data["proxy"]) if data.get("proxy") is not None else None), source=source)
@@ -250,43 +413,40 @@ class SearchSpace:
                 raise err("presets", f"entry {i}: {exc}") from None
         return space
 
+    # ---- dimensions ---------------------------------------------------------------------
+
+    def dimensions(self) -> list[tuple[Dimension, ParamSpec]]:
+        """The declared dimensions of this space's family with their specs, in draw order;
+        a dimension the file does not give is fixed at `ArchConfig`'s default."""
+        out = []
+        for dim in DIMENSIONS:
+            if self.family not in dim.families:
+                continue
+            spec = self.params.get(dim.name)
+            if spec is None:
+                spec = ParamSpec(dim.name, (default_value(dim, self.family, self.scales),))
+            out.append((dim, spec))
+        return out
+
+    def _config(self, values: Values) -> ArchConfig:
+        kw = {dim.field: values[dim.name] for dim, _ in self.dimensions() if dim.name in values}
+        return ArchConfig(family=self.family, scales=self.scales, **kw)
+
     # ---- sampling -----------------------------------------------------------------------
 
-    def choices_of(self, key: str, default: Any) -> ParamSpec:
-        """The spec of ``key``, or a fixed spec of ``default`` when the space does not set it."""
-        return self.params.get(key) or ParamSpec(key, (default,))
-
     def sample(self, trial: Chooser) -> ArchConfig:
-        """Draw one config; parameters are suggested in a fixed order, conditionals only when
-        they apply (per-block kernels only for existing blocks, head_kernel only with heads)."""
+        """Draw one config; the declared parameters are suggested in `DIMENSIONS` order,
+        conditionals only when they apply (per-block values only for existing blocks,
+        head_kernel only with heads)."""
         values: dict[str, Any] = {}
-        for key in ("n_resblocks", "n_feats", "batch_norm", "res_scale", "act", "global_skip",
-                    "rgb_range", "n_colors"):
-            spec = self.params.get(key)
-            if spec is not None:
-                values[key] = trial.suggest_categorical(key, list(spec.choices))
-        b = values["n_resblocks"]
-        values["kernel_sizes"] = self._sample_kernels(trial, b)
-        if self.family == "mdsr":
-            hb = trial.suggest_categorical("head_blocks", list(self.choices_of("head_blocks", 2).choices))
-            values["head_blocks"] = hb
-            if hb > 0:
-                values["head_kernel"] = trial.suggest_categorical(
-                    "head_kernel", list(self.choices_of("head_kernel", 5).choices))
-        return ArchConfig(family=self.family, scales=self.scales, **values)
-
-    def _sample_kernels(self, trial: Chooser, n_blocks: int) -> list[int]:
-        spec = self.choices_of("kernel_size", 3)
-        choices = list(spec.choices)
-        if spec.per == "global":
-            return [trial.suggest_categorical("kernel_size", choices)] * n_blocks
-        if spec.per == "stage":
-            ks: list[int] = []
-            for i, (lo, hi) in enumerate(_stage_bounds(n_blocks, spec.stages)):
-                if hi > lo:
-                    ks += [trial.suggest_categorical(f"kernel_size_s{i}", choices)] * (hi - lo)
-            return ks
-        return [trial.suggest_categorical(f"kernel_size_b{i}", choices) for i in range(n_blocks)]
+        for dim, spec in self.dimensions():
+            if not dim.applies(self.family, values):
+                continue
+            if dim.name in self.params:
+                values[dim.name] = dim.suggest(trial, spec, values.get("n_resblocks", 1))
+            else:
+                values[dim.name] = spec.choices[0]
+        return self._config(values)
 
     def sample_random(self, n: int, *, seed: int = 0) -> list[ArchConfig]:
         """``n`` configs drawn uniformly (each parameter independently) with a fixed seed."""
@@ -295,25 +455,17 @@ class SearchSpace:
 
     # ---- constraints --------------------------------------------------------------------
 
-    def violations(self, cfg: ArchConfig) -> dict[str, float]:
-        """For each constraint, measured minus limit (feasible when <= 0), as Optuna expects."""
-        out: dict[str, float] = {}
-        for key, limit in self.constraints.items():
-            out[key] = self.measure(cfg, key) - limit
-        return out
-
     @staticmethod
-    def measure(cfg: ArchConfig, key: str) -> float:
-        if key == "max_params":
-            return float(count_params(cfg))
-        if key == "max_mult_adds":
-            return float(max(count_mult_adds(cfg, scale=s) for s in cfg.scales))
-        if key == "max_activation_mb":
-            return max(activation_memory(cfg, batch=ACTIVATION_BATCH, patch=ACTIVATION_PATCH, scale=s)
-                       for s in cfg.scales) / 2**20
-        raise KeyError(key)
+    def costs(cfg: ArchConfig) -> ConfigCosts:
+        """The costs that constraints limit (compute once per config and pass them on)."""
+        return ConfigCosts.of(cfg)
 
-    def satisfies(self, cfg: ArchConfig) -> bool:
+    def violations(self, cfg: ArchConfig | ConfigCosts) -> dict[str, float]:
+        """For each constraint, measured minus limit (feasible when <= 0), as Optuna expects."""
+        costs = cfg if isinstance(cfg, ConfigCosts) else ConfigCosts.of(cfg)
+        return {key: costs.limited(key) - limit for key, limit in self.constraints.items()}
+
+    def satisfies(self, cfg: ArchConfig | ConfigCosts) -> bool:
         return all(v <= 0 for v in self.violations(cfg).values())
 
     def constrained(self, **limits: float | None) -> "SearchSpace":
@@ -333,43 +485,20 @@ class SearchSpace:
         if cfg.family != self.family or cfg.scales != self.scales:
             return None
         out: dict[str, Any] = {}
-        for key in ("n_resblocks", "n_feats", "batch_norm", "res_scale", "act", "global_skip",
-                    "rgb_range", "n_colors"):
-            value = getattr(cfg, key)
-            spec = self.params.get(key)
-            if spec is None:
-                if value != getattr(ArchConfig(family=self.family, scales=self.scales), key):
+        values: dict[str, Any] = {}
+        for dim, spec in self.dimensions():
+            if not dim.applies(self.family, values):
+                continue
+            value = getattr(cfg, dim.field)
+            values[dim.name] = value
+            if dim.name not in self.params:
+                if (set(value) if dim.per_block else {value}) != {spec.choices[0]}:
                     return None
                 continue
-            if value not in spec.choices:
+            params = dim.params_for(spec, value)
+            if params is None:
                 return None
-            out[key] = next(c for c in spec.choices if c == value)
-        spec = self.choices_of("kernel_size", 3)
-        ks = cfg.kernel_sizes
-        if spec.per == "global":
-            if len(set(ks)) != 1:
-                return None
-            if spec.name in self.params:
-                out["kernel_size"] = ks[0]
-        elif spec.per == "stage":
-            for i, (lo, hi) in enumerate(_stage_bounds(len(ks), spec.stages)):
-                if hi > lo:
-                    if len(set(ks[lo:hi])) != 1:
-                        return None
-                    out[f"kernel_size_s{i}"] = ks[lo]
-        else:
-            out.update({f"kernel_size_b{i}": k for i, k in enumerate(ks)})
-        if any(k not in spec.choices for k in ks):
-            return None
-        if self.family == "mdsr":
-            hb_spec = self.choices_of("head_blocks", 2)
-            if cfg.head_blocks not in hb_spec.choices:
-                return None
-            out["head_blocks"] = cfg.head_blocks
-            if cfg.head_blocks > 0:
-                if cfg.head_kernel not in self.choices_of("head_kernel", 5).choices:
-                    return None
-                out["head_kernel"] = cfg.head_kernel
+            out.update(params)
         try:
             if self.sample(FixedChooser(out)) != cfg:
                 return None
@@ -384,12 +513,10 @@ class SearchSpace:
 
             cfg = preset_config(preset, scale=self.scales[0]) if self.family == "edsr" else preset_config(preset)
         else:
-            kw = {k: v for k, v in preset.items()}
-            unknown = [k for k in kw if k not in PARAMETERS]
+            unknown = [k for k in preset if k not in DIMENSIONS_BY_NAME]
             if unknown:
                 raise ConfigError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(PARAMETERS)}")
-            if "kernel_size" in kw:
-                kw["kernel_sizes"] = kw.pop("kernel_size")
+            kw = {DIMENSIONS_BY_NAME[k].field: v for k, v in preset.items()}
             cfg = ArchConfig(family=self.family, scales=self.scales, **kw)
         params = self.params_of(cfg)
         if params is None:
@@ -400,62 +527,88 @@ class SearchSpace:
         """(label, params) of the space's presets (validated at load to lie inside the space)."""
         return [(p if isinstance(p, str) else "custom", self.preset_params(p)) for p in self.presets]
 
+    # ---- NNI: the same dimensions without conditionals ----------------------------------
+
+    def flat_choices(self) -> dict[str, tuple[Any, ...]]:
+        """Every parameter `sample` may ask for, with its choices, at its largest extent.
+
+        Conditional parameters are listed whatever their condition (a value per possible
+        block or stage, ``head_kernel`` whenever heads are possible); only declared
+        parameters appear. This is the NNI model space (NNI spaces have no conditionals).
+        """
+        max_blocks = max(self.dimension_spec("n_resblocks").choices)
+        out: dict[str, tuple[Any, ...]] = {}
+        for dim, spec in self.dimensions():
+            if dim.name in self.params:
+                out.update(dim.flat_choices(spec, max_blocks))
+        return out
+
+    def searchable_choices(self) -> dict[str, tuple[Any, ...]]:
+        """The `flat_choices` with more than one choice (the mutables of an NNI model space)."""
+        return {name: choices for name, choices in self.flat_choices().items() if len(choices) > 1}
+
+    def config_from_flat(self, sample: Mapping[str, Any]) -> ArchConfig:
+        """The config a flat sample (`flat_choices` names) stands for; unused conditional
+        values are ignored and fixed parameters filled in.
+
+        >>> space = SearchSpace.load("tiny")
+        >>> cfg = space.config_from_flat({"n_resblocks": 2, "n_feats": 8, "res_scale": 1.0,
+        ...     "global_skip": "bicubic", "kernel_size_b0": 5, "kernel_size_b1": 3,
+        ...     "kernel_size_b2": 5, "kernel_size_b3": 5})
+        >>> cfg.kernel_sizes
+        (5, 3)
+        """
+        values = {name: choices[0] for name, choices in self.flat_choices().items() if len(choices) == 1}
+        values.update(sample)
+        try:
+            return self.sample(FixedChooser(values))
+        except KeyError as exc:
+            raise ConfigError(f"sample {dict(sample)} lacks parameter {exc.args[0]!r} of space {self.name!r}") from None
+
+    def dimension_spec(self, name: str) -> ParamSpec:
+        """The spec of dimension ``name`` (declared, or fixed at the default)."""
+        for dim, spec in self.dimensions():
+            if dim.name == name:
+                return spec
+        raise KeyError(name)
+
     # ---- counting and enumeration -------------------------------------------------------
 
-    def _other_keys(self) -> list[ParamSpec]:
-        return [self.params[k] for k in ("n_feats", "batch_norm", "res_scale", "act", "global_skip",
-                                         "rgb_range", "n_colors") if k in self.params]
+    def _walk(self, index: int, values: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        dims = self.dimensions()
+        if index == len(dims):
+            yield dict(values)
+            return
+        dim, spec = dims[index]
+        if not dim.applies(self.family, values):
+            yield from self._walk(index + 1, values)
+            return
+        for value in dim.variants(spec, values.get("n_resblocks", 1)):
+            values[dim.name] = value
+            yield from self._walk(index + 1, values)
+        values.pop(dim.name, None)
 
-    def _kernel_variants(self, n_blocks: int) -> int:
-        spec = self.choices_of("kernel_size", 3)
-        k = len(spec.choices)
-        if spec.per == "global":
-            return k
-        if spec.per == "stage":
-            return k ** sum(1 for lo, hi in _stage_bounds(n_blocks, spec.stages) if hi > lo)
-        return k ** n_blocks
-
-    def _head_variants(self) -> int:
-        if self.family != "mdsr":
+    def _count(self, index: int, values: dict[str, Any]) -> int:
+        dims = self.dimensions()
+        if index == len(dims):
             return 1
-        hk = len(self.choices_of("head_kernel", 5).choices)
-        return sum(hk if hb > 0 else 1 for hb in self.choices_of("head_blocks", 2).choices)
+        dim, spec = dims[index]
+        if not dim.applies(self.family, values):
+            return self._count(index + 1, values)
+        if not dim.keyed:
+            return dim.count(spec, values.get("n_resblocks", 1)) * self._count(index + 1, values)
+        return sum(self._count(index + 1, {**values, dim.name: v}) for v in dim.variants(spec, 1))
 
     def size(self) -> int:
         """Number of distinct configs in the space (constraints ignored)."""
-        rest = math.prod(len(s.choices) for s in self._other_keys())
-        kernels = sum(self._kernel_variants(b) for b in self.params["n_resblocks"].choices)
-        return rest * kernels * self._head_variants()
+        return self._count(0, {})
 
     def enumerate(self, *, limit: int | None = None) -> Iterator[ArchConfig]:
         """Every config of the space (constraints ignored), in a fixed order."""
-        spec = self.choices_of("kernel_size", 3)
-        others = self._other_keys()
-        heads: list[tuple[int | None, int | None]] = [(None, None)]
-        if self.family == "mdsr":
-            heads = [(hb, hk) for hb in self.choices_of("head_blocks", 2).choices
-                     for hk in (self.choices_of("head_kernel", 5).choices if hb > 0 else (None,))]
-        count = 0
-        for b in self.params["n_resblocks"].choices:
-            if spec.per == "global":
-                kernel_sets = [[k] * b for k in spec.choices]
-            elif spec.per == "stage":
-                bounds = [(lo, hi) for lo, hi in _stage_bounds(b, spec.stages) if hi > lo]
-                kernel_sets = [[k for (lo, hi), k in zip(bounds, combo) for _ in range(hi - lo)]
-                               for combo in itertools.product(spec.choices, repeat=len(bounds))]
-            else:
-                kernel_sets = (list(c) for c in itertools.product(spec.choices, repeat=b))
-            for ks in kernel_sets:
-                for combo in itertools.product(*(s.choices for s in others)):
-                    for hb, hk in heads:
-                        kw = {s.name: v for s, v in zip(others, combo)}
-                        if self.family == "mdsr":
-                            kw["head_blocks"], kw["head_kernel"] = hb, hk
-                        yield ArchConfig(family=self.family, scales=self.scales, n_resblocks=b,
-                                         kernel_sizes=ks, **kw)
-                        count += 1
-                        if limit is not None and count >= limit:
-                            return
+        for count, values in enumerate(self._walk(0, {}), 1):
+            yield self._config(values)
+            if limit is not None and count >= limit:
+                return
 
     def summary(self, *, samples: int = 2000, seed: int = 0) -> dict[str, Any]:
         """Size, feasible count, and min/max params and Mult-Adds (x the first scale's 720p).
@@ -467,16 +620,17 @@ class SearchSpace:
         if exact:
             configs: Iterator[ArchConfig] | list[ArchConfig] = self.enumerate()
         else:
-            configs = self.sample_random(samples, seed=seed) + self._extremes()
+            configs = self.sample_random(samples, seed=seed) + self.extremes()
         n_feasible = n_seen = 0
         lo_p = lo_m = math.inf
         hi_p = hi_m = 0
         for cfg in configs:
             n_seen += 1
-            if not self.satisfies(cfg):
+            costs = ConfigCosts.of(cfg)
+            if not self.satisfies(costs):
                 continue
             n_feasible += 1
-            p, m = count_params(cfg), count_mult_adds(cfg)
+            p, m = costs.params, cost_of(cfg).mult_adds
             lo_p, hi_p, lo_m, hi_m = min(lo_p, p), max(hi_p, p), min(lo_m, m), max(hi_m, m)
         feasible = n_feasible if exact else round(size * n_feasible / max(n_seen, 1))
         return {
@@ -486,48 +640,36 @@ class SearchSpace:
             "mult_adds": (int(lo_m), int(hi_m)) if n_feasible else None,
         }
 
-    def _extremes(self) -> list[ArchConfig]:
+    def extremes(self) -> list[ArchConfig]:
+        """The smallest and the largest config: every numeric dimension at its minimum (maximum)."""
         out = []
         for pick in (min, max):
-            kw: dict[str, Any] = {}
-            for s in self._other_keys():
-                kw[s.name] = pick(s.choices) if all(isinstance(c, (int, float)) for c in s.choices) else s.choices[0]
-            b = pick(self.params["n_resblocks"].choices)
-            k = pick(self.choices_of("kernel_size", 3).choices)
-            if self.family == "mdsr":
-                hb = pick(self.choices_of("head_blocks", 2).choices)
-                kw["head_blocks"] = hb
-                kw["head_kernel"] = pick(self.choices_of("head_kernel", 5).choices) if hb else None
-            out.append(ArchConfig(family=self.family, scales=self.scales, n_resblocks=b, kernel_sizes=k, **kw))
+            values: dict[str, Any] = {}
+            for dim, spec in self.dimensions():
+                if not dim.applies(self.family, values):
+                    continue
+                numeric = all(isinstance(c, (int, float)) for c in spec.choices)  # bools too: BN adds parameters
+                choice = pick(spec.choices) if numeric else spec.choices[0]
+                values[dim.name] = (choice,) * values.get("n_resblocks", 1) if dim.per_block else choice
+            out.append(self._config(values))
         return out
 
     def describe_params(self) -> list[tuple[str, str]]:
         """(parameter, choices) rows for display."""
-        rows = []
-        for key, spec in self.params.items():
-            text = ", ".join(str(c) for c in spec.choices)
-            if key == "kernel_size" and spec.per != "global":
-                text += f"  (per {spec.per}{f', {spec.stages} stages' if spec.per == 'stage' else ''})"
-            if key == "head_kernel":
-                text += "  (when head_blocks > 0)"
-            rows.append((key, text))
-        return rows
+        return [(dim.name, dim.describe(spec)) for dim, spec in self.dimensions() if dim.name in self.params]
 
 
-def _base_config_kwargs(family: str, scales: list[Any]) -> dict[str, Any]:
-    return {"family": family, "scales": scales, "n_resblocks": 1, "n_feats": 8}
-
-
-def _parse_param(key: str, raw: Any, err: Any) -> ParamSpec:
+def _parse_param(dim: Dimension, raw: Any, err: Callable[[str], ConfigError]) -> ParamSpec:
+    key = dim.name
     per, stages = "global", 1
     if isinstance(raw, Mapping):
         allowed = {"choices", "low", "high", "step", "per", "stages"}
         unknown = set(raw) - allowed
         if unknown:
             raise err(f"unknown field {sorted(unknown)[0]!r}; allowed: choices, or low/high/step"
-                      + (", per, stages" if key == "kernel_size" else ""))
-        if ("per" in raw or "stages" in raw) and key != "kernel_size":
-            raise err("'per'/'stages' apply to kernel_size only")
+                      + (", per, stages" if dim.per_block else ""))
+        if ("per" in raw or "stages" in raw) and not dim.per_block:
+            raise err(f"'per'/'stages' apply to {', '.join(d.name for d in DIMENSIONS if d.per_block)} only")
         if "choices" in raw:
             if {"low", "high", "step"} & set(raw):
                 raise err("give either choices or low/high/step, not both")
@@ -538,6 +680,9 @@ def _parse_param(key: str, raw: Any, err: Any) -> ParamSpec:
             low, high, step = raw["low"], raw["high"], raw.get("step", 1)
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high, step)) or step <= 0 or high < low:
                 raise err(f"integer range needs integers low <= high and step > 0, got low={low!r} high={high!r} step={step!r}")
+            n = (high - low) // step + 1  # sized before any list is built
+            if n > MAX_CHOICES:
+                raise err(f"range low={low} high={high} step={step} has {n:,} values; at most {MAX_CHOICES:,}")
             choices = list(range(low, high + 1, step))
         else:
             raise err("a mapping needs 'choices' or 'low' and 'high'")
@@ -555,6 +700,8 @@ def _parse_param(key: str, raw: Any, err: Any) -> ParamSpec:
         choices = [raw]
     if not choices:
         raise err("no choices given")
+    if len(choices) > MAX_CHOICES:
+        raise err(f"{len(choices):,} choices; at most {MAX_CHOICES:,}")
     if len(set(map(repr, choices))) != len(choices):
         raise err(f"duplicate choices in {choices!r}")
     for c in choices:

@@ -105,9 +105,9 @@ def test_upscale_writes_bigger_images(edsr_baseline_run: Path, tmp_path: Path) -
 def test_retrain_top_k_of_a_study(tmp_path: Path) -> None:
     import optuna
 
-    from srnas.search.storage import open_storage
+    from srnas.studies import StudyHome
 
-    storage = open_storage(None, "demo-study", heartbeat=None, root=tmp_path)
+    storage = StudyHome("demo-study", tmp_path).storage(heartbeat=None)
     study = optuna.create_study(study_name="demo-study", storage=storage, direction="maximize")
     configs = [ArchConfig(n_resblocks=b, n_feats=4, global_skip="bicubic") for b in (1, 2, 3)]
     for value, cfg in zip((31.0, 32.0, 30.0), configs):

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, MissingExtraError, TrainingError
 from srnas.search import nni_engine
-from srnas.search.engine import SearchSettings, prepare_study
+from srnas.search.session import Session
+from srnas.search.settings import SearchSettings
 from srnas.search.objective import TRIAL_ATTRS
 from srnas.space import SearchSpace
 
@@ -43,7 +44,7 @@ def nni_loaded() -> None:
 
 
 def _random_sample(space: SearchSpace, rng: random.Random) -> dict[str, Any]:
-    return {name: rng.choice(choices) for name, choices in nni_engine.searchable_choices(space).items()}
+    return {name: rng.choice(choices) for name, choices in space.searchable_choices().items()}
 
 
 # ---- the space, without NNI --------------------------------------------------------------------
@@ -52,11 +53,11 @@ def _random_sample(space: SearchSpace, rng: random.Random) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["tiny", "edsr", "mdsr", "lightweight"])
 def test_samples_map_to_configs_of_the_space(name: str) -> None:
     space = SearchSpace.load(name)
-    choices = nni_engine.nni_choices(space)
+    choices = space.flat_choices()
     rng = random.Random(0)
     for _ in range(30):
         sample = _random_sample(space, rng)
-        cfg = nni_engine.config_from_sample(space, sample)
+        cfg = space.config_from_flat(sample)
         params = space.params_of(cfg)
         assert params is not None
         # Recorded params are exactly what an Optuna trial sampling this config would hold.
@@ -71,18 +72,18 @@ def test_unused_conditional_choices_are_ignored() -> None:
     tiny = SearchSpace.load("tiny")
     base = {"n_resblocks": 2, "n_feats": 8, "res_scale": 1.0, "global_skip": "bicubic",
             "kernel_size_b0": 5, "kernel_size_b1": 3, "kernel_size_b2": 3, "kernel_size_b3": 3}
-    cfg = nni_engine.config_from_sample(tiny, base)
+    cfg = tiny.config_from_flat(base)
     assert cfg.kernel_sizes == (5, 3)
-    assert nni_engine.config_from_sample(tiny, {**base, "kernel_size_b2": 5, "kernel_size_b3": 5}) == cfg
+    assert tiny.config_from_flat({**base, "kernel_size_b2": 5, "kernel_size_b3": 5}) == cfg
     assert sorted(k for k in tiny.params_of(cfg) if k.startswith("kernel")) == ["kernel_size_b0", "kernel_size_b1"]
 
     mdsr = SearchSpace.load("mdsr")
     sample = _random_sample(mdsr, random.Random(1))
-    headless = nni_engine.config_from_sample(mdsr, {**sample, "head_blocks": 0, "head_kernel": 3})
-    assert headless == nni_engine.config_from_sample(mdsr, {**sample, "head_blocks": 0, "head_kernel": 5})
+    headless = mdsr.config_from_flat({**sample, "head_blocks": 0, "head_kernel": 3})
+    assert headless == mdsr.config_from_flat({**sample, "head_blocks": 0, "head_kernel": 5})
     assert "head_kernel" not in mdsr.params_of(headless)
     with pytest.raises(ConfigError, match="n_feats"):
-        nni_engine.config_from_sample(tiny, {k: v for k, v in base.items() if k != "n_feats"})
+        tiny.config_from_flat({k: v for k, v in base.items() if k != "n_feats"})
 
 
 def test_import_does_not_load_nni() -> None:
@@ -94,7 +95,7 @@ def test_missing_nni_is_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "nni", None)  # `import nni` raises ImportError
     settings = SearchSettings(engine="nni", budget=2)
     with pytest.raises(MissingExtraError, match=r"pip install 'srnas\[nni\]'"):
-        nni_engine.run_nni(settings, study=None, space=SearchSpace.load("tiny"), schedule=None)
+        nni_engine.NNIEngine().run(None, console=None, progress=False)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -104,8 +105,7 @@ def test_missing_nni_is_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None
 ])
 def test_settings_nni_cannot_honour_are_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        nni_engine.run_nni(SearchSettings(engine="nni", **change), study=None, space=SearchSpace.load("tiny"),
-                           schedule=None)
+        nni_engine.NNIEngine().validate(SearchSettings(engine="nni", **change))
 
 
 # ---- the NNI model space -------------------------------------------------------------------------
@@ -120,14 +120,14 @@ def test_model_space_mirrors_the_yaml_space(nni_loaded: None) -> None:
     space = SearchSpace.load("tiny")
     model_space = nni_engine.SRArchSpace(space=str(space.source))
     mutables = model_space.simplify()
-    assert {k: tuple(m.values) for k, m in mutables.items()} == nni_engine.searchable_choices(space)
+    assert {k: tuple(m.values) for k, m in mutables.items()} == space.searchable_choices()
 
     sample = _random_sample(space, random.Random(3))
     # The format NNI's experiments use: re-created from its init arguments under the sample.
     executable = SimplifiedModelSpace.from_model(
         model_space, FunctionalEvaluator(nni_engine.evaluate_model, settings="{}")).freeze(sample)
     model = executable.executable_model()
-    assert model.config == nni_engine.config_from_sample(space, sample)
+    assert model.config == space.config_from_flat(sample)
     assert model_space.freeze(sample).config == model.config
     assert model(torch.rand(1, 3, 8, 8) * 255).shape == (1, 3, 16, 16)
 
@@ -162,7 +162,7 @@ def test_failed_subprocess_trials_stop_the_search(nni_loaded: None) -> None:
 
     from srnas.search.trial import MAX_CONSECUTIVE_FAILURES
 
-    budget = nni_engine._StudyBudget(None, 4, timeout=None, recorder=None)
+    budget = nni_engine._StudyBudget(None, timeout=None, recorder=None)
     budget.experiment_id = "abc"
     for status in [ModelStatus.Failed] * (MAX_CONSECUTIVE_FAILURES - 1) + [ModelStatus.Trained]:
         budget.on_training_end(SimpleNamespace(status=status))
@@ -181,13 +181,14 @@ def test_recorder_writes_reuses_and_fails_like_the_optuna_engine(trials_dir: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     settings = SearchSettings(study="rec", budget=3, proxy=PROXY, engine="nni", seed=3, devices=("cpu",),
                               max_params=20_000)
-    study, space, schedule = prepare_study(settings)
-    recorder = nni_engine.TrialRecorder(settings, study=study, space=space, schedule=schedule)
+    session = Session.create(settings)
+    study, space = session.study, session.space
+    recorder = nni_engine.TrialRecorder(session)
     recorder.experiment_id = "exp"
     reports: list[tuple[str, float]] = []
     report = {"report_intermediate": lambda v: reports.append(("step", v)),
               "report_final": lambda v: reports.append(("final", v))}
-    small = nni_engine.config_from_sample(space, {
+    small = space.config_from_flat({
         "n_resblocks": 1, "n_feats": 8, "res_scale": 1.0, "global_skip": "bicubic",
         "kernel_size_b0": 3, "kernel_size_b1": 5, "kernel_size_b2": 5, "kernel_size_b3": 5})
 
@@ -199,7 +200,7 @@ def test_recorder_writes_reuses_and_fails_like_the_optuna_engine(trials_dir: Pat
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise TrainingError("loss became NaN at update 3")
 
-    monkeypatch.setattr(recorder.objective, "evaluate", broken)
+    monkeypatch.setattr(recorder.runner.objective, "evaluate", broken)
     recorder.evaluate(small.replace(n_feats=12), **report)
 
     first, reused, infeasible, failed = study.get_trials()[1:]  # trial 0: the space's preset, waiting
@@ -264,7 +265,7 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
         cfg = ArchConfig.from_dict(attrs["config"])
         assert cfg.arch_id == attrs["arch_id"]
         assert t.params == space.params_of(cfg)  # exactly the config that was trained
-        choices = nni_engine.nni_choices(space)
+        choices = space.flat_choices()
         assert t.distributions == {k: CategoricalDistribution(list(choices[k])) for k in t.params}
         experiment, _, index = attrs["nni_trial"].partition("/")
         experiments.add(experiment)

@@ -104,10 +104,14 @@ def test_constraints_exclude_configs_without_training(trials_dir: Path) -> None:
 
 
 def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
-    from srnas.search.engine import SearchSettings, prepare_study, run_search
+    from srnas.search.engines import run_search
+    from srnas.search.session import Session
+    from srnas.search.settings import SearchSettings
 
-    settings = SearchSettings(study="dup", budget=3, proxy="tiny@30", seed=0, heartbeat=2, pruner="none")
-    study, space, _ = prepare_study(settings)
+    settings = SearchSettings(study="dup", budget=3, proxy="tiny@30", seed=0, heartbeat=2, pruner="none",
+                              workers=1)
+    session = Session.create(settings)
+    study, space = session.study, session.space
     params = space.params_of(space.sample_random(1, seed=5)[0])
     study.enqueue_trial(params)
     study.enqueue_trial(params)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", default=None, help="study name (default <space>-<data>[-objectives])")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db); "
                    "postgresql://..., mysql+pymysql://..., or journal:FILE")
-    p.add_argument("--engine", default="optuna", choices=["optuna", "nni"])
+    p.add_argument("--engine", default="optuna", help="optuna (default) or nni")
     p.add_argument("--sampler", default="tpe", help="tpe (default), random, nsga2, gp")
     p.add_argument("--pruner", default=None, help="hyperband (default, single objective), median, none")
     p.add_argument("--objectives", default="psnr", help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
@@ -48,9 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _search(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from srnas.search.engine import SearchSettings, run_search
+    from srnas.search.engines import run_search
     from srnas.search.progress import summary_table
-    from srnas.search.storage import HEARTBEAT_INTERVAL
+    from srnas.search.settings import SearchSettings
+    from srnas.studies import HEARTBEAT_INTERVAL
 
     if args.budget < 1:
         from srnas.errors import ConfigError
@@ -75,15 +76,16 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from srnas.search.storage import artifact_dir, default_storage_url, load_study
+    from srnas.studies import StudyHome
 
-    study = load_study(args.study, args.storage)  # one clear line when it does not exist
+    home = StudyHome(args.study)
+    study = home.load(args.storage)  # one clear line when it does not exist
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    store_dir = artifact_dir(args.study)
+    store_dir = home.artifacts
     store_dir.mkdir(parents=True, exist_ok=True)
-    url = args.storage or default_storage_url(args.study)
+    url = args.storage or home.default_storage_url
     print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/  (Ctrl-C stops)", flush=True)
     run_server(study._storage if args.storage is None else url, host=args.host, port=args.port,
                artifact_store=FileSystemArtifactStore(str(store_dir)))

@@ -130,9 +130,9 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
 
 def retrain_dir(study: str, root: Path | None = None) -> Path:
     """``trials/<study>/retrain`` (where `srnas retrain` writes)."""
-    from srnas.search.storage import study_dir
+    from srnas.studies import StudyHome
 
-    return study_dir(study, root) / "retrain"
+    return StudyHome(study, root).retrain
 
 
 def read_retrain_metrics(folder: Path) -> dict[str, Any] | None:

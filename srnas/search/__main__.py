@@ -2,6 +2,6 @@
 
 import sys
 
-from srnas.search.engine import worker_main
+from srnas.search.optuna_engine import worker_main
 
 sys.exit(worker_main(sys.argv[1:]))

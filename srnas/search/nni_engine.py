@@ -9,16 +9,17 @@ dashboard, report, retrain and export work unchanged. A trial appears in the stu
 while it trains and ends COMPLETE, FAIL, or PRUNED with ``infeasible`` (constraints violated,
 never trained), exactly as an Optuna worker's trial would.
 
-Conditional parameters: NNI spaces have no conditionals, so the model space holds one kernel
-choice per *possible* block (or stage) and ``head_kernel`` whatever ``head_blocks`` is; the
-config is built from the sample the way `SearchSpace.sample` reads it, so unused choices are
-ignored and the recorded params are those of the config that was trained.
+Conditional parameters: NNI spaces have no conditionals, so the model space holds the space's
+`SearchSpace.flat_choices` (one kernel choice per *possible* block or stage, ``head_kernel``
+whatever ``head_blocks`` is), declared once with the space's dimensions; the config is built
+from the sample by `SearchSpace.config_from_flat`, so unused choices are ignored and the
+recorded params are those of the config that was trained.
 
 Execution: in-process by default (NNI's sequential engine: no Node.js, no port). With
 ``--nni-webui PORT`` NNI's training-service engine starts its bundled Node manager and web UI
 on PORT and runs each trial in a subprocess, which writes into the study the same way.
 
-NNI is imported only inside the functions that need it; without it `run_nni` raises
+NNI is imported only inside the functions that need it; without it `NNIEngine.run` raises
 `MissingExtraError`.
 """
 
@@ -27,19 +28,22 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import socket
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, MissingExtraError, SrnasError
-from srnas.search.trial import MAX_CONSECUTIVE_FAILURES, TrialRunner
-from srnas.space import FixedChooser, SearchSpace
+from srnas.search.progress import SearchProgress
+from srnas.search.session import Session
+from srnas.search.settings import SearchSettings
+from srnas.search.trial import MAX_CONSECUTIVE_FAILURES
+from srnas.space import SearchSpace
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: ``--nni-strategy`` values and the NNI strategies they name.
 STRATEGIES = {"evolution": "RegularizedEvolution", "random": "Random", "tpe": "TPE"}
@@ -55,64 +59,12 @@ MODEL_SPACE_NAME = "SRArchSpace"
 # ---- the model space --------------------------------------------------------------------------
 
 
-def nni_choices(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
-    """Every parameter name `SearchSpace.sample` may ask for, with its choices.
-
-    Conditional parameters are listed for their largest extent: a kernel per possible block
-    (``kernel_size_b0`` .. up to the largest ``n_resblocks``) or per stage, and ``head_kernel``
-    when any ``head_blocks`` choice is positive. Fixed parameters have one choice.
-    """
-    out: dict[str, tuple[Any, ...]] = {}
-    for key in ("n_resblocks", "n_feats", "batch_norm", "res_scale", "act", "global_skip",
-                "rgb_range", "n_colors"):
-        if key in space.params:
-            out[key] = space.params[key].choices
-    kernel = space.choices_of("kernel_size", 3)
-    if kernel.per == "global":
-        out["kernel_size"] = kernel.choices
-    elif kernel.per == "stage":
-        out.update({f"kernel_size_s{i}": kernel.choices for i in range(kernel.stages)})
-    else:
-        out.update({f"kernel_size_b{i}": kernel.choices for i in range(max(space.params["n_resblocks"].choices))})
-    if space.family == "mdsr":
-        heads = space.choices_of("head_blocks", 2).choices
-        out["head_blocks"] = heads
-        if any(hb > 0 for hb in heads):
-            out["head_kernel"] = space.choices_of("head_kernel", 5).choices
-    return out
-
-
-def searchable_choices(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
-    """The `nni_choices` with more than one choice: the mutables of the NNI model space."""
-    return {name: choices for name, choices in nni_choices(space).items() if len(choices) > 1}
-
-
-def config_from_sample(space: SearchSpace, sample: Mapping[str, Any]) -> ArchConfig:
-    """The config an NNI sample stands for (unused conditional choices are ignored).
-
-    ``sample`` needs a value for every searchable parameter; fixed ones are filled in.
-
-    >>> space = SearchSpace.load("tiny")
-    >>> cfg = config_from_sample(space, {"n_resblocks": 2, "n_feats": 8, "res_scale": 1.0,
-    ...     "global_skip": "bicubic", "kernel_size_b0": 5, "kernel_size_b1": 3,
-    ...     "kernel_size_b2": 5, "kernel_size_b3": 5})
-    >>> cfg.kernel_sizes, sorted(space.params_of(cfg))[:3]
-    ((5, 3), ['act', 'batch_norm', 'global_skip'])
-    """
-    values = {name: choices[0] for name, choices in nni_choices(space).items() if len(choices) == 1}
-    values.update(sample)
-    try:
-        return space.sample(FixedChooser(values))
-    except KeyError as exc:
-        raise ConfigError(f"NNI sample {dict(sample)} lacks parameter {exc.args[0]!r} of space {space.name!r}") from None
-
-
 def optuna_distributions(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
     """Optuna distributions of ``params`` (names from `SearchSpace.params_of`), the same an
     Optuna trial's ``suggest_categorical`` records."""
     from optuna.distributions import CategoricalDistribution
 
-    choices = nni_choices(space)
+    choices = space.flat_choices()
     return {name: CategoricalDistribution(list(choices[name])) for name in params}
 
 
@@ -158,11 +110,11 @@ def _create_model_space_class() -> type:
             self.space_source = space
             search_space = _load_space(space)
             sample = {}
-            for label, choices in searchable_choices(search_space).items():
+            for label, choices in search_space.searchable_choices().items():
                 mutable = self.add_mutable(nni.choice(label, list(choices)))
                 sample[label] = ensure_frozen(mutable)
             self.sample = sample
-            self.config = config_from_sample(search_space, sample)
+            self.config = search_space.config_from_flat(sample)
             self._network = None
 
         def network(self) -> Any:
@@ -219,31 +171,20 @@ def make_strategy(name: str, *, budget: int, seed: int | None, n_mutables: int) 
 
 
 class TrialRecorder:
-    """Evaluates NNI's configs with the shared `Objective` and writes each as an Optuna trial.
+    """Evaluates NNI's configs with the session's `TrialRunner` and writes each as an Optuna trial.
 
-    One per process: in-process runs register theirs (`run_nni`); a subprocess trial of the
-    web-UI mode builds one from the settings (`for_settings`).
+    One per process: in-process runs register theirs (`NNIEngine.run`); a subprocess trial of
+    the web-UI mode attaches to the study from the settings (`for_settings`).
     """
 
-    def __init__(self, settings: Any, *, study: Any, space: SearchSpace, schedule: Any,
-                 device: str | None = None, root: Path | None = None) -> None:
-        from srnas.search.objective import Objective
-        from srnas.search.storage import artifact_dir, study_dir
+    def __init__(self, session: Session, *, device: str | None = None) -> None:
         from srnas.train.device import resolve_device
 
-        self.settings = settings
-        self.study = study
-        self.space = space
-        self.schedule = schedule
-        self.device = str(resolve_device(device or settings.devices[0]))
-        self.dir = study_dir(study.study_name, root)
-        self.artifacts = artifact_dir(study.study_name, root)
-        self.objective = Objective(space, schedule, data=settings.data, objectives=settings.objectives,
-                                   device=self.device, seed=settings.seed or 0, engine="nni",
-                                   sample_dir=self.dir / "tmp")
-        self.worker_tag = f"{socket.gethostname()}:{os.getpid()}"
-        self.runner = TrialRunner(study, space, self.objective, artifacts=self.artifacts, seed=settings.seed,
-                                  device=self.device, worker_tag=self.worker_tag)
+        self.session = session
+        self.study = session.study
+        self.space = session.space
+        self.device = str(resolve_device(device or session.settings.devices[0]))
+        self.runner = session.trial_runner(device=self.device, engine="nni")
         self.interrupted = False
         #: In-process runs: the NNI experiment id and how many of its trials ran (trial labels).
         self.experiment_id: str | None = None
@@ -251,19 +192,8 @@ class TrialRecorder:
 
     @classmethod
     def for_settings(cls, settings_json: str) -> "TrialRecorder":
-        """Open the study named in the settings (a subprocess trial of the web-UI mode)."""
-        import optuna
-
-        from srnas.search.engine import SearchSettings, load_space, proxy_name, resolve_schedule
-        from srnas.search.storage import open_storage
-
-        settings = SearchSettings.from_json(settings_json)
-        space = load_space(settings)
-        schedule = resolve_schedule(proxy_name(settings, space))
-        storage = open_storage(settings.storage, settings.study, heartbeat=settings.heartbeat,
-                               root=settings.root_path())
-        study = optuna.load_study(study_name=settings.study, storage=storage)
-        return cls(settings, study=study, space=space, schedule=schedule, root=settings.root_path())
+        """Attach to the study named in the settings (a subprocess trial of the web-UI mode)."""
+        return cls(Session.attach(SearchSettings.from_json(settings_json)))
 
     # ---- the study ------------------------------------------------------------------------
 
@@ -361,9 +291,8 @@ class _StudyBudget:
     """Whether NNI may start another trial: the study, not NNI's trial count, holds the budget
     (an infeasible config is recorded but does not count, as with the Optuna engine)."""
 
-    def __init__(self, study: Any, budget: int, *, timeout: float | None, recorder: TrialRecorder) -> None:
-        self.study = study
-        self.budget = budget
+    def __init__(self, session: Session | None, *, timeout: float | None, recorder: TrialRecorder | None) -> None:
+        self.session = session
         self.deadline = time.monotonic() + timeout if timeout else math.inf
         self.recorder = recorder
         self.error: SrnasError | None = None
@@ -384,17 +313,14 @@ class _StudyBudget:
                                     f"nni-experiments/{self.experiment_id}/trials under HOME")
 
     def available(self) -> bool:
-        from srnas.search.engine import MAX_INFEASIBLE_PER_BUDGET, finished_count
-
-        if self.error is not None or self.recorder.interrupted or time.monotonic() >= self.deadline:
+        if self.error is not None or (self.recorder is not None and self.recorder.interrupted) \
+                or time.monotonic() >= self.deadline or self.session is None:
             return False
-        finished, _running, _failed, infeasible = finished_count(self.study)
-        if infeasible > MAX_INFEASIBLE_PER_BUDGET * max(self.budget, 1):
-            self.error = SrnasError(
-                f"study {self.study.study_name!r}: {infeasible} sampled configs violated the constraints; "
-                "loosen --max-params/--max-mult-adds or the space's constraints")
+        try:
+            return self.session.budget_left() > 0
+        except SrnasError as exc:  # constraints reject nearly every config
+            self.error = exc
             return False
-        return finished < self.budget
 
 
 def _experiment_class() -> type:
@@ -434,65 +360,62 @@ def _experiment_class() -> type:
     return StudyExperiment
 
 
-def run_nni(settings: Any, *, study: Any, space: SearchSpace, schedule: Any, console: Any = None,
-            progress: bool = True) -> None:
-    """Search ``space`` with NNI until ``study`` holds ``settings.budget`` finished trials.
+class NNIEngine:
+    """``--engine nni``: NNI's multi-trial strategies, one trial at a time, every trial in the
+    session's Optuna study. Raises `MissingExtraError` without NNI."""
 
-    Trials waiting in the study (the space's presets) run first; then NNI's strategy proposes
-    configs. Runs in this process (NNI's sequential engine) unless ``settings.nni_webui`` names
-    a port, where NNI's Node manager and web UI serve the experiment and trials run as
-    subprocesses. Every trial lands in ``study`` (see the module docstring). Raises
-    `MissingExtraError` without NNI, and `ConfigError` for a multi-objective search (NNI
-    strategies optimise one objective), several workers, or an unknown ``settings.nni_strategy``.
-    """
-    from rich.console import Console
+    name: ClassVar[str] = "nni"
 
-    from srnas.search.engine import fail_dead_local_trials, finished_count
+    def validate(self, settings: SearchSettings) -> SearchSettings:
+        if settings.multi_objective:
+            raise ConfigError(f"--engine nni optimises one objective (NNI strategies are single-objective), "
+                              f"not {','.join(settings.objectives)}; use --engine optuna for a Pareto search")
+        if settings.nni_strategy not in STRATEGIES:
+            raise ConfigError(f"--nni-strategy: unknown strategy {settings.nni_strategy!r}; "
+                              f"allowed: {', '.join(STRATEGIES)}")
+        if settings.workers == "auto":
+            return dataclasses.replace(settings, workers=1)
+        if isinstance(settings.workers, int) and settings.workers > 1:
+            raise ConfigError(f"--engine nni runs one trial at a time, not --workers {settings.workers}; "
+                              "use --engine optuna for parallel workers")
+        return settings
 
-    console = console or Console(stderr=True)
-    if settings.multi_objective:
-        raise ConfigError(f"--engine nni optimises one objective (NNI strategies are single-objective), "
-                          f"not {','.join(settings.objectives)}; use --engine optuna for a Pareto search")
-    if settings.nni_strategy not in STRATEGIES:
-        raise ConfigError(f"--nni-strategy: unknown strategy {settings.nni_strategy!r}; "
-                          f"allowed: {', '.join(STRATEGIES)}")
-    if settings.workers > 1:
-        raise ConfigError(f"--engine nni runs one trial at a time, not --workers {settings.workers}; "
-                          "use --engine optuna for parallel workers")
-    _import_nni()
-    import nni.runtime.log as nni_log
+    def run(self, session: Session, *, console: "Console", progress: bool) -> None:
+        """Search until the study holds the budget: trials waiting in the study (the space's
+        presets) first, then NNI's proposals. In this process (NNI's sequential engine) unless
+        ``nni_webui`` names a port, where NNI's Node manager and web UI serve the experiment and
+        trials run as subprocesses."""
+        _import_nni()
+        import nni.runtime.log as nni_log
 
-    fail_dead_local_trials(study)
-    finished = finished_count(study)[0]
-    if finished >= settings.budget:
-        console.print(f"study [bold]{study.study_name}[/bold] already holds {finished} finished trials "
-                      f"(budget {settings.budget}); nothing to do")
-        return
-    # NNI logs to stdout by default; its log file (~/nni-experiments/<id>/log) keeps everything.
-    stdout_handler = nni_log._handlers.get("_stdout_")
-    nni_log.silence_stdout()
-    try:
-        _search(dataclasses.replace(settings, study=study.study_name), study=study, space=space,
-                schedule=schedule, console=console, progress=progress, remaining=settings.budget - finished)
-    finally:
-        if stdout_handler is not None:
-            nni_log.start_stdout_logging()
+        session.fail_stale()
+        left = session.budget_left()
+        if left == 0:
+            console.print(f"study [bold]{session.name}[/bold] already holds {session.counts().finished} "
+                          f"finished trials (budget {session.settings.budget}); nothing to do")
+            return
+        # NNI logs to stdout by default; its log file (~/nni-experiments/<id>/log) keeps everything.
+        stdout_handler = nni_log._handlers.get("_stdout_")
+        nni_log.silence_stdout()
+        try:
+            _search(session, console=console, progress=progress, remaining=left)
+        finally:
+            if stdout_handler is not None:
+                nni_log.start_stdout_logging()
 
 
-def _search(settings: Any, *, study: Any, space: SearchSpace, schedule: Any, console: Any,
-            progress: bool, remaining: int) -> None:
-    """`run_nni` once NNI is loaded and there is budget left."""
+def _search(session: Session, *, console: "Console", progress: bool, remaining: int) -> None:
+    """`NNIEngine.run` once NNI is loaded and there is budget left."""
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.experiment import NasExperimentConfig
 
-    from srnas.search.engine import finished_count
-    from srnas.search.progress import SearchProgress
-
+    settings = dataclasses.replace(session.settings, study=session.name)
+    space = session.space
     settings_json = settings.to_json()
-    recorder = TrialRecorder(settings, study=study, space=space, schedule=schedule, root=settings.root_path())
-    budget = _StudyBudget(study, settings.budget, timeout=settings.timeout, recorder=recorder)
+    recorder = TrialRecorder(session)
+    budget = _StudyBudget(session, timeout=settings.timeout, recorder=recorder)
     model_space = __getattr__(MODEL_SPACE_NAME)(space=str(space.source))
-    n_mutables = len(searchable_choices(space))
+    n_mutables = len(space.searchable_choices())
     strategy = make_strategy(settings.nni_strategy, budget=settings.budget, seed=settings.seed,
                              n_mutables=n_mutables)
     evaluator = FunctionalEvaluator(evaluate_model, settings=settings_json)
@@ -509,21 +432,21 @@ def _search(settings: Any, *, study: Any, space: SearchSpace, schedule: Any, con
         # The sequential engine runs trials in this process; NNI implies (and warns about an
         # explicit) local training service here.
         config = NasExperimentConfig("sequential", "simplified")
-    config.experiment_name = f"srnas-{study.study_name}"
+    config.experiment_name = f"srnas-{session.name}"
     experiment = _experiment_class()(model_space, evaluator, strategy, config=config)
     experiment.study_budget = budget
     budget.experiment_id = experiment.id
     if not webui:
         recorder.experiment_id = experiment.id
 
-    console.print(f"study [bold]{study.study_name}[/bold]: space {space.name} ({space.size():,} configs, "
-                  f"{n_mutables} NNI choices), proxy {schedule.name}, engine nni, strategy "
-                  f"{settings.nni_strategy} ({STRATEGIES[settings.nni_strategy]}), budget {settings.budget} "
-                  f"({remaining} to go), NNI experiment {experiment.id} "
+    console.print(session.describe(NNIEngine.name)
+                  + f", {n_mutables} NNI choices, strategy {settings.nni_strategy} "
+                  f"({STRATEGIES[settings.nni_strategy]}), budget {settings.budget} ({remaining} to go), "
+                  f"NNI experiment {experiment.id} "
                   + (f"with its web UI on http://localhost:{settings.nni_webui}" if webui else "in-process")
                   + "; NNI strategies do not prune")
     _RECORDERS[settings_json] = recorder
-    monitor = SearchProgress(study, settings.budget, console=console) if progress else None
+    monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
     state = "idle"
     try:
         if monitor is not None:
@@ -543,7 +466,7 @@ def _search(settings: Any, *, study: Any, space: SearchSpace, schedule: Any, con
         raise KeyboardInterrupt
     if budget.error is not None:
         raise budget.error
-    finished = finished_count(study)[0]
+    finished = session.counts().finished
     if finished < settings.budget:
         reason = "timeout" if time.monotonic() >= budget.deadline else \
             "the strategy proposed no new config, or trials failed"

@@ -1,5 +1,5 @@
-"""The objective shared by every engine: one config -> costs -> constraints -> proxy training
--> validation PSNR (protocol named) -> trial values and user attributes."""
+"""The objective shared by every engine: one config and its costs -> proxy training ->
+validation PSNR (protocol named) -> trial values and user attributes."""
 
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from srnas.arch.config import ArchConfig
-from srnas.arch.cost import count_mult_adds, count_params
-from srnas.space import SearchSpace
-
-#: Objective names and their optimisation directions.
-OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize"}
+from srnas.errors import ConfigError
+from srnas.space import ConfigCosts, SearchSpace
+from srnas.train.schedules import ProxySchedule
 
 #: Keys every evaluated trial records as user attributes (the report and export rely on them).
 TRIAL_ATTRS = ("config", "arch_id", "params", "mult_adds", "activation_mb", "psnr", "ssim",
@@ -26,19 +24,21 @@ TRIAL_ATTRS = ("config", "arch_id", "params", "mult_adds", "activation_mb", "psn
                "fidelity", "schedule", "space", "engine")
 
 
-def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
-    from srnas.errors import ConfigError
+def load_search_data(spec: str, scales: Sequence[int]) -> tuple[Any, Any]:
+    """The training set and the validation set(s) of a search: one set for one scale, a
+    mapping scale -> set for MDSR (each scale scored on HR cropped to a multiple of it)."""
+    from srnas.data import load_eval_set, load_train_set
 
-    names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    if not names or names[0] != "psnr":
-        raise ConfigError(f"--objectives must start with psnr, got {','.join(names) or 'nothing'}; "
-                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency")
-    for n in names:
-        if n not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {n!r}; allowed: {', '.join(OBJECTIVES)}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"duplicate objective in {','.join(names)}")
-    return tuple(names)
+    scales = list(scales)
+    train = load_train_set(spec, scales)
+    if len(scales) == 1:
+        return train, load_eval_set(spec, scales[0])
+    return train, {s: load_eval_set(spec, s) for s in scales}
+
+
+def check_data(spec: str, scales: Sequence[int]) -> None:
+    """Fail with one line naming the data folder before a study is created or touched."""
+    load_search_data(spec, scales)
 
 
 @dataclasses.dataclass
@@ -59,14 +59,15 @@ class Objective:
     reports and prunes there) and returns an `Evaluation`. Data sets are loaded once per worker.
     """
 
-    def __init__(self, space: SearchSpace, schedule: Any, *, data: str = "demo",
+    def __init__(self, space: SearchSpace, schedule: ProxySchedule, *, data: str = "demo",
                  objectives: Sequence[str] = ("psnr",), device: str = "cpu", seed: int = 0,
                  engine: str = "optuna", sample_dir: Path | None = None,
                  latency_lr_size: tuple[int, int] = (180, 320), threads: int | None = None) -> None:
-        from srnas.train.schedules import get_schedule
-
+        if not isinstance(schedule, ProxySchedule):
+            raise ConfigError(f"Objective needs a ProxySchedule (resolve names with get_schedule), "
+                              f"got {type(schedule).__name__}")
         self.space = space
-        self.schedule = get_schedule(schedule)  # a schedule object passes through unchanged
+        self.schedule = schedule
         self.data_spec = data
         self.objectives = tuple(objectives)
         self.device = device
@@ -81,33 +82,26 @@ class Objective:
 
     def load_data(self) -> None:
         """Load (once) the training and validation sets; errors name the data folder."""
-        if self._train is not None:
-            return
-        from srnas.data import load_eval_set, load_train_set
-
-        scales = list(self.space.scales)
-        self._train = load_train_set(self.data_spec, scales)
-        if len(scales) == 1:
-            self._val = load_eval_set(self.data_spec, scales[0])
-        else:  # MDSR: each scale scored on HR cropped to a multiple of that scale only
-            self._val = {s: load_eval_set(self.data_spec, s) for s in scales}
+        if self._train is None:
+            self._train, self._val = load_search_data(self.data_spec, self.space.scales)
 
     # ---- evaluation ---------------------------------------------------------------------
 
-    def costs(self, cfg: ArchConfig) -> dict[str, Any]:
-        params = count_params(cfg)
-        macs = max(count_mult_adds(cfg, scale=s) for s in cfg.scales)
+    def describe(self, cfg: ArchConfig, costs: ConfigCosts) -> dict[str, Any]:
+        """The user attributes a trial records before it trains (config, costs, fidelity)."""
         return {
-            "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": params, "mult_adds": macs,
-            "activation_mb": round(SearchSpace.measure(cfg, "max_activation_mb"), 2),
+            "config": cfg.to_dict(), "arch_id": cfg.arch_id, **costs.to_attrs(),
             "space": self.space.name, "engine": self.engine,
             "fidelity": self.schedule.fidelity_id, "schedule": self.schedule.name,
         }
 
-    def evaluate(self, cfg: ArchConfig, *, trial_seed: int,
+    def evaluate(self, cfg: ArchConfig, *, trial_seed: int, costs: ConfigCosts | None = None,
                  on_eval: Callable[[int, float], None] | None = None) -> Evaluation:
-        attrs = self.costs(cfg)
-        violations = self.space.violations(cfg)
+        """Train ``cfg`` with the proxy schedule and score it; ``costs`` (computed once by the
+        caller, `SearchSpace.costs`) decide feasibility first: an infeasible config is not trained."""
+        costs = costs or self.space.costs(cfg)
+        attrs = self.describe(cfg, costs)
+        violations = self.space.violations(costs)
         if any(v > 0 for v in violations.values()):
             over = ", ".join(f"{k} exceeded by {v:,.0f}" for k, v in violations.items() if v > 0)
             attrs["infeasible"] = over

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+from srnas.search.session import study_counts
+
 
 def _fmt_params(n: Any) -> str:
     if not isinstance(n, (int, float)):
@@ -48,18 +50,14 @@ class SearchProgress:
     def snapshot(self) -> dict[str, Any]:
         from optuna.trial import TrialState
 
-        from srnas.search.engine import finished_count
-
-        finished, running, failed, infeasible = finished_count(self.study)
-        pruned = sum(1 for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                     if "infeasible" not in t.user_attrs)
+        c = study_counts(self.study)
         best_text = "-"
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if complete:
             best = max(complete, key=lambda t: t.values[0])
             best_text = f"{best.values[0]:.2f} dB #{best.number} ({_fmt_params(best.user_attrs.get('params'))})"
-        return {"finished": finished, "pruned": pruned, "running": running, "failed": failed,
-                "infeasible": infeasible, "best": best_text}
+        return {"finished": c.finished, "pruned": c.pruned, "running": c.running, "failed": c.failed,
+                "infeasible": c.infeasible, "best": best_text}
 
     def _eta(self, finished: int) -> str:
         done_here = finished - self._start_finished

@@ -11,10 +11,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
+from srnas.search.objective import Objective
+from srnas.space import SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
 
 #: Stop a search after this many trials in a row failed with an unexpected error.
 MAX_CONSECUTIVE_FAILURES = 5
@@ -65,8 +70,8 @@ class Heartbeat:
 class TrialRunner:
     """Runs study trials for one worker (Optuna) or one NNI experiment."""
 
-    def __init__(self, study: Any, space: Any, objective: Any, *, artifacts: Path, seed: int | None,
-                 device: str, worker_tag: str) -> None:
+    def __init__(self, study: "optuna.Study", space: SearchSpace, objective: Objective, *, artifacts: Path,
+                 seed: int | None, device: str, worker_tag: str) -> None:
         self.study = study
         self.space = space
         self.objective = objective
@@ -102,10 +107,11 @@ class TrialRunner:
         from optuna.trial import TrialState
 
         seed = (self.seed or 0) * 100_003 + trial.number  # one seeded CPU search is reproducible
-        for key, value in {**self.objective.costs(cfg), "seed": seed, "device": self.device,
+        costs = self.space.costs(cfg)  # once per trial; the objective receives them
+        for key, value in {**self.objective.describe(cfg, costs), "seed": seed, "device": self.device,
                            "worker": self.worker_tag}.items():
             trial.set_user_attr(key, value)
-        for key, value in self.space.violations(cfg).items():
+        for key, value in self.space.violations(costs).items():
             trial.set_constraint(key, float(value))
 
         reuse = self.find_previous(cfg.arch_id)
@@ -131,7 +137,7 @@ class TrialRunner:
         t0 = time.perf_counter()
         try:
             with Heartbeat(self.study._storage, trial._trial_id):
-                evaluation = self.objective.evaluate(cfg, trial_seed=seed, on_eval=on_eval)
+                evaluation = self.objective.evaluate(cfg, trial_seed=seed, costs=costs, on_eval=on_eval)
         except optuna.TrialPruned:
             trial.set_user_attr("psnr_curve", curve)
             trial.set_user_attr("wall_time_s", round(time.perf_counter() - t0, 3))

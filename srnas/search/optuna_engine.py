@@ -1,0 +1,220 @@
+"""The Optuna engine: workers that pull trials from the session's study until it holds the
+budget, with Optuna's samplers (TPE, random, NSGA-II, GP) and pruners (Hyperband, median).
+
+One worker runs in the coordinating process when ``workers == 1``; otherwise each worker is a
+process of its own (``python -m srnas.search SETTINGS_JSON WORKER_ID``), pinned to
+``devices[i % len(devices)]``, and the coordinator shows the progress of all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from filelock import FileLock
+
+from srnas.errors import ConfigError, SrnasError
+from srnas.search.progress import SearchProgress
+from srnas.search.session import Session
+from srnas.search.settings import SearchSettings, auto_workers
+from srnas.train.schedules import ProxySchedule
+
+if TYPE_CHECKING:
+    import optuna
+    from rich.console import Console
+
+
+def make_sampler(settings: SearchSettings) -> "optuna.samplers.BaseSampler":
+    import optuna
+
+    seed = settings.seed
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.budget // 4)))
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def make_sampler_for_worker(settings: SearchSettings, worker_id: int) -> "optuna.samplers.BaseSampler":
+    """Each worker's sampler gets its own seed (same seeds would propose the same configs)."""
+    if settings.seed is None or worker_id == 0:
+        return make_sampler(settings)
+    return make_sampler(dataclasses.replace(settings, seed=settings.seed + 7919 * worker_id))
+
+
+def make_pruner(settings: SearchSettings, schedule: ProxySchedule) -> "optuna.pruners.BasePruner":
+    import optuna
+
+    kind = settings.effective_pruner
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    points = schedule.eval_points()
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=points[0])
+    return optuna.pruners.HyperbandPruner(min_resource=points[0], max_resource=schedule.updates,
+                                          reduction_factor=3)
+
+
+class Worker:
+    """Pulls trials from the study until the budget is met, the timeout passes or it is stopped."""
+
+    def __init__(self, session: Session, *, worker_id: int = 0,
+                 on_trial_end: Callable[[Any], None] | None = None) -> None:
+        from srnas.train.device import resolve_device
+
+        settings = session.settings
+        self.session = session
+        self.settings = settings
+        self.worker_id = worker_id
+        self.study = session.study
+        self.device = resolve_device(settings.devices[worker_id % len(settings.devices)])
+        # Several CPU workers share the cores instead of each taking all of them.
+        threads = None
+        if self.device.type == "cpu" and isinstance(settings.workers, int) and settings.workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        self.runner = session.trial_runner(device=str(self.device), engine="optuna", threads=threads)
+        self.on_trial_end = on_trial_end
+        self._deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
+
+    @classmethod
+    def attach(cls, settings: SearchSettings, worker_id: int) -> "Worker":
+        """A worker of its own process on the study that the coordinator prepared."""
+        session = Session.attach(settings)
+        session.study.sampler = make_sampler_for_worker(settings, worker_id)
+        session.study.pruner = make_pruner(settings, session.schedule)
+        return cls(session, worker_id=worker_id)
+
+    # ---- budget -------------------------------------------------------------------------
+
+    def _claim(self) -> Any | None:
+        """Ask for a trial if the budget leaves room (atomic across local workers)."""
+        self.session.home.dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            if time.monotonic() >= self._deadline:
+                return None
+            self.session.fail_stale()
+            with FileLock(str(self.session.home.budget_lock)):
+                counts = self.session.counts()
+                if self.session.budget_left(counts) == 0:
+                    return None
+                if counts.finished + counts.running < self.settings.budget:
+                    trial = self.study.ask()
+                    trial.set_user_attr("worker", self.runner.worker_tag)
+                    return trial if self._within_budget(trial) else None
+            time.sleep(1.0)  # others hold the remaining slots; take one if they fail
+
+    def _within_budget(self, trial: Any) -> bool:
+        """Workers on other machines are not serialised by the local lock: the storage's trial
+        numbers decide. A trial asked for when earlier-numbered ones already fill the budget is
+        closed at once (FAIL, "over budget") and never trained."""
+        from optuna.trial import TrialState
+
+        earlier = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number >= trial.number:
+                continue
+            if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or \
+                    (t.state == TrialState.PRUNED and "infeasible" not in t.user_attrs):
+                earlier += 1
+        if earlier < self.settings.budget:
+            return True
+        self.runner.fail(trial, "over budget: other workers filled the budget first (not trained)")
+        return False
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run trials until done; returns how many this worker finished."""
+        done = 0
+        prune = not self.settings.multi_objective
+        while True:
+            trial = self._claim()
+            if trial is None:
+                return done
+            outcome = self.runner.run(trial, self.session.space.sample(trial), prune=prune)
+            if outcome.state in ("complete", "pruned"):
+                done += 1
+            if self.on_trial_end is not None:
+                self.on_trial_end(self.study._storage.get_trial(trial._trial_id))
+
+
+class OptunaEngine:
+    """``--engine optuna`` (the default): local worker processes, any Optuna storage."""
+
+    name: ClassVar[str] = "optuna"
+
+    def validate(self, settings: SearchSettings) -> SearchSettings:
+        if settings.workers == "auto":
+            workers, devices = auto_workers(settings.devices)
+            return dataclasses.replace(settings, workers=workers, devices=devices)
+        return settings
+
+    def run(self, session: Session, *, console: "Console", progress: bool) -> None:
+        settings = session.settings
+        if not isinstance(settings.workers, int):
+            raise ConfigError("OptunaEngine.run: settings.workers must be resolved by validate()")
+        session.study.sampler = make_sampler(settings)
+        session.study.pruner = make_pruner(settings, session.schedule)
+        console.print(session.describe(self.name)
+                      + f", sampler {settings.sampler}, pruner {settings.effective_pruner}"
+                      + (" (pruning is off for multi-objective searches)" if settings.multi_objective else "")
+                      + f", budget {settings.budget}, workers {settings.workers}")
+        monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            if monitor is not None:
+                monitor.__enter__()
+            if settings.workers == 1:
+                Worker(session, worker_id=0).run()
+            else:
+                # Settings name the study explicitly so that workers open the same one.
+                payload = dataclasses.replace(settings, study=session.name).to_json()
+                for i in range(settings.workers):
+                    procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i)]))
+                codes = [p.wait() for p in procs]
+                bad = [c for c in codes if c != 0]
+                if bad:
+                    raise SrnasError(f"{len(bad)} of {len(procs)} workers exited with an error (codes {bad}); "
+                                     "finished trials are kept, re-run the same command to resume")
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+        finally:
+            if monitor is not None:
+                monitor.__exit__(None, None, None)
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID``)."""
+    settings = SearchSettings.from_json(argv[0])
+    worker_id = int(argv[1])
+    # SIGTERM from the coordinator: fail the running trial cleanly, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        Worker.attach(settings, worker_id).run()
+    except KeyboardInterrupt:
+        return 130
+    except SrnasError as exc:
+        print(f"srnas: error: worker {worker_id}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,130 @@
+"""`SearchSettings`: what one ``srnas search`` asks for, validated, JSON-serialisable so that
+worker processes receive it whole. Engine-specific options (``nni_*``) are validated by their
+engine (`srnas.search.engines`); everything else here, before any study is touched."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from srnas.errors import ConfigError
+from srnas.studies import HEARTBEAT_INTERVAL, safe_study_name
+
+#: Objective names and their optimisation directions.
+OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize"}
+#: The Optuna metric name shown for each objective.
+METRIC_NAMES = {"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds", "latency": "latency (ms)"}
+SAMPLERS = ("tpe", "random", "nsga2", "gp")
+PRUNERS = ("hyperband", "median", "none")
+#: Most CPU worker processes ``--workers auto`` starts.
+MAX_AUTO_CPU_WORKERS = 8
+
+
+def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
+    names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if not names or names[0] != "psnr":
+        raise ConfigError(f"--objectives must start with psnr, got {','.join(names) or 'nothing'}; "
+                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency")
+    for n in names:
+        if n not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {n!r}; allowed: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate objective in {','.join(names)}")
+    return tuple(names)
+
+
+@dataclasses.dataclass
+class SearchSettings:
+    """Everything a search and its workers need (the CLI flags of ``srnas search``).
+
+    ``workers`` may be ``"auto"`` until the engine resolves it (`Engine.validate`).
+    """
+
+    study: str | None = None
+    space: str = "tiny"
+    budget: int = 200
+    data: str = "demo"
+    proxy: str | None = None
+    engine: str = "optuna"
+    sampler: str = "tpe"
+    pruner: str | None = None
+    objectives: tuple[str, ...] = ("psnr",)
+    storage: str | None = None
+    workers: int | str = 1
+    devices: tuple[str, ...] = ("auto",)
+    timeout: float | None = None
+    seed: int | None = None
+    max_params: float | None = None
+    max_mult_adds: float | None = None
+    max_activation_mb: float | None = None
+    heartbeat: int = HEARTBEAT_INTERVAL
+    nni_strategy: str = "evolution"
+    nni_webui: int | None = None
+    root: str | None = None
+
+    def __post_init__(self) -> None:
+        self.objectives = parse_objectives(self.objectives)
+        self.devices = tuple(self.devices)
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ConfigError(f"--budget must be a positive integer, got {self.budget!r}")
+        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                       or self.workers < 1):
+            raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler: unknown sampler {self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise ConfigError(f"--pruner: unknown pruner {self.pruner!r}; allowed: {', '.join(PRUNERS)}")
+        if self.multi_objective and self.pruner not in (None, "none"):
+            raise ConfigError("pruning is not available for multi-objective searches (Optuna raises "
+                              "there); drop --pruner or use --objectives psnr")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def effective_pruner(self) -> str:
+        if self.multi_objective:
+            return "none"
+        return self.pruner or "hyperband"
+
+    def resolved_study(self, space_name: str) -> str:
+        """``--study``, or ``<space>-<data>[-objectives]`` made a valid name."""
+        if self.study is not None:
+            return self.study
+        data = "demo" if self.data == "demo" else Path(self.data).name or "data"
+        name = f"{space_name}-{data}"
+        if self.multi_objective:
+            name += "-" + "-".join(self.objectives)
+        return safe_study_name(name)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSettings":
+        return cls(**json.loads(text))
+
+    def root_path(self) -> Path | None:
+        return Path(self.root) if self.root else None
+
+
+def auto_workers(devices: Sequence[str]) -> tuple[int, tuple[str, ...]]:
+    """``--workers auto``: one worker per visible GPU, else one single-threaded worker per CPU
+    core (up to 8): short proxies of small nets train ~1.4x faster in total that way than one
+    worker using every core (measured on 2 cores, benchmarks/README.md)."""
+    if tuple(devices) == ("auto",):
+        import torch
+
+        if torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            return n, tuple(f"cuda:{i}" for i in range(n))
+        return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), ("cpu",)
+    if all(d.startswith("cuda") for d in devices):
+        return len(devices), tuple(devices)
+    return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), tuple(devices)
