@@ -1,13 +1,16 @@
-"""The analytic cost model agrees exactly with counts taken from built modules."""
+"""The analytic cost model agrees exactly with counts taken from built modules: for every
+registered block type, every preset and every shipped search space."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from srnas.arch import ArchConfig, build_model, count_mult_adds, count_params, preset_config
+from srnas.arch import ArchConfig, build_model, count_mult_adds, count_params, get_block, preset_config
+from srnas.arch.config import ACTIVATIONS
 from srnas.arch.cost import (activation_memory, lr_size_for, measure_activation_memory,
                              measure_latency, measure_mult_adds, module_params)
+from srnas.arch.presets import MDSR_SCALES
 from srnas.space import SearchSpace, available_spaces
 
 SMALL_HR = (24, 36)
@@ -22,13 +25,35 @@ def test_edsr_baseline_x2_mult_adds_on_720p_convention() -> None:
     assert measure_mult_adds(build_model(cfg), torch.zeros(1, 3, 360, 640)) == macs
 
 
-@pytest.mark.parametrize(("name", "scale"), [("edsr-baseline", 3), ("edsr-baseline", 4), ("edsr", 2),
-                                             ("mdsr-baseline", 2), ("mdsr-baseline", 3), ("mdsr", 4)])
-def test_presets_analytic_mult_adds_equal_hooks(name: str, scale: int) -> None:
-    cfg = preset_config(name, scale=scale) if name.startswith("edsr") else preset_config(name)
-    model = build_model(cfg)
-    lr = torch.zeros(1, 3, *lr_size_for(SMALL_HR, scale))
-    assert measure_mult_adds(model, lr, scale=scale) == count_mult_adds(cfg, scale=scale, hr_size=SMALL_HR)
+# ---- every block type, on its own -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_block_costs_equal_module_counts(block_name: str, batch_norm: bool, act: str) -> None:
+    block = get_block(block_name)
+    # F=33 gives RCAB a 2-channel bottleneck, F=8 the floor of 1; k=1 is a degenerate depthwise conv.
+    for n_feats, k, res_scale in ((8, 3, 1.0), (33, 5, 0.1), (16, 1, 1.0)):
+        module = block.build(n_feats, k, batch_norm=batch_norm, act=act, res_scale=res_scale).train()
+        x = torch.rand(3, n_feats, 7, 9)
+        assert module_params(module) == block.params(n_feats, k, batch_norm=batch_norm)
+        assert measure_mult_adds(module, x) == block.mult_adds(n_feats, k, pixels=7 * 9)
+        saved = block.saved_elements(n_feats, k, batch_norm=batch_norm, act=act, pixels=7 * 9)
+        assert measure_activation_memory(module, x) == 3 * saved * 4
+
+
+def test_block_costs_per_image_terms_do_not_scale_with_pixels() -> None:
+    """RCAB's attention runs on the pooled map: its 1x1 convs count once per image."""
+    rcab, res = get_block("rcab"), get_block("res")
+    for pixels in (1, 100):
+        extra = rcab.mult_adds(64, 3, pixels=pixels) - res.mult_adds(64, 3, pixels=pixels)
+        assert extra == 2 * 64 * 4
+    module = rcab.build(64, 3)
+    assert measure_mult_adds(module, torch.zeros(1, 64, 10, 10)) - measure_mult_adds(module, torch.zeros(1, 64, 1, 1)) \
+        == 99 * 2 * 9 * 64 * 64
+
+
+# ---- networks -----------------------------------------------------------------------------------
 
 
 def _check(cfg: ArchConfig, hr_size: tuple[int, int] = SMALL_HR) -> None:
@@ -39,6 +64,20 @@ def _check(cfg: ArchConfig, hr_size: tuple[int, int] = SMALL_HR) -> None:
         assert measure_mult_adds(model, lr, scale=s) == count_mult_adds(cfg, scale=s, hr_size=hr_size), cfg
 
 
+def _check_memory(cfg: ArchConfig, patch: int = 12) -> None:
+    model = build_model(cfg).train()
+    for s in cfg.scales:
+        x = torch.rand(2, cfg.n_colors, patch, patch) * 255
+        assert measure_activation_memory(model, x, scale=s) == activation_memory(cfg, batch=2, patch=patch, scale=s), cfg
+
+
+def test_preset_costs_equal_module_counts(preset_name: str) -> None:
+    # EDSR presets: one config per scale; MDSR presets: one config serving 2, 3 and 4.
+    configs = {c.arch_id: c for c in (preset_config(preset_name, scale=s) for s in MDSR_SCALES)}
+    for cfg in configs.values():
+        _check(cfg)
+
+
 @pytest.mark.parametrize("space_name", available_spaces())
 def test_fifty_sampled_configs_per_space(space_name: str) -> None:
     space = SearchSpace.load(space_name)
@@ -46,6 +85,21 @@ def test_fifty_sampled_configs_per_space(space_name: str) -> None:
     assert len({c.arch_id for c in configs}) > 10
     for cfg in configs:
         _check(cfg, hr_size=(12, 12))  # a tiny input keeps the hook count cheap for big nets
+    for cfg in sorted(configs, key=count_params)[:5]:
+        _check_memory(cfg, patch=8)
+
+
+@pytest.mark.parametrize("kw", [
+    {"block": ("rcab", "dwsep", "res")},
+    {"block": "rcab", "batch_norm": True, "act": "lrelu", "res_scale": 0.1},
+    {"block": ("dwsep", "dwsep", "rcab"), "act": "gelu", "global_skip": "bicubic", "scales": (3,)},
+    {"family": "mdsr", "scales": (2, 3, 4), "block": ("res", "rcab", "dwsep"), "head_kernel": 3},
+    {"family": "mdsr", "scales": (8,), "block": "rcab", "head_blocks": 0, "batch_norm": True},
+])
+def test_mixed_block_configs_costs_equal_module_counts(kw: dict) -> None:
+    cfg = ArchConfig(**{"n_resblocks": 3, "n_feats": 20, "kernel_sizes": (3, 5, 1), **kw})
+    _check(cfg)
+    _check_memory(cfg)
 
 
 @pytest.mark.parametrize("kw", [
@@ -58,18 +112,24 @@ def test_fifty_sampled_configs_per_space(space_name: str) -> None:
 ])
 def test_activation_memory_matches_saved_tensors(kw: dict) -> None:
     cfg = ArchConfig(**{"n_resblocks": 3, "n_feats": 8, "kernel_sizes": (3, 5, 3), **kw})
-    model = build_model(cfg).train()
-    for s in cfg.scales:
-        x = torch.rand(2, 3, 12, 12) * 255
-        assert measure_activation_memory(model, x, scale=s) == activation_memory(cfg, batch=2, patch=12, scale=s)
+    _check_memory(cfg)
 
 
-def test_activation_memory_grows_as_b_f_h_w() -> None:
-    base = ArchConfig(n_resblocks=16, n_feats=64)
+def test_activation_memory_grows_as_b_f_h_w(block_name: str) -> None:
+    base = ArchConfig(n_resblocks=16, n_feats=64, block=block_name)
     m = activation_memory(base, patch=48)
     assert activation_memory(base.replace(n_resblocks=32), patch=48) > 1.8 * m
-    assert activation_memory(base, patch=96) == pytest.approx(4 * m, rel=1e-9)
+    assert activation_memory(base, patch=96) == pytest.approx(4 * m, rel=1e-3)
     assert activation_memory(base.replace(n_feats=128), patch=48) == pytest.approx(2 * m, rel=0.01)
+
+
+def test_lighter_blocks_cost_less() -> None:
+    """The seam is worth having: a depthwise-separable body is several times cheaper."""
+    res, dwsep = ArchConfig(n_resblocks=16, n_feats=64), ArchConfig(n_resblocks=16, n_feats=64, block="dwsep")
+    assert count_params(dwsep) < count_params(res) / 3
+    assert count_mult_adds(dwsep) < count_mult_adds(res) / 3
+    rcab = res.replace(block="rcab")
+    assert 0 < count_params(rcab) - count_params(res) == 16 * (2 * 64 * 4 + 4 + 64)
 
 
 def test_measure_latency_returns_positive_ms() -> None:
