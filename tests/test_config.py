@@ -18,6 +18,8 @@ from srnas.errors import ConfigError
     ArchConfig(n_resblocks=3, n_feats=12, kernel_sizes=(3, 5, 7), batch_norm=True, res_scale=0.2,
                act="lrelu", global_skip="bicubic", rgb_range=1),
     ArchConfig(family="mdsr", scales=(2, 4), n_resblocks=2, n_feats=8, head_blocks=0),
+    ArchConfig(n_resblocks=3, n_feats=12, block="rcab"),
+    ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=3, n_feats=8, block=("dwsep", "res", "rcab")),
 ])
 def test_round_trips(cfg: ArchConfig, tmp_path) -> None:
     assert ArchConfig.from_yaml(cfg.to_yaml()) == cfg
@@ -68,6 +70,10 @@ def test_equivalent_spellings_share_an_id() -> None:
     ({"rgb_range": 0}, "rgb_range: invalid value 0"),
     ({"n_colors": 4}, "n_colors: invalid value 4"),
     ({"n_feats": 2.5}, "n_feats: invalid value 2.5; allowed: an integer"),
+    ({"block": "rcan"}, "block: invalid value 'rcan'; allowed: res \\| rcab \\| dwsep"),
+    ({"n_resblocks": 2, "block": ("res", 3)}, "block: invalid value 3; allowed: res \\| rcab \\| dwsep"),
+    ({"n_resblocks": 2, "block": ("res",)}, "block: 1 values given for n_resblocks=2; allowed: one name"),
+    ({"block": 7}, "block: invalid value 7; allowed: a block-type name or one per block"),
 ])
 def test_invalid_configs_name_field_and_allowed_values(kw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -87,3 +93,41 @@ def test_unknown_key_and_bad_files(tmp_path) -> None:
     wrong.write_text('{"n_feats": -1}')
     with pytest.raises(ConfigError, match="wrong.json: ArchConfig.n_feats: invalid value -1"):
         ArchConfig.load(wrong)
+
+
+def test_block_names_normalise_and_all_res_configs_keep_their_serialisation() -> None:
+    default = ArchConfig(n_resblocks=3, n_feats=8)
+    spelled = ArchConfig(n_resblocks=3, n_feats=8, block=["res", "res", "res"])
+    assert default.block == ("res",) * 3 and spelled == default
+    assert spelled.to_json() == default.to_json() and spelled.arch_id == default.arch_id
+    assert "block" not in default.to_dict() and "\nblock:" not in default.to_yaml()
+    # Configs stored before block types existed load unchanged.
+    assert ArchConfig.from_json(default.to_json()).block == ("res",) * 3
+    rcab = ArchConfig(n_resblocks=3, n_feats=8, block="rcab")
+    assert rcab.block == ("rcab",) * 3 and rcab.to_dict()["block"] == ["rcab"] * 3
+    assert rcab.arch_id != default.arch_id
+    assert rcab.arch_id == "edsr-5e899f2b45"  # pinned, as the ids of stored studies are
+    mixed = ArchConfig(n_resblocks=3, n_feats=8, block=("res", "dwsep", "res"))
+    assert ArchConfig.from_yaml(mixed.to_yaml()) == mixed and "block: [res, dwsep, res]" in mixed.to_yaml()
+
+
+def test_describe_and_replace_with_blocks() -> None:
+    cfg = ArchConfig(n_resblocks=2, n_feats=8)
+    assert "block" not in cfg.describe()
+    assert cfg.replace(block="rcab").describe().endswith("res_scale=1 block=rcab")
+    mixed = cfg.replace(block=("rcab", "dwsep"))
+    assert "block=rcab/dwsep" in mixed.describe()
+    deeper = cfg.replace(block="dwsep").replace(n_resblocks=4)
+    assert deeper.block == ("dwsep",) * 4 and deeper.kernel_sizes == (3,) * 4
+    assert cfg.replace(n_resblocks=5).block == ("res",) * 5
+    with pytest.raises(ConfigError, match="give block when changing n_resblocks"):
+        mixed.replace(n_resblocks=3)
+    assert mixed.replace(n_resblocks=3, block="res") == ArchConfig(n_resblocks=3, n_feats=8)
+
+
+def test_config_and_analytic_costs_need_no_torch() -> None:
+    code = ("import sys; from srnas.arch import ArchConfig, count_params, cost_of, block_names;"
+            "cfg = ArchConfig(n_resblocks=2, n_feats=8, block=block_names()[1:3]);"
+            "cost_of(cfg); print(count_params(cfg), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[1] == "False", out.stdout

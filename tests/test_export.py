@@ -24,13 +24,6 @@ from test_report import build_study  # noqa: E402  (the hand-built study helper 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture()
-def trials_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "trials"
-    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(root))
-    return root
-
-
 def _complete(study: optuna.Study) -> list:
     return sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.values[0])
 
@@ -127,6 +120,27 @@ def test_onnx_check_catches_a_size_frozen_graph(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(BicubicUpsample, "forward", frozen_forward)
     with pytest.raises(ExportError, match="another size|onnxruntime cannot run|differs from PyTorch"):
         export_onnx(build_model(cfg), cfg, tmp_path / "m.onnx", scale=2)
+
+
+def test_every_block_type_exports_to_onnx(block_name: str, tmp_path: Path) -> None:
+    """RCAB's global pooling and dwsep's grouped convs survive the export at another input size."""
+    import onnx
+
+    cfg = ArchConfig(n_resblocks=2, n_feats=16, kernel_sizes=(3, 5), block=block_name, act="lrelu")
+    torch.manual_seed(0)
+    net = build_model(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)  # attention weights far from their initial values
+    diff = export_onnx(net, cfg, tmp_path / "m.onnx", scale=2)
+    assert 0 <= diff <= ONNX_TOLERANCE * cfg.rgb_range
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    groups = {a.i for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"}
+    assert ("GlobalAveragePool" in ops or "ReduceMean" in ops) == (block_name == "rcab")
+    assert ("Sigmoid" in ops) == (block_name == "rcab")
+    assert (16 in groups) == (block_name == "dwsep")
 
 
 def test_export_mdsr_writes_one_onnx_per_scale(trials_dir: Path, tmp_path: Path) -> None:
