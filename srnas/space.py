@@ -11,6 +11,7 @@ Format (see README, "Search-space files")::
       n_resblocks: [1, 2, 3, 4]  # a list: one of these values
       n_feats: {low: 8, high: 32, step: 8}   # an integer range
       kernel_size: {choices: [3, 5], per: block}   # per: global | stage (with stages: N) | block
+      block: [res, rcab]         # block types (srnas.arch.registry): res | rcab | dwsep; per: as kernels
       batch_norm: false          # a scalar: fixed
       res_scale: [0.1, 0.5, 1.0]
       global_skip: [none, bicubic]
@@ -279,6 +280,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("rgb_range", "rgb_range"),
     Dimension("n_colors", "n_colors"),
     Dimension("kernel_size", "kernel_sizes", per_block=True),
+    Dimension("block", "block", per_block=True),
     Dimension("head_blocks", "head_blocks", families=("mdsr",), keyed=True),
     Dimension("head_kernel", "head_kernel", families=("mdsr",), when=_has_heads, probe=(("head_blocks", 1),),
               condition="when head_blocks > 0"),

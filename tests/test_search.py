@@ -217,3 +217,20 @@ def test_data_folder_without_images(trials_dir: Path, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert str(empty) in err and len(err.splitlines()) == 1
     assert not (trials_dir / "nodata" / "study.db").exists()
+
+
+def test_short_search_on_the_mixed_block_space(trials_dir: Path) -> None:
+    argv = ["search", "--space", "mixed", "--budget", "2", "--study", "mix", "--seed", "3",
+            "--max-params", "120000", "--proxy", "tiny@20", "--no-progress", "--workers", "1", "--pruner", "none"]
+    assert main(argv) == 0
+    study = _study(trials_dir, "mix")
+    finished = _finished(study)
+    assert len(finished) == 2
+    for t in finished:
+        from srnas.arch.config import ArchConfig
+
+        cfg = ArchConfig.from_dict(t.user_attrs["config"])
+        assert t.user_attrs["params"] <= 120_000 and len(cfg.block) == cfg.n_resblocks
+        assert any(k.startswith("block_s") for k in t.params)
+    # The EDSR-baseline preset is over the cap: recorded infeasible, never trained.
+    assert study.trials[0].user_attrs.get("preset") == "edsr-baseline" and "infeasible" in study.trials[0].user_attrs

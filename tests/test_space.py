@@ -120,7 +120,53 @@ def test_invalid_space_files_give_one_clear_error(tmp_path, text: str, message: 
 
 
 def test_unknown_space_name_and_missing_file(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, lightweight, mdsr, tiny"):
+    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, lightweight, mdsr, mixed, tiny"):
         SearchSpace.load("huge")
     with pytest.raises(ConfigError, match="nothere.yaml: search-space file not found"):
         SearchSpace.load(tmp_path / "nothere.yaml")
+
+
+def test_every_dimension_is_one_declaration_of_an_archconfig_field() -> None:
+    import dataclasses
+
+    from srnas.arch.config import ArchConfig
+    from srnas.space import DIMENSIONS, PARAMETERS
+
+    fields = {f.name for f in dataclasses.fields(ArchConfig)}
+    assert all(d.field in fields for d in DIMENSIONS)
+    assert PARAMETERS == tuple(d.name for d in DIMENSIONS) and len(set(PARAMETERS)) == len(PARAMETERS)
+
+
+def test_block_types_are_searchable_per_stage() -> None:
+    space = SearchSpace.load("mixed")
+    assert space.params["block"].choices == ("res", "rcab", "dwsep") and space.params["block"].per == "stage"
+    assert {f"block_s{i}" for i in range(4)} <= set(space.flat_choices())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    seen: set[str] = set()
+    for _ in range(15):
+        trial = study.ask()
+        cfg = space.sample(trial)
+        seen |= set(cfg.block)
+        assert len(cfg.block) == cfg.n_resblocks
+        assert space.params_of(cfg) == trial.params
+        assert space.config_from_flat({**{k: v[0] for k, v in space.flat_choices().items()}, **trial.params}) == cfg
+        study.tell(trial, 0.0)
+    assert seen == {"res", "rcab", "dwsep"}
+    # A space without the key keeps EDSR's block and records no block parameter.
+    tiny = SearchSpace.load("tiny")
+    cfg = tiny.sample_random(1, seed=2)[0]
+    assert set(cfg.block) == {"res"} and not [k for k in tiny.params_of(cfg) if k.startswith("block")]
+
+
+def test_a_huge_range_is_refused_before_any_list_is_built(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("parameters:\n  n_resblocks: [2]\n  n_feats: {low: 8, high: 50000000}\n")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from srnas.space import SearchSpace; from srnas.errors import ConfigError\n"
+            f"try:\n  SearchSpace.load({str(path)!r})\nexcept ConfigError as e:\n  print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert f"{path}:3: parameters.n_feats: range low=8 high=50000000 step=1 has 49,999,993 values" in out.stdout

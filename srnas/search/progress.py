@@ -23,6 +23,9 @@ def _describe(t: Any) -> str:
         return "-"
     ks = sorted(set(cfg.get("kernel_sizes", [])))
     text = f"B{cfg.get('n_resblocks')} F{cfg.get('n_feats')} k{'/'.join(map(str, ks))} rs{cfg.get('res_scale'):g}"
+    blocks = sorted(set(cfg.get("block") or ["res"]))
+    if blocks != ["res"]:
+        text += " " + "/".join(blocks)
     if cfg.get("batch_norm"):
         text += " BN"
     if cfg.get("global_skip", "none") != "none":
