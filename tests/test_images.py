@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from srnas.data import load_image, modcrop, save_image
-from srnas.errors import DataError
+from srnas.errors import DataError, WriteError
 
 
 def _rgb(h: int = 7, w: int = 5, seed: int = 0) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(DataError, match=r"a\.png: cannot write image \(disk full\)"):
+    with pytest.raises(WriteError, match=r"a\.png: cannot write \(disk full\)"):
         save_image(target, _rgb(seed=2))
     assert target.read_bytes() == before  # the old file is untouched
     assert [p.name for p in target.parent.iterdir()] == ["a.png"]  # no temporary left behind
@@ -125,3 +125,54 @@ def test_modcrop_numpy_and_torch() -> None:
     assert modcrop(img, 1).shape == img.shape
     with pytest.raises(ValueError, match="positive integer"):
         modcrop(img, 0)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A ~100-byte PNG whose header claims ``width x height`` (1-bit grey) with a token IDAT: what
+    a decompression bomb looks like to Image.open, at no cost to write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_decoded_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from srnas.data.images import DEFAULT_MAX_IMAGE_PIXELS
+
+    monkeypatch.delenv("SRNAS_MAX_IMAGE_PIXELS", raising=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(1024 * 1024 * 1024 // 4 // 3))  # Pillow's default
+    # 20000 x 20000 = 400 MP: over the default 200 MP cap (and Pillow's own bomb error before).
+    bomb = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 200
+    with pytest.raises(DataError) as exc:
+        load_image(bomb)
+    assert str(exc.value) == (f"{bomb}: image of 20000x20000 pixels is over the cap of {DEFAULT_MAX_IMAGE_PIXELS} "
+                              "pixels (200 MP; a decompression bomb?); raise it with SRNAS_MAX_IMAGE_PIXELS=N")
+    # Far over twice the cap Pillow refuses inside open(); still the same one line.
+    huge = _png_header_only(tmp_path / "huge.png", 60000, 60000)
+    with pytest.raises(DataError, match=r"huge\.png: image of 3600000000 pixels is over the cap of 200000000"):
+        load_image(huge)
+
+    # The cap is an environment setting; a real (small) image over a lowered cap is refused too.
+    img = tmp_path / "small.png"
+    Image.fromarray(_rgb(40, 30)).save(img)
+    monkeypatch.setenv("SRNAS_MAX_IMAGE_PIXELS", "1_000")
+    with pytest.raises(DataError, match=r"small\.png: image of 30x40 pixels is over the cap of 1000 pixels \(0\.001 MP"):
+        load_image(img)
+    monkeypatch.setenv("SRNAS_MAX_IMAGE_PIXELS", "1200")
+    assert load_image(img).shape == (40, 30, 3)
+    monkeypatch.setenv("SRNAS_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DataError, match=r"SRNAS_MAX_IMAGE_PIXELS='lots': expected a positive integer"):
+        load_image(img)
+    # Over twice Pillow's default limit (2 x 89 MP) but under the cap: Pillow does not refuse it,
+    # the decoder runs (and fails on the token pixel data).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", int(1024 * 1024 * 1024 // 4 // 3))
+    monkeypatch.setenv("SRNAS_MAX_IMAGE_PIXELS", str(300_000_000))
+    with pytest.raises(DataError, match=r"mid\.png: not a readable image"):
+        load_image(_png_header_only(tmp_path / "mid.png", 15000, 15000))

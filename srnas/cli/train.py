@@ -94,7 +94,7 @@ def _configs_from_study(study: str, top: int, storage: str | None, root: Path | 
 
     from srnas.arch.config import ArchConfig
     from srnas.errors import SrnasError
-    from srnas.studies import load_study
+    from srnas.search.storage import load_study
 
     st = load_study(study, storage, root=root)
     trials = [t for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -136,7 +136,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
     from srnas.arch.presets import preset_config
     from srnas.cli.arch import load_arch_target
-    from srnas.studies import trials_root
+    from srnas.search.storage import trials_root
     from srnas.train.schedules import get_schedule
 
     console = Console()
@@ -181,7 +181,8 @@ def _retrain_one(cfg: "ArchConfig", train: Any, val: Any, schedule: Any, out_dir
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from srnas.errors import TrainingError
-    from srnas.train.checkpoint import CHECKPOINT_NAME, atomic_write_text, save_weights
+    from srnas.fileio import atomic_write_text
+    from srnas.train.checkpoint import CHECKPOINT_NAME, save_weights
     from srnas.train.trainer import Trainer, TrainProgress
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,7 @@ def _eval(args: argparse.Namespace) -> int:
     label = f"{cfg.describe()}{' (+)' if args.self_ensemble else ''}"
     console.print(_results_table(ours, bicubic, scale, label, count_params(cfg)))
     if args.json is not None:
-        from srnas.train.checkpoint import atomic_write_text
+        from srnas.fileio import atomic_write_text
 
         payload = {"model": str(args.model), "arch_id": cfg.arch_id, "config": cfg.to_dict(), "scale": scale,
                    "self_ensemble": args.self_ensemble, "tile": args.tile,

@@ -8,13 +8,14 @@ with the path in the message.
 from __future__ import annotations
 
 import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srnas.errors import DataError
+from srnas.fileio import atomic_write
 
 __all__ = ["IMAGE_SUFFIXES", "is_image_file", "load_image", "modcrop", "save_image"]
 
@@ -28,22 +29,66 @@ def is_image_file(path: str | os.PathLike[str]) -> bool:
     return not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
 
 
+#: Largest image `load_image` decodes, in pixels: 200 megapixels (600 MB as uint8 RGB, far above
+#: a 2K DIV2K image of about 3 MP). The environment variable ``SRNAS_MAX_IMAGE_PIXELS`` overrides it.
+DEFAULT_MAX_IMAGE_PIXELS = 200_000_000
+
+
+def max_image_pixels() -> int:
+    """The decode cap: ``SRNAS_MAX_IMAGE_PIXELS`` (a positive integer) or `DEFAULT_MAX_IMAGE_PIXELS`."""
+    text = os.environ.get("SRNAS_MAX_IMAGE_PIXELS", "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        cap = int(text)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise DataError(f"SRNAS_MAX_IMAGE_PIXELS={text!r}: expected a positive integer number of pixels "
+                        f"(default {DEFAULT_MAX_IMAGE_PIXELS})")
+    return cap
+
+
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file into a C-contiguous uint8 ``H x W x 3`` RGB array.
 
+    An image of more than `max_image_pixels` pixels (200 MP by default, env
+    ``SRNAS_MAX_IMAGE_PIXELS``) is refused from its header, before anything is decoded (a
+    decompression bomb: a few KB of PNG that would decode to GBs). Pillow's own limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``) is raised to the cap when lower, never lowered.
+
     Raises:
-        DataError: the file is missing or is not a readable image (truncated, corrupt, unknown
-            format); the message starts with the path.
+        DataError: the file is missing, is not a readable image (truncated, corrupt, unknown
+            format) or is over the pixel cap; the message starts with the path.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such image file")
+    cap = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < cap:
+        Image.MAX_IMAGE_PIXELS = cap  # so that Pillow does not refuse what the cap allows
+
+    def too_big(size: str) -> DataError:
+        return DataError(f"{p}: image of {size} is over the cap of {cap} pixels ({cap / 1e6:.4g} MP; "
+                         "a decompression bomb?); raise it with SRNAS_MAX_IMAGE_PIXELS=N")
+
     try:
-        with Image.open(p) as im:
-            im.load()
-            return _to_rgb8(im)
+        with warnings.catch_warnings():
+            # Pillow warns between its limit and twice it; the cap below decides instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                width, height = im.size
+                if width * height > cap:
+                    raise too_big(f"{width}x{height} pixels")
+                im.load()
+                return _to_rgb8(im)
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: refused inside open()
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise too_big(f"{found[1]} pixels" if found else "too many pixels") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{p}: not a readable image ({_one_line(exc)})") from None
 
@@ -76,12 +121,13 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
 
     The format follows the suffix (``.png`` is lossless; JPEG is written at quality 95). uint8
     arrays are written as they are; float arrays are taken as 0..255, clipped and rounded. The
-    file is written to a temporary name in the same folder and moved into place with
-    ``os.replace``, so a reader never sees half a file. Parent folders are created.
+    file is written with `srnas.fileio.atomic_write` (a reader never sees half a file; mode from
+    the umask). Parent folders are created.
 
     Raises:
         ValueError: the array's shape or dtype cannot be an image.
-        DataError: the suffix is not an image format, or the file cannot be written.
+        DataError: the suffix is not an image format.
+        WriteError: the file cannot be written (`StorageFullError` when the disk is full).
     """
     from PIL import Image
 
@@ -99,19 +145,8 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     if fmt is None:
         raise DataError(f"{p}: unknown image format {p.suffix!r} (use .png for lossless output)")
     options: dict[str, Any] = {"quality": 95} if fmt == "JPEG" else {}
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **options)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise DataError(f"{p}: cannot write image ({_one_line(exc)})") from None
-    return p
+    image = Image.fromarray(np.ascontiguousarray(arr))
+    return atomic_write(p, lambda handle: image.save(handle, format=fmt, **options))
 
 
 def modcrop(img: Any, scale: int) -> Any:

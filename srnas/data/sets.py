@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +50,7 @@ import numpy as np
 
 from srnas.data.images import is_image_file, load_image, modcrop
 from srnas.errors import DataError
+from srnas.fileio import atomic_write
 
 __all__ = [
     "BENCHMARK_SETS", "DIV2K_SPLITS", "DatasetStatus", "ImageCache", "SRImageSet",
@@ -192,15 +192,7 @@ class ImageCache:
 
     def _store(self, entry: Path, arr: np.ndarray) -> None:
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=entry.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, arr, allow_pickle=False)
-                os.replace(tmp, entry)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(entry, lambda handle: np.save(handle, arr, allow_pickle=False))
         except OSError as exc:
             with self._lock:
                 if self._warned:

@@ -15,8 +15,9 @@ For each selected trial a folder ``<out>/<arch_id>/`` holds:
 - ``model_card.md`` (config, costs, proxy and retrained metrics with their protocol, study and
   trial ids, files) and ``metadata.json`` (the same, machine-readable).
 
-Each folder is written in a temporary folder next to it and renamed into place: an
-interrupted export leaves either the previous folder or the new one, never half of one.
+Each folder is written in a temporary folder next to it and renamed into place
+(`srnas.fileio.atomic_folder`): an interrupted export leaves either the previous folder or the
+new one, never half of one. Folders and files get the user's umask (0755/0644 under umask 022).
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -38,6 +36,7 @@ import torch
 from torch import nn
 
 from srnas.errors import ConfigError, MissingExtraError, SrnasError
+from srnas.fileio import atomic_folder, atomic_path, atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from srnas.arch.config import ArchConfig
@@ -127,10 +126,11 @@ def export_onnx(model: nn.Module, config: "ArchConfig", path: Path, *, scale: in
     dummy = torch.rand(1, config.n_colors, *ONNX_EXPORT_SIZE) * config.rgb_range
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings and the legacy exporter's deprecation notice
-        torch.onnx.export(wrapped, (dummy,), str(path), input_names=["lr"], output_names=["sr"],
-                          dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                        "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
-                          opset_version=ONNX_OPSET, dynamo=False)
+        with atomic_path(path) as tmp:
+            torch.onnx.export(wrapped, (dummy,), str(tmp), input_names=["lr"], output_names=["sr"],
+                              dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                                            "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
+                              opset_version=ONNX_OPSET, dynamo=False)
     gen = torch.Generator().manual_seed(seed)
     n, h, w = check_shape
     x = torch.rand(n, config.n_colors, h, w, generator=gen) * config.rgb_range
@@ -230,19 +230,6 @@ def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
 # ---- one architecture ------------------------------------------------------------------------
 
 
-def _replace_folder(tmp: Path, final: Path) -> None:
-    """Move a finished temporary folder into place, replacing an older export atomically."""
-    if final.exists() and not final.is_dir():
-        raise ExportError(f"{final}: exists and is not a folder")
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, old / final.name)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
@@ -291,25 +278,26 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
     if trial.values:
         meta["proxy"]["psnr"] = float(trial.values[0])
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{arch_id}.", suffix=".tmp", dir=out_dir))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; an export is meant to be shared
-    try:
+    final = out_dir / arch_id
+    if final.exists() and not final.is_dir():
+        raise ExportError(f"{final}: exists and is not a folder")
+    with atomic_folder(final) as tmp:
         files: list[str] = []
         if "yaml" in formats:
-            (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            atomic_write_text(tmp / "config.yaml", config.to_yaml())
             files.append("config.yaml")
         if "json" in formats:
-            (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+            atomic_write_text(tmp / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
             files.append("config.json")
         if trained and "pt" in formats:
-            torch.save(_state_dict(model), tmp / "model.pt")
+            state = _state_dict(model)
+            atomic_write(tmp / "model.pt", lambda handle: torch.save(state, handle))
             files.append("model.pt")
         if trained and "safetensors" in formats:
             from safetensors.torch import save_file
 
-            save_file(_state_dict(model), str(tmp / "model.safetensors"), metadata={"arch_id": arch_id})
+            with atomic_path(tmp / "model.safetensors") as path:
+                save_file(_state_dict(model), str(path), metadata={"arch_id": arch_id})
             files.append("model.safetensors")
         if "onnx" in formats:
             stem = "model" if trained else "model-untrained-random-init"
@@ -320,13 +308,8 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
                 meta["onnx_files"].append(name)
         files += ["model_card.md", "metadata.json"]
         meta["files"] = files
-        (tmp / "model_card.md").write_text(_model_card(meta, config), encoding="utf-8")
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        final = out_dir / arch_id
-        _replace_folder(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        atomic_write_text(tmp / "model_card.md", _model_card(meta, config))
+        atomic_write_text(tmp / "metadata.json", json.dumps(meta, indent=2, default=str) + "\n")
     return ExportedArch(arch_id=arch_id, trial=trial.number, folder=final, trained=trained, files=files,
                         onnx_max_abs_diff=dict(meta["onnx_max_abs_diff"]))
 
@@ -346,7 +329,7 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
         ExportError: an ONNX file does not reproduce PyTorch; retrained weights do not fit.
     """
     from srnas.results.frame import retrained_results, select_trials
-    from srnas.studies import load_study
+    from srnas.search.storage import load_study
 
     fmts = parse_formats(formats)
     require_extras(fmts)

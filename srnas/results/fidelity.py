@@ -173,8 +173,8 @@ def write_plot(rows: Sequence[dict[str, Any]], corr: dict[str, dict[str, float |
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from srnas.fileio import atomic_write_text
     from srnas.results.report import html_document
-    from srnas.train.checkpoint import atomic_write_text
 
     keys = list(PREDICTORS)
     fig = make_subplots(rows=2, cols=3, subplot_titles=[f"{PREDICTORS[k]} ({_fmt_corr(corr[k])})" for k in keys]
@@ -231,7 +231,7 @@ def _load_data(spec: str, scales: tuple[int, ...]) -> tuple[Any, dict[int, Any]]
 
 def default_out_dir(space: str, proxy: str, reference: str) -> Path:
     """``trials/fidelity/<space>-<proxy>-vs-<reference>`` (names made file-safe)."""
-    from srnas.studies import trials_root
+    from srnas.search.storage import trials_root
 
     safe = lambda t: "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(t).stem or t)  # noqa: E731
     return trials_root() / "fidelity" / f"{safe(space)}-{safe(proxy)}-vs-{safe(reference)}"
@@ -245,9 +245,9 @@ def run_fidelity(space: str | SearchSpace, n: int, proxy: str, reference: str, *
     Each architecture is trained with the same seed at both fidelities; rows are appended to the
     CSV as each finishes, and architectures already in it are skipped.
     """
+    from srnas.fileio import atomic_write_text
     from srnas.results.zero_cost import grad_norm, synflow
     from srnas.train import Trainer
-    from srnas.train.checkpoint import atomic_write_text
 
     say = log or (lambda _msg: None)
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:

@@ -2,24 +2,22 @@
 
 A checkpoint holds everything a run needs to continue exactly: model, optimiser, learning-rate
 position, RNG states (torch, NumPy, Python), update count, patch-sampler state, the config and
-the schedule. Files are written to a temporary file in the same folder, flushed and fsync'ed,
-then moved over the old file with ``os.replace``: a crash or an exception while saving leaves
-the previous checkpoint intact and no half-written file.
+the schedule. Files are written with `srnas.fileio.atomic_write` (a temporary file in the same
+folder, fsync'ed, moved over the old file, mode from the umask): a crash or an exception while
+saving leaves the previous checkpoint intact and no half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from srnas.errors import ConfigError, TrainingError
+from srnas.fileio import atomic_write
 
 if TYPE_CHECKING:
     from srnas.arch.config import ArchConfig
@@ -29,50 +27,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 _NDARRAY = "__ndarray__"
 _TUPLE = "__tuple__"
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a file atomically: ``write(handle)`` fills a temporary file that replaces ``path``."""
-    target = Path(path)
-    with _atomic_file(target) as handle:
-        write(handle)
-    return target
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """`atomic_write` for UTF-8 text (configs, metrics)."""
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def save_weights(path: str | Path, model: torch.nn.Module) -> Path:
