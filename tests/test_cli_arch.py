@@ -33,6 +33,14 @@ def test_arch_show_file_and_mdsr(tmp_path, capsys) -> None:
     assert "x2" in out and "x3" in out and "total trainable parameters" in out
 
 
+def test_arch_show_prints_block_lists_verbatim(tmp_path, capsys) -> None:
+    path = tmp_path / "net.yaml"
+    path.write_text("family: edsr\nn_resblocks: 2\nn_feats: 8\nblock: [rcab, dwsep]\n")
+    assert main(["arch", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "block: [rcab, dwsep]" in out and "block=rcab/dwsep" in out
+
+
 def test_space_show(capsys) -> None:
     assert main(["space", "show", "lightweight"]) == 0
     out = capsys.readouterr().out

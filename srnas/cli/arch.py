@@ -73,7 +73,7 @@ def _arch_show(args: argparse.Namespace) -> int:
     cfg = load_arch_target(args.target, args.scale)
     console = Console()
     console.print(f"[bold]{cfg.describe()}[/bold]   arch_id {cfg.arch_id}")
-    console.print(cfg.to_yaml().rstrip())
+    console.print(cfg.to_yaml().rstrip(), markup=False, highlight=False)  # "[rcab, res]" is YAML, not markup
     table = Table(title=f"Cost (HR output {args.hr_size[0]}x{args.hr_size[1]}; memory at batch {args.batch}, LR patch {args.patch}, fp32)")
     for col in ("scale", "params", "Mult-Adds", "train activations"):
         table.add_column(col, justify="right")
