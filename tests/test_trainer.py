@@ -35,7 +35,7 @@ def _small_val(val: SRImageSet, size: int = 96) -> SRImageSet:
 def test_tiny_proxy_beats_bicubic_on_the_demo_data(demo_x2: tuple[SRImageSet, SRImageSet]) -> None:
     train, val = demo_x2
     cfg = ArchConfig(n_resblocks=2, n_feats=16, global_skip="bicubic")
-    result = Trainer(cfg, train, val, "proxy-tiny", seed=0).fit()
+    result = Trainer(cfg, train, val, get_schedule("proxy-tiny"), seed=0).fit()
     assert isinstance(result, TrainResult)
     assert result.updates == 300
     assert [u for u, _ in result.psnr_curve] == get_schedule("tiny").eval_points()
@@ -217,14 +217,17 @@ def test_x3_starts_from_x2_weights_except_the_upsampler(demo_x2: tuple[SRImageSe
 def test_invalid_arguments() -> None:
     train, val = demo_split((2,))
     cfg = ArchConfig(n_resblocks=1, n_feats=4)
+    tiny = get_schedule("tiny")
     with pytest.raises(ConfigError, match="unknown schedule"):
-        Trainer(cfg, train, val, "proxy-nope")
+        get_schedule("proxy-nope")
+    with pytest.raises(ConfigError, match="Trainer needs a schedule object"):
+        Trainer(cfg, train, val, "tiny")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="precision 'bf16'"):
-        Trainer(cfg, train, val, "tiny", precision="bf16")
+        Trainer(cfg, train, val, tiny, precision="bf16")
     with pytest.raises(ConfigError, match="device"):
-        Trainer(cfg, train, val, "tiny", device="tpu")
+        Trainer(cfg, train, val, tiny, device="tpu")
     with pytest.raises(ConfigError, match="ArchConfig"):
-        Trainer("edsr-baseline", train, val, "tiny")  # type: ignore[arg-type]
+        Trainer("edsr-baseline", train, val, tiny)  # type: ignore[arg-type]
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

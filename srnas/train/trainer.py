@@ -32,7 +32,7 @@ from srnas.train.device import (
     DevicePolicy, apply_policy, memory_format, policy_for, rng_state, seed_everything, set_rng_state,
 )
 from srnas.train.evaluate import evaluate_bicubic, evaluate_model, lr_images
-from srnas.train.schedules import Schedule, get_schedule, schedule_from_dict
+from srnas.train.schedules import PaperSchedule, ProxySchedule, Schedule, schedule_from_dict
 
 if TYPE_CHECKING:
     from srnas.data import PatchSampler, SRImageSet
@@ -110,7 +110,8 @@ class Trainer:
 
     ``val_data``: one `SRImageSet` with LR images at every scale of the config, or a mapping
     scale -> set (e.g. ``{s: load_eval_set(spec, s)}`` for MDSR, HR modcropped per scale).
-    ``schedule``: a `ProxySchedule`, a `PaperSchedule` or a name for `get_schedule`.
+    ``schedule``: a `ProxySchedule` or a `PaperSchedule` (names are resolved at the edge, by the
+    caller, with `get_schedule`).
     ``checkpoint_dir``: where ``checkpoint.pt`` is written every ``checkpoint_every`` updates
     (default: at every evaluation point) and read by ``fit(resume=True)``. ``precision``:
     ``auto`` | ``fp32`` | ``bf16`` (see `srnas.train.device`). ``init_weights``: a weights file or
@@ -122,7 +123,7 @@ class Trainer:
 
     def __init__(self, config: ArchConfig, train_data: "SRImageSet",
                  val_data: "SRImageSet | Mapping[int, SRImageSet]",
-                 schedule: "Schedule | str", *, device: str | torch.device = "cpu", seed: int = 0,
+                 schedule: Schedule, *, device: str | torch.device = "cpu", seed: int = 0,
                  checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
                  precision: str = "auto", init_weights: str | Path | Mapping[str, Any] | None = None,
                  on_eval: Callable[[int, float], None] | None = None,
@@ -135,7 +136,10 @@ class Trainer:
         self.train_data = train_data
         self.val_sets = _val_sets_by_scale(val_data, config.scales)
         self.val_data = self.val_sets[config.scales[0]]
-        self.schedule: Schedule = get_schedule(schedule)
+        if not isinstance(schedule, (ProxySchedule, PaperSchedule)):
+            raise ConfigError(f"Trainer needs a schedule object, got {type(schedule).__name__} "
+                              f"{schedule!r}; resolve names with srnas.train.get_schedule")
+        self.schedule: Schedule = schedule
         self.policy: DevicePolicy = policy_for(device, precision, channels_last=channels_last,
                                                cuda_graphs=cuda_graphs, threads=threads)
         self.seed = int(seed)
