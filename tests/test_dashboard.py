@@ -1,17 +1,21 @@
 """`srnas dashboard`: serves a study (and its artifacts) through optuna-dashboard; one clear line
-for an unknown study."""
+for an unknown study or a busy port; read-only by default (writes refused unless allow_edits) and
+only for its own Host header (DNS rebinding)."""
 
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +117,125 @@ def test_dashboard_unknown_study_is_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith("srnas: error:")
     assert "no-such-study" in lines[0] and STUDY in lines[0]  # names the study and lists those found
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture()
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           request: pytest.FixtureRequest) -> Iterator[tuple[int, int, str, int]]:
+    """An in-process dashboard on a free port (parametrise indirectly with allow_edits);
+    yields (port, study id, artifact id, trial id)."""
+    from srnas.results.dashboard import make_dashboard_server
+    from srnas.studies import StudyHome, load_study
+
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path))
+    study_id, trial_id, artifact_id = _make_study(tmp_path)
+    server = make_dashboard_server(load_study(STUDY), StudyHome(STUDY).artifacts, host="127.0.0.1", port=0,
+                                   allow_edits=getattr(request, "param", False))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], study_id, artifact_id, trial_id
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _call(port: int, method: str, path: str, *, host: str | None = None, body: dict | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    sent = {"Accept-Encoding": "gzip", "Host": host or f"127.0.0.1:{port}", **(headers or {})}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=payload, headers=sent)
+        answer = conn.getresponse()
+        data = answer.read()
+        if answer.getheader("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
+        return answer.status, data
+    finally:
+        conn.close()
+
+
+def _study_names(port: int) -> list[str]:
+    status, body = _call(port, "GET", "/api/studies")
+    assert status == 200
+    return [s["study_name"] for s in json.loads(body)["study_summaries"]]
+
+
+def test_read_only_by_default_get_works_writes_refused(served: tuple[int, int, str, int]) -> None:
+    port, study_id, artifact_id, trial_id = served
+    assert _study_names(port) == [STUDY]
+    status, page = _call(port, "GET", "/dashboard/")
+    assert status == 200 and b"<html" in page.lower()  # the UI itself loads
+    assert _call(port, "HEAD", "/api/studies")[0] == 200
+    assert _call(port, "GET", f"/artifacts/{study_id}/{trial_id}/{artifact_id}")[0] == 200
+
+    status, body = _call(port, "POST", f"/api/studies/{study_id}/rename", body={"study_name": "renamed"})
+    assert status == 403
+    assert "--allow-edits" in json.loads(body)["reason"]  # the UI shows this reason
+    assert _call(port, "DELETE", f"/api/studies/{study_id}")[0] == 403
+    assert _call(port, "DELETE", f"/api/artifacts/{study_id}/{trial_id}/{artifact_id}")[0] == 403
+    assert _call(port, "PUT", f"/api/studies/{study_id}/note", body={"version": 1, "body": "x"})[0] == 403
+    # Nothing changed: the study and its artifact are still there.
+    assert _study_names(port) == [STUDY]
+    assert _call(port, "GET", f"/artifacts/{study_id}/{trial_id}/{artifact_id}")[0] == 200
+
+
+@pytest.mark.parametrize("served", [True], indirect=True)
+def test_allow_edits_lets_writes_through(served: tuple[int, int, str, int]) -> None:
+    port, study_id, artifact_id, trial_id = served
+    # A cross-site form post is still refused, edits allowed or not.
+    status, _ = _call(port, "POST", f"/api/studies/{study_id}/rename", body={"study_name": "renamed"},
+                      headers={"Origin": "http://evil.example"})
+    assert status == 403
+    assert _study_names(port) == [STUDY]
+    status, _ = _call(port, "POST", f"/api/studies/{study_id}/rename", body={"study_name": "renamed"},
+                      headers={"Origin": f"http://localhost:{port}"})
+    assert status == 201
+    (renamed,) = json.loads(_call(port, "GET", "/api/studies")[1])["study_summaries"]
+    assert renamed["study_name"] == "renamed"
+    assert _call(port, "DELETE", f"/api/studies/{renamed['study_id']}")[0] == 204
+    assert _study_names(port) == []
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "127.0.0.1.nip.io:{port}", "127.0.0.1:1", ""])
+def test_foreign_host_header_refused(served: tuple[int, int, str, int], host: str) -> None:
+    port = served[0]
+    status, body = _call(port, "GET", "/api/studies", host=host.format(port=port) or " ")
+    assert status == 421
+    assert "not this dashboard's address" in json.loads(body)["reason"]
+    for alias in (f"localhost:{port}", f"LOCALHOST:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert _call(port, "GET", "/api/studies", host=alias)[0] == 200, alias
+
+
+def test_allowed_hosts() -> None:
+    from srnas.results.dashboard import DashboardGuard, allowed_hosts
+
+    assert allowed_hosts("192.168.1.5", 9000) == {"192.168.1.5:9000"}
+    assert allowed_hosts("::1", 80) == {"[::1]:80", "localhost:80", "127.0.0.1:80"}
+    assert allowed_hosts("10.0.0.1", 9000, ["proxy.lab", "Other:443", "fe80::1", "[fe80::2]"]) == {
+        "10.0.0.1:9000", "proxy.lab:9000", "other:443", "[fe80::1]:9000", "[fe80::2]:9000"}
+    wildcard = DashboardGuard(lambda e, s: [], allowed_hosts=allowed_hosts("0.0.0.0", 9000),
+                              accept_ip_literals=True)
+    assert wildcard._host_ok("10.1.2.3:9000") and wildcard._host_ok("[fe80::1]:9000")
+    assert wildcard._host_ok("localhost:9000")
+    assert not wildcard._host_ok("10.1.2.3:9001") and not wildcard._host_ok("evil.example:9000")
+    port80 = DashboardGuard(lambda e, s: [], allowed_hosts=allowed_hosts("127.0.0.1", 80))
+    assert port80._host_ok("localhost") and not port80._host_ok("evil.example")
+
+
+def test_dashboard_busy_port_is_one_line(tmp_path: Path) -> None:
+    _make_study(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "srnas", "dashboard", "--study", STUDY, "--port", str(port)],
+                              env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"srnas: error: port {port} on 127.0.0.1 is in use; pass --port N"]
+    assert proc.stdout == ""

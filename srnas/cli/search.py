@@ -37,11 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no live progress bar")
     p.set_defaults(func=_search)
 
-    d = sub.add_parser("dashboard", help="open optuna-dashboard on a study")
+    d = sub.add_parser("dashboard", help="open optuna-dashboard on a study (read-only unless --allow-edits)",
+                       description="Serve optuna-dashboard on a study and its SR sample images. Read-only by "
+                                   "default: only GET/HEAD pass, and requests whose Host header is not the "
+                                   "bound address are refused (DNS rebinding).")
     d.add_argument("--study", required=True)
     d.add_argument("--storage", default=None, help="storage URL (default trials/<study>/study.db)")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    d.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    d.add_argument("--allow-edits", action="store_true",
+                   help="let the dashboard rename/delete studies, tell trials, upload/delete artifacts, save notes")
+    d.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="also answer this Host header (a reverse proxy or another DNS name); repeatable")
     d.set_defaults(func=_dashboard)
 
 
@@ -76,17 +83,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from srnas.studies import StudyHome
+    from srnas.results.dashboard import serve_dashboard
 
-    home = StudyHome(args.study)
-    study = home.load(args.storage)  # one clear line when it does not exist
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
-
-    store_dir = home.artifacts
-    store_dir.mkdir(parents=True, exist_ok=True)
-    url = args.storage or home.default_storage_url
-    print(f"optuna-dashboard for study {study.study_name!r}: http://{args.host}:{args.port}/dashboard/  (Ctrl-C stops)", flush=True)
-    run_server(study._storage if args.storage is None else url, host=args.host, port=args.port,
-               artifact_store=FileSystemArtifactStore(str(store_dir)))
+    serve_dashboard(args.study, args.storage, host=args.host, port=args.port, allow_edits=args.allow_edits,
+                    extra_hosts=args.allow_host, announce=lambda line: print(line, flush=True))
     return 0
