@@ -85,7 +85,7 @@ def test_unknown_key_and_bad_files(tmp_path) -> None:
         ArchConfig.from_dict({"depth": 3})
     bad = tmp_path / "bad.yaml"
     bad.write_text("family: [edsr\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="bad.yaml:1: not valid YAML"):
         ArchConfig.load(bad)
     with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
         ArchConfig.load(tmp_path / "missing.yaml")
@@ -93,6 +93,46 @@ def test_unknown_key_and_bad_files(tmp_path) -> None:
     wrong.write_text('{"n_feats": -1}')
     with pytest.raises(ConfigError, match="wrong.json: ArchConfig.n_feats: invalid value -1"):
         ArchConfig.load(wrong)
+
+
+def test_config_file_errors_name_the_line(tmp_path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("family: edsr\nscales: [2]\nn_feats: 0\nn_resblocks: 4\n")
+    with pytest.raises(ConfigError) as exc:
+        ArchConfig.load(cfg)
+    assert str(exc.value) == f"{cfg}:3: n_feats: invalid value 0; allowed: an integer in 1..1024"
+
+    cfg.write_text("family: edsr\n\nn_resblocks: 2\nkernel_sizes: [3, 3, 3]\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:4: kernel_sizes: 3 values given for n_resblocks=2"):
+        ArchConfig.load(cfg)
+
+    cfg.write_text("family: edsr\nn_feats: 8\ndepth: 3\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:3: unknown key 'depth'; allowed keys: .*n_feats"):
+        ArchConfig.load(cfg)
+
+    # Exported files wrap the config under `arch:`; the line is still the key's.
+    cfg.write_text("arch_id: edsr-x\narch:\n  family: edsr\n  act: tanh\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:4: act: invalid value 'tanh'"):
+        ArchConfig.load(cfg)
+
+    cfg.write_text("family: edsr\nbase: &b 8\nn_feats: *b\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:2: YAML anchors and aliases \(&b\) are not allowed"):
+        ArchConfig.load(cfg)
+
+    # JSON configs keep their messages (no line map).
+    js = tmp_path / "cfg.json"
+    js.write_text('{"family": "edsr", "depth": 3}')
+    with pytest.raises(ConfigError, match=r"cfg.json: unknown key 'depth'"):
+        ArchConfig.load(js)
+
+
+def test_oversized_config_file_is_refused_before_reading(tmp_path) -> None:
+    from srnas.yamlio import MAX_YAML_BYTES
+
+    big = tmp_path / "big.yaml"
+    big.write_text("family: edsr\n" + "#" * MAX_YAML_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"big.yaml: \d+ bytes; the limit is 1048576 bytes"):
+        ArchConfig.load(big)
 
 
 def test_block_names_normalise_and_all_res_configs_keep_their_serialisation() -> None:

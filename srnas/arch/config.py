@@ -209,26 +209,36 @@ class ArchConfig:
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "yaml") -> "ArchConfig":
-        import yaml
+        """Parse with `srnas.yamlio` (no aliases, bounded size and depth); an error names the
+        line of the key at fault: ``cfg.yaml:3: n_feats: invalid value 0; allowed: ...``."""
+        import re
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        from srnas.yamlio import load_yaml_with_lines
+
+        data, lines = load_yaml_with_lines(text, source)
+        prefix = ""
         if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
-            data = data["arch"]  # exported files wrap the config with metadata
-        return cls.from_dict(data, source=source)
+            data, prefix = data["arch"], "arch."  # exported files wrap the config with metadata
+        try:
+            return cls.from_dict(data, source=source)
+        except ConfigError as exc:
+            message = str(exc).removeprefix(f"{source}: ")
+            found = re.match(r"ArchConfig\.(\w+): |unknown key (.+?); ", message)
+            if found is None:
+                raise
+            keys = {repr(k): str(k) for k in data} if isinstance(data, Mapping) else {}
+            key = found[1] or keys.get(found[2], "")
+            line = lines.get(prefix + key)
+            message = message.removeprefix("ArchConfig.")
+            raise ConfigError(f"{source}:{line}: {message}" if line else f"{source}: {message}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "ArchConfig":
-        """Read a ``.yaml``/``.yml``/``.json`` config file."""
+        """Read a ``.yaml``/``.yml``/``.json`` config file (at most 1 MiB)."""
+        from srnas.yamlio import read_config_text
+
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read config file ({exc})") from None
+        text = read_config_text(p, what="config file")
         if p.suffix.lower() == ".json":
             return cls.from_json(text, source=str(p))
         return cls.from_yaml(text, source=str(p))
