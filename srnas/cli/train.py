@@ -94,7 +94,7 @@ def _configs_from_study(study: str, top: int, storage: str | None, root: Path | 
 
     from srnas.arch.config import ArchConfig
     from srnas.errors import SrnasError
-    from srnas.search.storage import load_study
+    from srnas.studies import load_study
 
     st = load_study(study, storage, root=root)
     trials = [t for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -136,7 +136,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
     from srnas.arch.presets import preset_config
     from srnas.cli.arch import load_arch_target
-    from srnas.search.storage import trials_root
+    from srnas.studies import trials_root
     from srnas.train.schedules import get_schedule
 
     console = Console()

@@ -329,7 +329,7 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
         ExportError: an ONNX file does not reproduce PyTorch; retrained weights do not fit.
     """
     from srnas.results.frame import retrained_results, select_trials
-    from srnas.search.storage import load_study
+    from srnas.studies import load_study
 
     fmts = parse_formats(formats)
     require_extras(fmts)

@@ -231,7 +231,7 @@ def _load_data(spec: str, scales: tuple[int, ...]) -> tuple[Any, dict[int, Any]]
 
 def default_out_dir(space: str, proxy: str, reference: str) -> Path:
     """``trials/fidelity/<space>-<proxy>-vs-<reference>`` (names made file-safe)."""
-    from srnas.search.storage import trials_root
+    from srnas.studies import trials_root
 
     safe = lambda t: "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(t).stem or t)  # noqa: E731
     return trials_root() / "fidelity" / f"{safe(space)}-{safe(proxy)}-vs-{safe(reference)}"

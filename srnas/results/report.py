@@ -498,10 +498,11 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     """
     from srnas import __version__
     from srnas.fileio import atomic_write_text
-    from srnas.search.storage import load_study, study_dir
+    from srnas.studies import StudyHome
 
-    study = load_study(study_name, storage, root=root)
-    target = Path(out) if out is not None else study_dir(study_name, root) / "report.html"
+    home = StudyHome(study_name, root)
+    study = home.load(storage)
+    target = Path(out) if out is not None else home.report
     csv_path = target.parent / "trials.csv"
     frame = study_frame(study)
     attrs = study.user_attrs
