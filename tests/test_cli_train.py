@@ -21,7 +21,8 @@ def edsr_baseline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rc = main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--data", "demo",
                "--device", "cpu", "--out", str(root), "--max-updates", "2", "--no-progress"])
     assert rc == 0
-    (out,) = (root / "manual" / "retrain").iterdir()
+    (arch,) = (root / "manual" / "retrain").iterdir()
+    (out,) = arch.iterdir()  # retrain/<arch_id>/<schedule>/
     return out
 
 
@@ -29,7 +30,7 @@ def test_retrain_writes_config_checkpoint_weights_and_metrics(edsr_baseline_run:
     from srnas.arch import preset_config
 
     cfg = preset_config("edsr-baseline", scale=2)
-    assert edsr_baseline_run.name == cfg.arch_id
+    assert edsr_baseline_run.parent.name == cfg.arch_id and edsr_baseline_run.name == "tiny-at2"
     assert ArchConfig.load(edsr_baseline_run / "config.yaml") == cfg
     state = torch.load(edsr_baseline_run / "model.pt", weights_only=True)
     assert set(state) == set(build_model(cfg).state_dict())
@@ -44,7 +45,7 @@ def test_retrain_writes_config_checkpoint_weights_and_metrics(edsr_baseline_run:
 def test_retrain_resume_of_a_finished_run(edsr_baseline_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = json.loads((edsr_baseline_run / "metrics.json").read_text())
     rc = main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--data", "demo", "--device", "cpu",
-               "--out", str(edsr_baseline_run.parents[2]), "--max-updates", "2", "--resume", "--no-progress"])
+               "--out", str(edsr_baseline_run.parents[3]), "--max-updates", "2", "--resume", "--no-progress"])
     assert rc == 0
     after = json.loads((edsr_baseline_run / "metrics.json").read_text())
     assert after["final"]["psnr"] == before["final"]["psnr"] and after["psnr_curve"] == before["psnr_curve"]
@@ -119,6 +120,21 @@ def test_retrain_top_k_of_a_study(tmp_path: Path) -> None:
     assert rc == 0
     done = sorted(p.name for p in (tmp_path / "demo-study" / "retrain").iterdir())
     assert done == sorted([configs[1].arch_id, configs[0].arch_id])
+
+
+def test_one_architecture_with_two_schedules_keeps_two_runs(tmp_path: Path) -> None:
+    from srnas.train.retrain import find_runs
+
+    base = ["retrain", "--config", "-", "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(ArchConfig(n_resblocks=1, n_feats=4).to_yaml())
+    base[2] = str(cfg_file)
+    assert main([*base, "--schedule", "proxy-tiny", "--max-updates", "2"]) == 0
+    assert main([*base, "--schedule", "proxy-tiny", "--max-updates", "3"]) == 0
+    arch = ArchConfig(n_resblocks=1, n_feats=4).arch_id
+    assert sorted(p.name for p in (tmp_path / "manual" / "retrain" / arch).iterdir()) == ["tiny-at2", "tiny-at3"]
+    (run,) = find_runs(tmp_path / "manual" / "retrain").values()  # the longest training represents it
+    assert run["updates"] == 3 and run["schedule"] == "tiny@3"
 
 
 def test_missing_study_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

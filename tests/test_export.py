@@ -210,7 +210,7 @@ def test_exported_config_retrains_and_exports_trained(trials_dir: Path, tmp_path
     config_file = out / smallest.user_attrs["arch_id"] / "config.yaml"
     assert main(["retrain", "--config", str(config_file), "--study", "hand", "--schedule", "proxy-tiny",
                  "--max-updates", "2", "--device", "cpu", "--no-progress"]) == 0
-    metrics = json.loads((trials_dir / "hand" / "retrain" / smallest.user_attrs["arch_id"] / "metrics.json").read_text())
+    metrics = json.loads((trials_dir / "hand" / "retrain" / smallest.user_attrs["arch_id"] / "tiny-at2" / "metrics.json").read_text())
     assert metrics["arch_id"] == smallest.user_attrs["arch_id"] and metrics["updates"] == 2
     [item] = export_study("hand", out, trial=smallest.number, formats="yaml,pt")
     assert item.trained and "model.pt" in item.files

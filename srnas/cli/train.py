@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from srnas.arch.config import ArchConfig
     from srnas.data import SRImageSet
     from srnas.train.evaluate import EvalResult
+    from srnas.train.retrain import RetrainRun
 
 DEFAULT_SETS = "Set5,Set14,B100,Urban100"
 
@@ -22,8 +23,8 @@ DEFAULT_SETS = "Set5,Set14,B100,Urban100"
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("retrain", help="train architectures fully (paper schedule) or on a proxy schedule",
                        description="Train a config file, a preset, or the best K trials of a study. Outputs go to "
-                                   "<out>/<study>/retrain/<arch_id>/: config.yaml, checkpoint.pt (resumable), "
-                                   "model.pt (final weights) and metrics.json.")
+                                   "<out>/<study>/retrain/<arch_id>/<schedule>/: config.yaml, checkpoint.pt "
+                                   "(resumable), model.pt (final weights) and metrics.json.")
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", metavar="FILE", help="architecture config (YAML/JSON)")
     what.add_argument("--preset", metavar="NAME", help="edsr-baseline, edsr, mdsr-baseline or mdsr")
@@ -88,59 +89,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---- retrain ------------------------------------------------------------------------------------
 
 
-def _configs_from_study(study: str, top: int, storage: str | None, root: Path | None) -> list["ArchConfig"]:
-    """The configs of the best ``top`` complete trials (first objective), distinct architectures."""
-    import optuna
-
-    from srnas.arch.config import ArchConfig
-    from srnas.errors import SrnasError
-    from srnas.studies import load_study
-
-    st = load_study(study, storage, root=root)
-    trials = [t for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if t.values and "config" in t.user_attrs]
-    if not trials:
-        raise SrnasError(f"study {study!r} has no complete trial with a config to retrain")
-    maximize = st.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    trials.sort(key=lambda t: t.values[0], reverse=maximize)
-    configs: list[ArchConfig] = []
-    for t in trials:
-        raw = t.user_attrs["config"]
-        source = f"study {study!r} trial {t.number}"
-        cfg = ArchConfig.from_json(raw, source=source) if isinstance(raw, str) else ArchConfig.from_dict(raw, source=source)
-        if cfg.arch_id not in {c.arch_id for c in configs}:
-            configs.append(cfg)
-        if len(configs) == top:
-            break
-    return configs
-
-
-def _load_training_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
-    """Training set for all scales, and one validation set per scale (HR modcropped to it)."""
-    from srnas.data import load_eval_set, load_train_set
-
-    return load_train_set(spec, list(scales)), {s: load_eval_set(spec, s) for s in scales}
-
-
-def _x2_init(cfg: "ArchConfig", out_root: Path, study: str) -> Path | None:
-    """The paper's recipe: x3/x4 EDSR start from the x2 retrain of the same architecture."""
-    if cfg.family != "edsr" or cfg.scale == 2:
-        return None
-    x2 = cfg.replace(scales=(2,))
-    candidate = out_root / study / "retrain" / x2.arch_id / "model.pt"
-    return candidate if candidate.is_file() else None
-
-
 def _retrain(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from srnas.arch.presets import preset_config
     from srnas.cli.arch import load_arch_target
-    from srnas.studies import trials_root
+    from srnas.studies import StudyHome, trials_root
+    from srnas.train.retrain import RetrainRun, load_retrain_data
     from srnas.train.schedules import get_schedule
 
     console = Console()
-    root = args.out if args.out is not None else trials_root()
+    home = StudyHome(args.study or "manual", args.out if args.out is not None else trials_root())
     schedule = get_schedule(args.schedule)
     if args.max_updates is not None:
         schedule = schedule.shortened(args.max_updates)
@@ -149,86 +108,67 @@ def _retrain(args: argparse.Namespace) -> int:
             from srnas.errors import ConfigError
 
             raise ConfigError("--top needs --study NAME (the study whose best trials to retrain)")
-        configs = _configs_from_study(args.study, args.top, args.storage, root)
+        from srnas.results.frame import top_configs
+
+        configs = top_configs(home.load(args.storage), args.top)
     elif args.preset is not None:
         configs = [preset_config(args.preset, scale=args.scale)]
     else:
         configs = [load_arch_target(args.config, args.scale)]
-    study = args.study or "manual"
     data_cache: dict[tuple[int, ...], tuple[Any, Any]] = {}
     for i, cfg in enumerate(configs, 1):
         if cfg.scales not in data_cache:
-            data_cache[cfg.scales] = _load_training_data(args.data, cfg.scales)
+            data_cache[cfg.scales] = load_retrain_data(args.data, cfg.scales)
         train, val = data_cache[cfg.scales]
-        out_dir = root / study / "retrain" / cfg.arch_id
+        run = RetrainRun(cfg, schedule, home.retrain)
         console.print(f"[bold]retrain {i}/{len(configs)}[/bold] {cfg.describe()}  ({cfg.arch_id})  "
-                      f"schedule {schedule.name} ({schedule.updates:,} updates)  -> {out_dir}")
+                      f"schedule {schedule.name} ({schedule.updates:,} updates)  -> {run.folder}")
         init = args.init
         if init is None and getattr(schedule, "init_from_x2", False):
-            found = _x2_init(cfg, root, study)
+            found = run.x2_weights()
             if found is not None:
                 console.print(f"initialising from the x2 weights {found} (all but the upsampler)")
                 init = str(found)
             elif cfg.family == "edsr" and cfg.scale != 2:
-                console.print(f"[yellow]note:[/yellow] no x2 retrain of this architecture in {root / study}; "
-                              f"training x{cfg.scale} from scratch (the paper starts x3/x4 from x2: pass --init)")
-        _retrain_one(cfg, train, val, schedule, out_dir, args, init, console)
+                console.print(f"[yellow]note:[/yellow] no x2 retrain of this architecture with schedule "
+                              f"{schedule.name} in {home.retrain}; training x{cfg.scale} from scratch "
+                              "(the paper starts x3/x4 from x2: pass --init)")
+        _retrain_one(run, train, val, args, init, console)
     return 0
 
 
-def _retrain_one(cfg: "ArchConfig", train: Any, val: Any, schedule: Any, out_dir: Path,
-                 args: argparse.Namespace, init: str | None, console: "Console") -> None:
+def _retrain_one(run: "RetrainRun", train: Any, val: Any, args: argparse.Namespace, init: str | None,
+                 console: "Console") -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from srnas.errors import TrainingError
-    from srnas.fileio import atomic_write_text
-    from srnas.train.checkpoint import CHECKPOINT_NAME, save_weights
-    from srnas.train.trainer import Trainer, TrainProgress
+    from srnas.train.checkpoint import CHECKPOINT_NAME
+    from srnas.train.trainer import TrainProgress
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_file = out_dir / "config.yaml"
-    if args.resume and config_file.is_file():
-        from srnas.arch.config import ArchConfig
-
-        if ArchConfig.load(config_file).arch_id != cfg.arch_id:
-            raise TrainingError(f"{config_file}: another architecture was trained in this folder")
-    atomic_write_text(config_file, cfg.to_yaml())
-    if args.resume and not (out_dir / CHECKPOINT_NAME).is_file():
-        console.print(f"no {CHECKPOINT_NAME} in {out_dir}: starting from update 0")
-
+    if args.resume and not (run.folder / CHECKPOINT_NAME).is_file():
+        console.print(f"no {CHECKPOINT_NAME} in {run.folder}: starting from update 0")
     progress_bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  PSNR {task.fields[psnr]}"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=console, disable=args.no_progress, transient=False,
     )
-    task = progress_bar.add_task("updates", total=schedule.updates, loss="-", lr="-", psnr="-")
+    task = progress_bar.add_task("updates", total=run.schedule.updates, loss="-", lr="-", psnr="-")
 
     def on_progress(p: TrainProgress) -> None:
         progress_bar.update(task, completed=p.update, loss=f"{p.loss:.3f}", lr=f"{p.lr:.2e}",
                             psnr="-" if p.last_psnr is None else f"{p.last_psnr:.2f}")
 
-    trainer = Trainer(cfg, train, val, schedule, device=args.device, seed=args.seed, checkpoint_dir=out_dir,
-                      checkpoint_every=args.checkpoint_every, precision=args.precision, init_weights=init,
-                      progress=on_progress)
     with progress_bar:
-        result = trainer.fit(resume=args.resume)
-    save_weights(out_dir / "model.pt", result.model)
-    metrics = {"arch_id": cfg.arch_id, "config": cfg.to_dict(), "data": args.data, **result.to_dict()}
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=_json_default) + "\n")
+        result = run.train(train, val, data=args.data, device=args.device, precision=args.precision,
+                           seed=args.seed, resume=args.resume, init=init,
+                           checkpoint_every=args.checkpoint_every, progress=on_progress)
     final = result.final
     ssim = "" if final.get("ssim") is None else f", SSIM {final['ssim']:.4f}"
     scales = ",".join(str(s) for s in final["scales"])
     mean = " (mean over scales)" if len(final["scales"]) > 1 else ""
     console.print(f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']} "
                   f"({final['protocol']} protocol, x{scales}); bicubic {result.bicubic_psnr:.2f} dB; "
-                  f"{result.updates:,} updates in {result.wall_time_s:.0f} s on {result.device} -> {out_dir}")
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+                  f"{result.updates:,} updates in {result.wall_time_s:.0f} s on {result.device} -> {run.folder}")
 
 
 # ---- eval ---------------------------------------------------------------------------------------

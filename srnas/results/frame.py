@@ -1,7 +1,7 @@
 """A study as a table: one row per trial, plus retrained results and Pareto sets.
 
 Everything the report, the export and ``trials.csv`` show is read from the Optuna study (the
-system of record) and from the retrain folders ``trials/<study>/retrain/<arch_id>/``.
+system of record) and from the retrain runs ``trials/<study>/retrain/<arch_id>/<schedule>/``.
 
 >>> import optuna
 >>> study = optuna.create_study(direction="maximize")
@@ -128,75 +128,12 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
 # ---- retrained results ---------------------------------------------------------------------
 
 
-def retrain_dir(study: str, root: Path | None = None) -> Path:
-    """``trials/<study>/retrain`` (where `srnas retrain` writes)."""
-    from srnas.studies import StudyHome
-
-    return StudyHome(study, root).retrain
-
-
-def read_retrain_metrics(folder: Path) -> dict[str, Any] | None:
-    """Final metrics of one retrain output folder (None when it has no readable metrics.json).
-
-    Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``val_set``, ``schedule`` (name),
-    ``fidelity``, ``updates``, ``psnr_curve``, ``weights`` (path of model.pt or None),
-    ``config`` (ArchConfig or None) and ``arch_id``.
-    """
-    metrics_file = folder / "metrics.json"
-    try:
-        data = json.loads(metrics_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    final = data.get("final") if isinstance(data.get("final"), dict) else data
-    psnr = _finite(final.get("psnr"))
-    if psnr is None:
-        return None
-    schedule = data.get("schedule") or final.get("schedule") or {}
-    cfg: ArchConfig | None = None
-    for candidate in (folder / "config.yaml", folder / "config.json"):
-        if candidate.is_file():
-            try:
-                cfg = ArchConfig.load(candidate)
-            except ConfigError:
-                cfg = None
-            break
-    if cfg is None and isinstance(data.get("config"), dict):
-        try:
-            cfg = ArchConfig.from_dict(data["config"], source=str(metrics_file))
-        except ConfigError:
-            cfg = None
-    weights = folder / "model.pt"
-    return {
-        "arch_id": data.get("arch_id") or (cfg.arch_id if cfg else folder.name),
-        "psnr": psnr,
-        "ssim": _finite(final.get("ssim")),
-        "protocol": final.get("protocol"),
-        "scale": final.get("scale"),
-        "val_set": final.get("val_set"),
-        "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
-        "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,
-        "updates": data.get("updates"),
-        "bicubic_psnr": _finite(data.get("bicubic_psnr", final.get("bicubic_psnr"))),
-        "psnr_curve": data.get("psnr_curve") or final.get("psnr_curve") or [],
-        "weights": weights if weights.is_file() else None,
-        "config": cfg,
-        "folder": folder,
-    }
-
-
 def retrained_results(study: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Retrained metrics per arch_id from ``trials/<study>/retrain/*/metrics.json``."""
-    base = retrain_dir(study, root)
-    out: dict[str, dict[str, Any]] = {}
-    if not base.is_dir():
-        return out
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        found = read_retrain_metrics(folder)
-        if found is not None:
-            out[str(found["arch_id"])] = found
-    return out
+    """Retrained metrics per arch_id from the study's retrain runs (`srnas.train.retrain`)."""
+    from srnas.studies import StudyHome
+    from srnas.train.retrain import find_runs
+
+    return find_runs(StudyHome(study, root).retrain)
 
 
 # ---- Pareto sets and selection -------------------------------------------------------------
@@ -237,9 +174,20 @@ def complete_trials(study: "optuna.Study") -> list[Any]:
     return sorted(trials, key=lambda t: (-float(t.values[0]), t.number))
 
 
+def top_configs(study: "optuna.Study", top: int) -> list[ArchConfig]:
+    """The configs of the best ``top`` COMPLETE trials (first objective), distinct architectures
+    (what ``srnas retrain --top K`` trains)."""
+    out = []
+    for t in select_trials(study, top=top, purpose="retrain"):
+        cfg = trial_config(t, study_name=study.study_name)
+        if cfg is not None:
+            out.append(cfg)
+    return out
+
+
 def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int | None = None,
-                  pareto: bool = False) -> list[Any]:
-    """The trials to export: one trial by number, the best ``top`` distinct architectures, or
+                  pareto: bool = False, purpose: str = "export") -> list[Any]:
+    """The trials to export (or ``purpose``): one trial by number, the best ``top`` distinct architectures, or
     the Pareto set (PSNR vs the study's cost objectives; PSNR vs params for a single-objective
     study), one trial per architecture.
 
@@ -267,7 +215,7 @@ def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int |
         return [t]
     complete = complete_trials(study)
     if not complete:
-        raise SelectionError(f"study {name!r} has no COMPLETE trial with an architecture to export")
+        raise SelectionError(f"study {name!r} has no COMPLETE trial with an architecture to {purpose}")
     if top is not None:
         if top < 1:
             raise SelectionError(f"--top must be a positive integer, got {top}")

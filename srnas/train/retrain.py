@@ -1,0 +1,177 @@
+"""The retrain workflow as a library object: one architecture trained with one schedule in its
+own folder, which `RetrainRun` writes and reads.
+
+A run lives in ``<retrain root>/<arch_id>/<schedule>/`` (the retrain root of a study is
+``StudyHome.retrain``, ``trials/<study>/retrain``): ``config.yaml``, ``checkpoint.pt``
+(resumable), ``model.pt`` (final weights) and ``metrics.json``. Keying the folder by schedule
+lets one architecture be trained with several schedules side by side. The paper's recipe for
+x3/x4 EDSR (start from the x2 weights, all but the upsampler) looks for the x2 run of the same
+architecture and schedule (`RetrainRun.x2_weights`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from srnas.arch.config import ArchConfig
+from srnas.errors import ConfigError, TrainingError
+from srnas.fileio import atomic_write_text
+from srnas.studies import path_slug
+from srnas.train.schedules import Schedule
+
+if TYPE_CHECKING:
+    from srnas.data import SRImageSet
+    from srnas.train.trainer import TrainProgress, TrainResult
+
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "model.pt", "metrics.json"
+
+
+def load_retrain_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
+    """Training set for all scales, and one validation set per scale (HR modcropped to it)."""
+    from srnas.data import load_eval_set, load_train_set
+
+    return load_train_set(spec, list(scales)), {s: load_eval_set(spec, s) for s in scales}
+
+
+class RetrainRun:
+    """One architecture with one schedule under ``root`` (a study's retrain folder)."""
+
+    def __init__(self, config: ArchConfig, schedule: Schedule, root: Path | str) -> None:
+        self.config = config
+        self.schedule = schedule
+        self.root = Path(root)
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.config.arch_id / path_slug(self.schedule.name)
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / WEIGHTS_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.folder / METRICS_FILE
+
+    def x2_weights(self) -> Path | None:
+        """The paper's recipe: x3/x4 EDSR start from the x2 run of the same architecture and
+        schedule (None for x2, MDSR, or when that run has no weights)."""
+        cfg = self.config
+        if cfg.family != "edsr" or cfg.scale == 2:
+            return None
+        x2 = RetrainRun(cfg.replace(scales=(2,)), self.schedule, self.root).weights
+        return x2 if x2.is_file() else None
+
+    def train(self, train: "SRImageSet", val: "SRImageSet | Mapping[int, SRImageSet]", *,
+              data: str = "", device: str = "auto", precision: str = "auto", seed: int = 0,
+              resume: bool = False, init: str | Path | None = None, checkpoint_every: int | None = None,
+              progress: Callable[["TrainProgress"], None] | None = None) -> "TrainResult":
+        """Train (continuing from the folder's checkpoint with ``resume``), then write the
+        weights and ``metrics.json``. A folder of another architecture is refused."""
+        from srnas.train.checkpoint import save_weights
+        from srnas.train.trainer import Trainer
+
+        folder = self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        config_file = folder / CONFIG_FILE
+        if config_file.is_file() and ArchConfig.load(config_file).arch_id != self.config.arch_id:
+            raise TrainingError(f"{config_file}: another architecture was trained in this folder")
+        atomic_write_text(config_file, self.config.to_yaml())
+        trainer = Trainer(self.config, train, val, self.schedule, device=device, seed=seed, checkpoint_dir=folder,
+                          checkpoint_every=checkpoint_every, precision=precision, init_weights=init,
+                          progress=progress)
+        result = trainer.fit(resume=resume)
+        save_weights(self.weights, result.model)
+        metrics = {"arch_id": self.config.arch_id, "config": self.config.to_dict(), "data": data, **result.to_dict()}
+        atomic_write_text(self.metrics_file, json.dumps(metrics, indent=2, default=_json_default) + "\n")
+        return result
+
+    def read(self) -> dict[str, Any] | None:
+        """The finished run's metrics (see `read_run`), None before it finished."""
+        return read_run(self.folder)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def read_run(folder: Path) -> dict[str, Any] | None:
+    """Final metrics of one retrain folder (None when it has no readable metrics.json).
+
+    Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``val_set``, ``schedule`` (name),
+    ``fidelity``, ``updates``, ``bicubic_psnr``, ``psnr_curve``, ``weights`` (path of model.pt or
+    None), ``config`` (ArchConfig or None), ``arch_id`` and ``folder``.
+    """
+    metrics_file = folder / METRICS_FILE
+    try:
+        data = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    final = data.get("final") if isinstance(data.get("final"), dict) else data
+    psnr = _finite(final.get("psnr"))
+    if psnr is None:
+        return None
+    schedule = data.get("schedule") or final.get("schedule") or {}
+    cfg: ArchConfig | None = None
+    for candidate in (folder / CONFIG_FILE, folder / "config.json"):
+        if candidate.is_file():
+            try:
+                cfg = ArchConfig.load(candidate)
+            except ConfigError:
+                cfg = None
+            break
+    if cfg is None and isinstance(data.get("config"), dict):
+        try:
+            cfg = ArchConfig.from_dict(data["config"], source=str(metrics_file))
+        except ConfigError:
+            cfg = None
+    weights = folder / WEIGHTS_FILE
+    return {
+        "arch_id": data.get("arch_id") or (cfg.arch_id if cfg else folder.name),
+        "psnr": psnr,
+        "ssim": _finite(final.get("ssim")),
+        "protocol": final.get("protocol"),
+        "scale": final.get("scale"),
+        "val_set": final.get("val_set"),
+        "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
+        "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,
+        "updates": data.get("updates"),
+        "bicubic_psnr": _finite(data.get("bicubic_psnr", final.get("bicubic_psnr"))),
+        "psnr_curve": data.get("psnr_curve") or final.get("psnr_curve") or [],
+        "weights": weights if weights.is_file() else None,
+        "config": cfg,
+        "folder": folder,
+    }
+
+
+def find_runs(root: Path) -> dict[str, dict[str, Any]]:
+    """The finished runs under a retrain root, one per arch_id: the longest training (most
+    updates) when an architecture was trained with several schedules."""
+    out: dict[str, dict[str, Any]] = {}
+    if not root.is_dir():
+        return out
+    folders = sorted({p.parent for p in root.glob(f"*/{METRICS_FILE}")} | {p.parent for p in root.glob(f"*/*/{METRICS_FILE}")})
+    for folder in folders:
+        found = read_run(folder)
+        if found is None:
+            continue
+        key = str(found["arch_id"])
+        if key not in out or (found["updates"] or 0) > (out[key]["updates"] or 0):
+            out[key] = found
+    return out
