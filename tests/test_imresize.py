@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -195,3 +197,26 @@ def test_div2k_sized_image() -> None:
     out = imresize(img, 1 / 2)
     assert out.shape == (678, 1020, 3) and out.dtype == np.uint8
     assert np.array_equal(out[339:341, 509:511], imresize(img[670:690, 1010:1030], 1 / 2)[4:6, 4:6])
+
+
+def test_numpy_imresize_does_not_import_torch() -> None:
+    # A fresh interpreter: this test process has torch imported already.
+    code = ("import sys, numpy as np; from srnas.data.imresize import imresize; "
+            "import srnas.data; out = imresize(np.zeros((8, 8, 3), np.uint8), 0.5); "
+            "print(out.shape, sorted(m for m in ('torch', 'srnas.arch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "(4, 4, 3) []"
+
+
+def test_bicubic_kernel_lives_once_below_data_and_arch() -> None:
+    import importlib
+
+    from srnas.arch import blocks
+    from srnas.cubic import bicubic_upsample_kernel, matlab_cubic
+
+    imresize_module = importlib.import_module("srnas.data.imresize")  # the package attribute is the function
+    assert imresize_module.matlab_cubic is matlab_cubic and blocks.bicubic_upsample_kernel is bicubic_upsample_kernel
+    # Each output phase's taps sum to one, and phase p of x2 samples at offset (p + 0.5) / 2 - 0.5.
+    kernel = bicubic_upsample_kernel(2)
+    assert np.allclose(kernel.sum(axis=(1, 2)), 1.0)
+    assert np.allclose(kernel[0].sum(axis=0), matlab_cubic(-0.25 - np.arange(-2, 3)) / matlab_cubic(-0.25 - np.arange(-2, 3)).sum())

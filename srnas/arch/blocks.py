@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srnas.cubic import bicubic_upsample_kernel
+
 #: DIV2K mean RGB (REFERENCE.md section 1), as a fraction of rgb_range.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-def matlab_cubic(x: np.ndarray) -> np.ndarray:
-    """MATLAB's bicubic kernel (Keys, a = -0.5)."""
-    ax = np.abs(np.asarray(x, dtype=np.float64))
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (
-        -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
-    ) * ((ax > 1) & (ax <= 2))
 
 
 def conv(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True, groups: int = 1) -> nn.Conv2d:
@@ -103,21 +95,6 @@ class Upsampler(nn.Sequential):
         else:
             raise ValueError(f"unsupported scale {scale}")
         super().__init__(*layers)
-
-
-def bicubic_upsample_kernel(scale: int) -> np.ndarray:
-    """5x5 kernels, one per output phase, reproducing MATLAB ``imresize(x, scale)`` (bicubic).
-
-    Output pixel j = scale*i + p samples input coordinate i + (p + 0.5)/scale - 0.5; its four
-    taps lie within i-2..i+2. Returns an array of shape (scale*scale, 5, 5) in PixelShuffle order.
-    """
-    taps = np.zeros((scale, 5))
-    for p in range(scale):
-        u = (p + 0.5) / scale - 0.5
-        for t in range(-2, 3):
-            taps[p, t + 2] = matlab_cubic(u - t)
-        taps[p] /= taps[p].sum()
-    return np.einsum("ph,qw->pqhw", taps, taps).reshape(scale * scale, 5, 5)
 
 
 class BicubicUpsample(nn.Module):

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from srnas.cubic import matlab_cubic
+
 if TYPE_CHECKING:
     import torch
 
@@ -59,9 +61,6 @@ def contributions(in_len: int, out_len: int, scale: float, *, antialias: bool = 
     already mirrored at the borders; tap columns whose weight is zero for every output are
     dropped, as MATLAB does.
     """
-    # Imported here: srnas.arch pulls in torch, and numpy-only callers should not pay for it.
-    from srnas.arch.blocks import matlab_cubic
-
     if in_len < 1 or out_len < 1:
         raise ValueError(f"lengths must be positive, got in_len={in_len}, out_len={out_len}")
     if not scale > 0:
