@@ -24,6 +24,7 @@ _EXPORTS = {
     "count_mult_adds": "srnas.arch.cost",
     "cost_of": "srnas.arch.cost",
     "load_weights": "srnas.arch.checkpoint",
+    "load_exported": "srnas.results.export",
     "SearchSpace": "srnas.space",
     "SrnasError": "srnas.errors",
     "ConfigError": "srnas.errors",

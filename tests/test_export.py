@@ -28,8 +28,10 @@ def _complete(study: optuna.Study) -> list:
     return sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.values[0])
 
 
-def _fake_retrain(root: Path, study: str, cfg: ArchConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A retrain output folder as `srnas retrain` writes it, with non-trivial random weights."""
+def _fake_retrain(root: Path, study: str, cfg: ArchConfig, seed: int = 0, *, final: dict | None = None,
+                  data: str = "demo") -> dict[str, torch.Tensor]:
+    """A retrain output folder as `srnas retrain` writes it, with non-trivial random weights
+    (``final`` replaces the default final metrics)."""
     torch.manual_seed(seed)
     net = build_model(cfg)
     with torch.no_grad():
@@ -42,8 +44,8 @@ def _fake_retrain(root: Path, study: str, cfg: ArchConfig, seed: int = 0) -> dic
     state = {k: v.clone() for k, v in net.state_dict().items()}
     torch.save(state, folder / "model.pt")
     (folder / "metrics.json").write_text(json.dumps({
-        "arch_id": cfg.arch_id, "final": {"psnr": 31.9, "ssim": 0.91, "protocol": "benchmark", "scale": 2,
-                                          "val_set": "demo-val"},
+        "arch_id": cfg.arch_id, "data": data,
+        "final": final or {"psnr": 31.9, "ssim": 0.91, "protocol": "benchmark", "scale": 2, "val_set": "demo-val"},
         "bicubic_psnr": 30.6, "updates": 300000, "schedule": {"name": "paper", "fidelity_id": "u300000-x"}}))
     return state
 
@@ -215,3 +217,155 @@ def test_exported_config_retrains_and_exports_trained(trials_dir: Path, tmp_path
     [item] = export_study("hand", out, trial=smallest.number, formats="yaml,pt")
     assert item.trained and "model.pt" in item.files
     assert "**Status: TRAINED.**" in (item.folder / "model_card.md").read_text()
+
+
+# ---- model cards with Hugging Face front matter, and load_exported ---------------------------------
+
+
+def _front_matter(card: str) -> tuple[dict, str]:
+    """The card's YAML front matter (parsed) and its Markdown body."""
+    import yaml
+
+    assert card.startswith("---\n")
+    head, body = card[4:].split("\n---\n", 1)
+    return yaml.safe_load(head), body
+
+
+def _snippet(body: str) -> str:
+    return body.split("## Usage\n\n```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_trained_card_front_matter_on_div2k(trials_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture) -> None:
+    study = build_study(trials_dir, "hand", protocol="div2k")
+    trial = _complete(study)[0]
+    cfg = ArchConfig.from_dict(trial.user_attrs["config"])
+    final = {"psnr": 34.567891, "ssim": 0.93456789, "protocol": "div2k", "scale": 2, "scales": [2],
+             "per_scale": {"2": {"psnr": 34.567891, "ssim": 0.93456789, "bicubic_psnr": 31.0}}, "val_set": "DIV2K"}
+    state = _fake_retrain(trials_dir, "hand", cfg, final=final, data="/data/div2k")
+    [item] = export_study("hand", tmp_path / "out", trial=trial.number, formats="yaml,pt,safetensors")
+    meta, body = _front_matter((item.folder / "model_card.md").read_text())
+    assert meta["license"] == "mit" and meta["library_name"] == "srnas" and meta["pipeline_tag"] == "image-to-image"
+    assert {"super-resolution", "image-to-image", "srnas", "edsr"} <= set(meta["tags"]) and "untrained" not in meta["tags"]
+    assert meta["datasets"] == ["DIV2K"]
+    [entry] = meta["model-index"]
+    assert entry["name"] == cfg.arch_id
+    [result] = entry["results"]
+    assert result["task"] == {"type": "image-to-image", "name": "Image Super-Resolution"}
+    assert result["dataset"] == {"type": "DIV2K", "name": "DIV2K", "config": "bicubic_x2", "split": "validation"}
+    psnr, ssim = result["metrics"]
+    assert psnr["type"] == "psnr" and psnr["value"] == 34.5679 and ssim["type"] == "ssim" and ssim["value"] == 0.9346
+    assert psnr["name"] == "PSNR x2 (div2k protocol: RGB, 8 px border crop)"
+    assert psnr["args"] == ssim["args"] == {"protocol": "div2k", "scale": 2, "channel": "RGB", "border_crop": 8}
+    # The usage snippet runs as written, from the folder that holds the export.
+    snippet = _snippet(body)
+    assert f'srnas.load_exported("{cfg.arch_id}")' in snippet and "net(lr)" in snippet
+    monkeypatch.chdir(item.folder.parent)
+    exec(compile(snippet, "model_card.md", "exec"), {})
+    assert "torch.Size([1, 3, 96, 96])" in capsys.readouterr().out
+    # And load_exported gives the retrained network: same outputs.
+    import srnas
+
+    ref = build_model(cfg).eval()
+    ref.load_state_dict(state)
+    x = torch.rand(2, 3, 11, 14, generator=torch.Generator().manual_seed(0)) * 255
+    net = srnas.load_exported(item.folder)
+    assert not net.training
+    with torch.no_grad():
+        assert torch.equal(net(x), ref(x))
+    (item.folder / "model.safetensors").unlink()  # the .pt alone is enough
+    with torch.no_grad():
+        assert torch.equal(srnas.load_exported(str(item.folder))(x), ref(x))
+
+
+def test_demo_card_has_no_dataset_and_names_the_benchmark_protocol(trials_dir: Path, tmp_path: Path) -> None:
+    study = build_study(trials_dir, "hand")
+    trial = _complete(study)[0]
+    cfg = ArchConfig.from_dict(trial.user_attrs["config"])
+    _fake_retrain(trials_dir, "hand", cfg)  # an older metrics.json: no per_scale
+    [item] = export_study("hand", tmp_path / "out", trial=trial.number, formats="yaml,pt")
+    meta, _ = _front_matter((item.folder / "model_card.md").read_text())
+    assert "datasets" not in meta
+    [result] = meta["model-index"][0]["results"]
+    assert result["dataset"]["type"] == "srnas-demo" and result["dataset"]["name"] == "demo-val"
+    assert [m["value"] for m in result["metrics"]] == [31.9, 0.91]
+    assert result["metrics"][0]["name"] == "PSNR x2 (benchmark protocol: Y channel (BT.601), 2 px border crop)"
+    assert result["metrics"][0]["args"]["border_crop"] == 2
+
+
+def test_untrained_card_has_no_model_index_and_a_runnable_snippet(trials_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import srnas
+    from srnas.results.export import ExportError as Err
+
+    study = build_study(trials_dir, "hand")
+    trial = _complete(study)[1]
+    [item] = export_study("hand", tmp_path / "out", trial=trial.number, formats="yaml")
+    meta, body = _front_matter((item.folder / "model_card.md").read_text())
+    assert "model-index" not in meta and "untrained" in meta["tags"] and "datasets" not in meta
+    assert "**Status: UNTRAINED.**" in body
+    monkeypatch.chdir(item.folder.parent)
+    exec(compile(_snippet(body), "model_card.md", "exec"), {})
+    with pytest.raises(Err, match=r"holds no weights \(model\.safetensors or model\.pt\): an UNTRAINED export") as err:
+        srnas.load_exported(item.folder)
+    assert "\n" not in str(err.value)
+
+
+def test_mdsr_card_has_one_result_per_scale(trials_dir: Path, tmp_path: Path) -> None:
+    cfg = ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=1, n_feats=8, head_blocks=1, head_kernel=3)
+    (trials_dir / "m").mkdir(parents=True)
+    study = optuna.create_study(study_name="m", storage=f"sqlite:///{trials_dir / 'm' / 'study.db'}",
+                                direction="maximize")
+    study.set_user_attr("data", "demo")
+    study.add_trial(create_trial(value=31.0, user_attrs={
+        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
+        "mult_adds": max(count_mult_adds(cfg, scale=s) for s in cfg.scales), "psnr": 31.0, "protocol": "benchmark"}))
+    final = {"psnr": 31.0, "ssim": 0.9, "protocol": "benchmark", "scale": [2, 3], "scales": [2, 3], "val_set": "demo-val",
+             "per_scale": {"2": {"psnr": 33.0, "ssim": 0.92}, "3": {"psnr": 29.0, "ssim": None}}}
+    state = _fake_retrain(trials_dir, "m", cfg, final=final)
+    [item] = export_study("m", tmp_path / "out", top=1, formats="json,safetensors")
+    meta, body = _front_matter((item.folder / "model_card.md").read_text())
+    assert "mdsr" in meta["tags"]
+    results = meta["model-index"][0]["results"]
+    assert [r["dataset"]["config"] for r in results] == ["bicubic_x2", "bicubic_x3"]
+    assert [[m["type"] for m in r["metrics"]] for r in results] == [["psnr", "ssim"], ["psnr"]]
+    assert results[1]["metrics"][0] == {"type": "psnr", "value": 29.0, "args": {
+        "protocol": "benchmark", "scale": 3, "channel": "Y channel (BT.601)", "border_crop": 3},
+        "name": "PSNR x3 (benchmark protocol: Y channel (BT.601), 3 px border crop)"}
+    assert "net(lr, scale=3)" in _snippet(body)
+    import srnas
+
+    net = srnas.load_exported(item.folder)  # config.json and safetensors only
+    got = net.state_dict()
+    assert all(torch.equal(got[k], state[k]) for k in state)
+
+
+def test_load_exported_errors_are_one_line(trials_dir: Path, tmp_path: Path) -> None:
+    import srnas
+    from srnas.errors import ConfigError
+
+    study = build_study(trials_dir, "hand")
+    trial = _complete(study)[0]
+    cfg = ArchConfig.from_dict(trial.user_attrs["config"])
+    _fake_retrain(trials_dir, "hand", cfg)
+    [item] = export_study("hand", tmp_path / "out", trial=trial.number, formats="yaml,pt")
+    cases = []
+    with pytest.raises(ExportError, match="no such export folder") as err:
+        srnas.load_exported(tmp_path / "nowhere")
+    cases.append(err)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ExportError, match="no config.yaml or config.json") as err:
+        srnas.load_exported(empty)
+    cases.append(err)
+    (item.folder / "model.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match=r"model\.pt: cannot read weights") as err:
+        srnas.load_exported(item.folder)
+    cases.append(err)
+    other = ArchConfig(n_resblocks=1, n_feats=4)
+    (item.folder / "config.yaml").write_text(other.to_yaml())
+    with pytest.raises(ExportError, match=f"architecture {other.arch_id}, but metadata.json records {cfg.arch_id}") as err:
+        srnas.load_exported(item.folder)
+    cases.append(err)
+    assert all("\n" not in str(e.value) for e in cases)
+

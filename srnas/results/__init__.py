@@ -24,6 +24,7 @@ _EXPORTS = {
     "FIGURE_TITLES": "srnas.results.report",
     "export_study": "srnas.results.export",
     "export_onnx": "srnas.results.export",
+    "load_exported": "srnas.results.export",
     "ExportedArch": "srnas.results.export",
     "ExportError": "srnas.results.export",
     "EXPORT_FORMATS": "srnas.results.export",

@@ -12,8 +12,12 @@ For each selected trial a folder ``<out>/<arch_id>/`` holds:
   checked with onnxruntime against PyTorch on an input of another size than the export's. An
   untrained architecture's file is named ``model-untrained-random-init.onnx``: it holds the
   random initial weights (useful for latency measurements on a target device, not for images);
-- ``model_card.md`` (config, costs, proxy and retrained metrics with their protocol, study and
-  trial ids, files) and ``metadata.json`` (the same, machine-readable).
+- ``model_card.md``: Hugging Face front matter (license, library_name, tags, datasets,
+  pipeline_tag, model-index with the retrained PSNR/SSIM per scale, the protocol in each
+  metric's name and args), a usage snippet, config, costs, proxy and retrained metrics with
+  their protocol, study and trial ids, files; ``metadata.json`` (the same, machine-readable).
+
+`load_exported` rebuilds the network of such a folder with its weights.
 
 Each folder is written in a temporary folder next to it and renamed into place
 (`srnas.fileio.atomic_folder`): an interrupted export leaves either the previous folder or the
@@ -53,6 +57,11 @@ ONNX_CHECK_SHAPE = (2, 27, 41)
 #: far below the 0.5 that changes an 8-bit output value).
 ONNX_TOLERANCE = 1e-4
 ONNX_OPSET = 17
+#: ``license`` in the model card's front matter: the srnas license. Edit the card when your
+#: weights or training data carry another (DIV2K is for academic research).
+CARD_LICENSE = "mit"
+#: What each evaluation protocol measures on (srnas.metrics): channel, border crop in pixels.
+_PROTOCOL_REGION = {"benchmark": ("Y channel (BT.601)", 0), "div2k": ("RGB", 6)}
 
 
 class ExportError(SrnasError):
@@ -162,6 +171,80 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _trained_on_div2k(protocol: str | None, val_set: str | None) -> bool:
+    # Only DIV2K data yields the "div2k" protocol and a validation set named DIV2K (srnas.data).
+    return protocol == "div2k" or str(val_set or "").upper() == "DIV2K"
+
+
+def _metric(kind: str, value: float, scale: int, protocol: str | None) -> dict[str, Any]:
+    """One model-index metric; its name and ``args`` say the protocol it was measured with."""
+    if protocol in _PROTOCOL_REGION:
+        channel, extra = _PROTOCOL_REGION[protocol]
+        crop = scale + extra
+        name = f"{kind.upper()} x{scale} ({protocol} protocol: {channel}, {crop} px border crop)"
+        args: dict[str, Any] = {"protocol": protocol, "scale": scale, "channel": channel, "border_crop": crop}
+    else:
+        name, args = f"{kind.upper()} x{scale} (protocol not recorded)", {"scale": scale}
+    return {"type": kind, "value": round(float(value), 4), "name": name, "args": args}
+
+
+def _model_index(meta: dict[str, Any], config: "ArchConfig") -> list[dict[str, Any]]:
+    """Hugging Face ``model-index``: the retrained weights' PSNR/SSIM per scale."""
+    r = meta["retrained"]
+    protocol, val_set, data = r.get("protocol"), r.get("val_set"), r.get("data") or meta["data"]
+    per_scale = {int(s): v for s, v in (r.get("per_scale") or {}).items()}
+    if not per_scale:
+        per_scale = {config.scales[0]: {"psnr": r["psnr"], "ssim": r.get("ssim")}} if len(config.scales) == 1 else {}
+    div2k = _trained_on_div2k(protocol, val_set)
+    dataset_type = "DIV2K" if div2k else ("srnas-demo" if data == "demo" else "custom")
+    results = []
+    for s, v in sorted(per_scale.items()):
+        metrics = [_metric("psnr", v["psnr"], s, protocol)]
+        if v.get("ssim") is not None:
+            metrics.append(_metric("ssim", v["ssim"], s, protocol))
+        results.append({
+            "task": {"type": "image-to-image", "name": "Image Super-Resolution"},
+            "dataset": {"type": dataset_type, "name": str(val_set or f"validation part of {data}"),
+                        "config": f"bicubic_x{s}", "split": "validation"},
+            "metrics": metrics,
+        })
+    return results
+
+
+def _front_matter(meta: dict[str, Any], config: "ArchConfig") -> str:
+    """The YAML block a Hugging Face model card starts with (license, tags, datasets, model-index)."""
+    import yaml
+
+    r = meta["retrained"] if meta["trained"] else None
+    protocol = (r or meta["proxy"]).get("protocol")
+    tags = ["super-resolution", "image-to-image", "srnas", "edsr", *(["mdsr"] if config.family == "mdsr" else []),
+            "neural-architecture-search", *([] if meta["trained"] else ["untrained"])]
+    card: dict[str, Any] = {"license": CARD_LICENSE, "library_name": "srnas", "pipeline_tag": "image-to-image",
+                            "tags": tags}
+    if _trained_on_div2k(protocol, (r or {}).get("val_set")):
+        card["datasets"] = ["DIV2K"]
+    results = _model_index(meta, config) if r is not None else []
+    if results:
+        card["model-index"] = [{"name": meta["arch_id"], "results": results}]
+    return "---\n" + yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100) + "---\n\n"
+
+
+def _usage(meta: dict[str, Any], config: "ArchConfig") -> list[str]:
+    """The card's usage snippet: load the folder, run one forward pass."""
+    folder, s = meta["arch_id"], config.scales[-1]
+    call = "net(lr)" if len(config.scales) == 1 else f"net(lr, scale={s})  # any of {list(config.scales)}"
+    if meta["trained"]:
+        load = [f'net = srnas.load_exported("{folder}")  # architecture + weights, eval mode']
+    else:
+        load = ["# UNTRAINED export: no weights here, so this is the architecture with random weights",
+                f'net = srnas.build_model(srnas.ArchConfig.load("{folder}/config.yaml")).eval()']
+    return ["## Usage", "", "```python", "import torch", "import srnas", "", *load,
+            f"lr = torch.rand(1, {config.n_colors}, 48, 48) * {config.rgb_range:g}  # N x C x H x W, "
+            f"values 0..{config.rgb_range:g}",
+            "with torch.no_grad():", f"    sr = {call}",
+            f"print(sr.shape)  # N x C x {s}H x {s}W", "```", ""]
+
+
 def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
     proxy, retrained = meta["proxy"], meta["retrained"]
     study, trial, arch_id = meta["study"], meta["trial"], meta["arch_id"]
@@ -177,6 +260,7 @@ def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
                      "weights, good for latency measurements, useless for images." if meta["onnx_files"] else ""),
                   "", f"Train it with: `srnas retrain --config config.yaml --study {study}` "
                   "(the paper schedule; add `--schedule proxy-short` for a quick run).", ""]
+    lines += _usage(meta, config)
     lines += ["## Provenance", "",
               f"- study `{study}`, trial {trial} (state {meta['state']}), space `{meta['space']}`, "
               f"engine {meta['engine']}",
@@ -206,7 +290,7 @@ def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
     descriptions = {
         "config.yaml": "architecture: `srnas.ArchConfig.load('config.yaml')`, `srnas retrain --config config.yaml`",
         "config.json": "the same config as JSON (`srnas.ArchConfig.load('config.json')`)",
-        "model.pt": "plain state dict (EDSR authors' key names): "
+        "model.pt": "plain state dict (EDSR authors' key names): `srnas.load_exported(folder)`, or "
                     "`srnas.load_weights(srnas.build_model(cfg), 'model.pt')`",
         "model.safetensors": "the same weights as safetensors (`srnas.load_weights(net, 'model.safetensors')`)",
         "metadata.json": "everything on this card, machine-readable",
@@ -224,7 +308,7 @@ def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
         else:
             text = descriptions.get(name, "")
         lines.append(f"- `{name}`: {text}")
-    return "\n".join(lines) + "\n"
+    return _front_matter(meta, config) + "\n".join(lines) + "\n"
 
 
 # ---- one architecture ------------------------------------------------------------------------
@@ -267,7 +351,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
         "data": study.user_attrs.get("data", "?"), "trained": trained, "config": config.to_dict(),
         "params": count_params(config),
         "mult_adds": {s: count_mult_adds(config, scale=s) for s in config.scales},
-        "activation_mb": SearchSpace.measure(config, "max_activation_mb"),
+        "activation_mb": SearchSpace.costs(config).activation_mb,
         "proxy": {k: attrs.get(k) for k in ("psnr", "ssim", "protocol", "bicubic_psnr", "fidelity", "schedule",
                                             "seed", "updates", "wall_time_s", "params", "mult_adds")},
         "retrained": None if found is None else {
@@ -340,3 +424,57 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder; -o needs a folder")
     return [export_trial(study, t, out, fmts, retrained=retrained) for t in selected]
+
+
+# ---- loading an export -----------------------------------------------------------------------
+
+
+def load_exported(folder: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """The network an export folder holds: rebuilt from its config, with its weights, in eval mode.
+
+    Reads ``config.yaml`` (or ``config.json``) and ``model.safetensors`` (or ``model.pt``,
+    loaded with ``weights_only=True``).
+
+    >>> net = load_exported("exports/edsr-1a2b3c4d5e")  # doctest: +SKIP
+    >>> sr = net(lr)  # lr: N x 3 x H x W, values 0..255
+
+    Raises:
+        ExportError: no such folder, no config or no weights in it (an UNTRAINED export), or
+            a config that is not the one ``metadata.json`` records.
+        ConfigError: an unreadable config or weights file, or weights that do not fit the config.
+    """
+    import importlib.util
+
+    from srnas.arch.checkpoint import load_weights
+    from srnas.arch.config import ArchConfig
+    from srnas.arch.networks import build_model
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportError(f"{root}: no such export folder (expected one written by `srnas export`, "
+                          f"with config.yaml and model.safetensors or model.pt)")
+    config_file = next((root / n for n in ("config.yaml", "config.json") if (root / n).is_file()), None)
+    if config_file is None:
+        raise ExportError(f"{root}: no config.yaml or config.json; not an export folder, or exported without "
+                          f"--format yaml/json")
+    config = ArchConfig.load(config_file)
+    meta_file = root / "metadata.json"
+    if meta_file.is_file():
+        try:
+            recorded = json.loads(meta_file.read_text(encoding="utf-8")).get("arch_id")
+        except (OSError, ValueError, AttributeError):
+            raise ExportError(f"{meta_file}: not readable JSON; the export folder is damaged") from None
+        if recorded is not None and recorded != config.arch_id:
+            raise ExportError(f"{config_file}: architecture {config.arch_id}, but {meta_file.name} records {recorded}; "
+                              f"the export folder is damaged or mixed")
+    weights = next((p for p in (root / "model.safetensors", root / "model.pt") if p.is_file()), None)
+    if weights is None:
+        raise ExportError(f"{root}: holds no weights (model.safetensors or model.pt): an UNTRAINED export; "
+                          f"train it with `srnas retrain --config {config_file}`")
+    if weights.suffix == ".safetensors" and importlib.util.find_spec("safetensors") is None:
+        if not (root / "model.pt").is_file():
+            raise MissingExtraError("safetensors", "export", f"loading {weights}")
+        weights = root / "model.pt"  # the same weights; needs no extra
+    model = build_model(config)
+    load_weights(model, weights, strict=True)
+    return model.to(device).eval()

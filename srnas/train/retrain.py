@@ -112,9 +112,10 @@ def _finite(value: Any) -> float | None:
 def read_run(folder: Path) -> dict[str, Any] | None:
     """Final metrics of one retrain folder (None when it has no readable metrics.json).
 
-    Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``val_set``, ``schedule`` (name),
-    ``fidelity``, ``updates``, ``bicubic_psnr``, ``psnr_curve``, ``weights`` (path of model.pt or
-    None), ``config`` (ArchConfig or None), ``arch_id`` and ``folder``.
+    Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``per_scale`` (scale -> psnr, ssim),
+    ``val_set``, ``data`` (the training data spec), ``schedule`` (name), ``fidelity``,
+    ``updates``, ``bicubic_psnr``, ``psnr_curve``, ``weights`` (path of model.pt or None),
+    ``config`` (ArchConfig or None), ``arch_id`` and ``folder``.
     """
     metrics_file = folder / METRICS_FILE
     try:
@@ -148,7 +149,9 @@ def read_run(folder: Path) -> dict[str, Any] | None:
         "ssim": _finite(final.get("ssim")),
         "protocol": final.get("protocol"),
         "scale": final.get("scale"),
+        "per_scale": final.get("per_scale") if isinstance(final.get("per_scale"), dict) else {},
         "val_set": final.get("val_set"),
+        "data": data.get("data"),
         "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
         "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,
         "updates": data.get("updates"),
