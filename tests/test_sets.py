@@ -12,7 +12,8 @@ from srnas.data import (
     SRImageSet, describe_data_root, imresize, load_benchmark_sets, load_eval_set, load_image,
     load_train_set, modcrop, save_image,
 )
-from srnas.data.sets import ImageCache, default_cache_dir, held_out_indices
+from srnas.data.cache import ImageCache, default_cache_dir
+from srnas.data.layout import held_out_indices
 from srnas.errors import DataError
 
 

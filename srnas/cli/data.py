@@ -65,7 +65,7 @@ def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.data.sets import describe_data_root
+    from srnas.data.layout import describe_data_root
     from srnas.errors import DataError
 
     found = describe_data_root(args.root, args.scales)

@@ -2,8 +2,12 @@
 
 - `imresize`: MATLAB ``imresize(..., 'bicubic')`` for numpy arrays and torch tensors.
 - `load_image`, `save_image`, `modcrop`: files <-> uint8 ``H x W x 3`` arrays.
-- `SRImageSet`, `load_train_set`, `load_eval_set`, `load_benchmark_sets`: DIV2K, the authors'
-  benchmark folders, plain folders and the offline demo data, with a decoded-image cache.
+- `SRImageSet` (`srnas.data.imageset`): decoded HR images and their LR images per scale.
+- `load_train_set`, `load_eval_set`, `load_benchmark_sets` (`srnas.data.sources`): one
+  ``--data`` spec -> a source (the offline demo data, DIV2K, the authors' benchmark folders,
+  plain folders) -> an `SRImageSet`.
+- `describe_data_root` (`srnas.data.layout`): folder layouts and the `srnas data check` inventory.
+- `ImageCache`, `default_cache_dir` (`srnas.data.cache`): the decoded-image cache.
 - `demo_split`: the offline demo split (scikit-image photographs).
 - `PatchSampler`: random aligned LR/HR crops with the 8 dihedral augmentations, on any device.
 - `srnas.data.download`: DIV2K and benchmark downloads with checksums.
@@ -28,22 +32,22 @@ if TYPE_CHECKING:
     from srnas.data.demo import demo_split
     from srnas.data.images import load_image, modcrop, save_image
     from srnas.data.patches import PatchSampler
-    from srnas.data.sets import (
-        ImageCache, SRImageSet, default_cache_dir, describe_data_root, load_benchmark_sets,
-        load_eval_set, load_train_set,
-    )
+    from srnas.data.cache import ImageCache, default_cache_dir
+    from srnas.data.imageset import SRImageSet
+    from srnas.data.layout import describe_data_root
+    from srnas.data.sources import load_benchmark_sets, load_eval_set, load_train_set
 
 _EXPORTS = {
     "load_image": "srnas.data.images",
     "save_image": "srnas.data.images",
     "modcrop": "srnas.data.images",
-    "SRImageSet": "srnas.data.sets",
-    "ImageCache": "srnas.data.sets",
-    "default_cache_dir": "srnas.data.sets",
-    "describe_data_root": "srnas.data.sets",
-    "load_train_set": "srnas.data.sets",
-    "load_eval_set": "srnas.data.sets",
-    "load_benchmark_sets": "srnas.data.sets",
+    "SRImageSet": "srnas.data.imageset",
+    "ImageCache": "srnas.data.cache",
+    "default_cache_dir": "srnas.data.cache",
+    "describe_data_root": "srnas.data.layout",
+    "load_train_set": "srnas.data.sources",
+    "load_eval_set": "srnas.data.sources",
+    "load_benchmark_sets": "srnas.data.sources",
     "demo_split": "srnas.data.demo",
     "PatchSampler": "srnas.data.patches",
 }

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from srnas.data.images import modcrop
-from srnas.data.sets import SRImageSet, _check_scales
+from srnas.data.imageset import SRImageSet, check_scales
 from srnas.errors import DataError
 
 __all__ = ["DEMO_TRAIN", "DEMO_VAL", "demo_split"]
@@ -86,5 +86,5 @@ def demo_split(scales: Sequence[int] | int = (2, 3, 4)) -> tuple[SRImageSet, SRI
     the exact per-scale protocol evaluate on ``demo_split(scale)[1]`` (or
     ``load_eval_set("demo", scale)``). Arrays are read-only and shared between calls.
     """
-    sc = _check_scales(scales)
+    sc = check_scales(scales)
     return _build("demo-train", DEMO_TRAIN, sc), _build("demo-val", DEMO_VAL, sc)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from srnas.data.sets import SRImageSet
+from srnas.data.imageset import SRImageSet
 from srnas.errors import DataError
 
 __all__ = ["PatchSampler"]
