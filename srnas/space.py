@@ -415,6 +415,24 @@ class SearchSpace:
                 raise err("presets", f"entry {i}: {exc}") from None
         return space
 
+    # ---- identity -----------------------------------------------------------------------
+
+    def canonical(self) -> dict[str, Any]:
+        """What decides which configs this space holds and which are feasible, in a plain form
+        that compares equal exactly when two spaces search the same thing (name, description,
+        presets and key order excluded)."""
+        params = {}
+        for dim, spec in self.dimensions():
+            if dim.name in self.params:
+                entry: dict[str, Any] = {"choices": list(spec.choices)}
+                if dim.per_block and spec.per != "global":
+                    entry["per"] = spec.per
+                    if spec.per == "stage":
+                        entry["stages"] = spec.stages
+                params[dim.name] = entry
+        return {"family": self.family, "scales": list(self.scales), "parameters": params,
+                "constraints": {k: self.constraints[k] for k in sorted(self.constraints)}}
+
     # ---- dimensions ---------------------------------------------------------------------
 
     def dimensions(self) -> list[tuple[Dimension, ParamSpec]]:
@@ -714,3 +732,24 @@ def _parse_param(dim: Dimension, raw: Any, err: Callable[[str], ConfigError]) ->
 
 def available_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def canonical_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two `SearchSpace.canonical` forms, one phrase per key
+    (``parameters.n_feats [8, 16, 32] (now [8, 16])``)."""
+    out = []
+    for key in ("family", "scales"):
+        if old.get(key) != new.get(key):
+            out.append(f"{key} {old.get(key)} (now {new.get(key)})")
+    old_p, new_p = old.get("parameters") or {}, new.get("parameters") or {}
+    for name in [*old_p, *[n for n in new_p if n not in old_p]]:
+        a, b = old_p.get(name), new_p.get(name)
+        if a != b:
+            show = lambda e: "not searched" if e is None else (  # noqa: E731
+                str(e["choices"]) + (f" per {e['per']}" if "per" in e else "") + (f" ({e['stages']} stages)" if "stages" in e else ""))
+            out.append(f"parameters.{name} {show(a)} (now {show(b)})")
+    old_c, new_c = old.get("constraints") or {}, new.get("constraints") or {}
+    for name in sorted(set(old_c) | set(new_c)):
+        if old_c.get(name) != new_c.get(name):
+            out.append(f"constraints.{name} {old_c.get(name, 'none')} (now {new_c.get(name, 'none')})")
+    return out

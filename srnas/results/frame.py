@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, SrnasError
+from srnas.outcomes import pareto_mask, pareto_trials, results_of_record
+
+__all__ = ["pareto_mask", "complete_trials", "select_trials", "top_configs", "study_frame", "trial_config",
+           "retrained_results", "SelectionError"]
 
 if TYPE_CHECKING:
     import optuna
@@ -139,39 +142,10 @@ def retrained_results(study: str, root: Path | None = None) -> dict[str, dict[st
 # ---- Pareto sets and selection -------------------------------------------------------------
 
 
-def pareto_mask(cost: Sequence[float], score: Sequence[float]) -> list[bool]:
-    """Non-dominated points when ``cost`` is minimised and ``score`` maximised.
-
-    A point is dominated when another is at least as good in both and better in one; equal
-    points are all kept.
-
-    >>> pareto_mask([1, 2, 3, 2], [30.0, 31.0, 30.5, 30.0])
-    [True, True, False, False]
-    """
-    points = list(zip(cost, score))
-    mask = []
-    for i, (c, s) in enumerate(points):
-        dominated = any((c2 <= c and s2 >= s) and (c2 < c or s2 > s) for j, (c2, s2) in enumerate(points) if j != i)
-        mask.append(not dominated)
-    return mask
-
-
-def _first_per_arch(trials: Iterable[Any]) -> list[Any]:
-    seen: set[str] = set()
-    out = []
-    for t in trials:
-        arch = str(t.user_attrs.get("arch_id") or t.number)
-        if arch not in seen:
-            seen.add(arch)
-            out.append(t)
-    return out
-
-
 def complete_trials(study: "optuna.Study") -> list[Any]:
-    """COMPLETE trials with a value and a recorded config, best PSNR first."""
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs]
-    return sorted(trials, key=lambda t: (-float(t.values[0]), t.number))
+    """The results of record: COMPLETE trials with a value and a config, one per architecture,
+    best PSNR first (`srnas.outcomes.results_of_record`)."""
+    return results_of_record(study.get_trials(deepcopy=False))
 
 
 def top_configs(study: "optuna.Study", top: int) -> list[ArchConfig]:
@@ -205,6 +179,9 @@ def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int |
             last = f"0..{trials[-1].number}" if trials else "none"
             raise SelectionError(f"study {name!r} has no trial {trial} (trial numbers: {last})")
         t = match[0]
+        copy = [c for c in trials if c.user_attrs.get("repaired_from") == t.number]
+        if copy:  # recorded PRUNED at its last evaluation by an older srnas; the copy is its result
+            t = copy[0]
         if t.state.name != "COMPLETE":
             why = t.user_attrs.get("error") or t.user_attrs.get("infeasible")
             reason = f" ({why})" if why else ""
@@ -219,16 +196,9 @@ def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int |
     if top is not None:
         if top < 1:
             raise SelectionError(f"--top must be a positive integer, got {top}")
-        return _first_per_arch(complete)[:top]
-    if len(complete[0].values) > 1:
-        costs = [list(map(float, t.values[1:])) for t in complete]
-    else:  # single objective: the Pareto set of PSNR vs parameters
-        costs = [[float(t.user_attrs.get("params", math.inf))] for t in complete]
-    scores = [float(t.values[0]) for t in complete]
-    keep = []
-    for i, (ci, si) in enumerate(zip(costs, scores)):
-        dominated = any(all(a <= b for a, b in zip(cj, ci)) and sj >= si and (any(a < b for a, b in zip(cj, ci)) or sj > si)
-                        for j, (cj, sj) in enumerate(zip(costs, scores)) if j != i)
-        if not dominated:
-            keep.append(complete[i])
-    return _first_per_arch(keep)
+        return complete[:top]
+    # Single objective: the Pareto set of PSNR vs parameters; bicubic is the reference point.
+    keep = pareto_trials(study.get_trials(deepcopy=False))
+    if not keep:
+        raise SelectionError(f"study {name!r}: no architecture beats bicubic, so the Pareto set is empty")
+    return keep

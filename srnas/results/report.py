@@ -233,8 +233,13 @@ def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[di
     done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna() & frame[cost].notna()]
     done = done.drop_duplicates("arch_id") if "arch_id" in done else done
     fig = go.Figure()
+    bicubic = done["bicubic_psnr"].dropna().astype(float) if "bicubic_psnr" in done else None
+    reference = float(bicubic.max()) if bicubic is not None and not bicubic.empty else None
+    if reference is not None:  # a free reference point: nets not above it are never on the front
+        fig.add_hline(y=reference, line={"dash": "dash", "color": "gray"},
+                      annotation_text=f"bicubic {reference:.2f} dB (reference)", annotation_position="bottom right")
     if not done.empty:
-        mask = pareto_mask(done[cost].astype(float).tolist(), done["psnr"].astype(float).tolist())
+        mask = pareto_mask(done[cost].astype(float).tolist(), done["psnr"].astype(float).tolist(), reference=reference)
         front = done[mask].sort_values(cost)
         fig.add_trace(go.Scatter(x=done[cost], y=done["psnr"], mode="markers", name="trials",
                                  marker={"color": "steelblue", "opacity": 0.6},

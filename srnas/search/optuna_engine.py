@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from filelock import FileLock
 
 from srnas.errors import ConfigError, SrnasError
+from srnas.outcomes import arch_of, is_trained
 from srnas.search.progress import SearchProgress
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings, auto_workers
@@ -29,6 +30,10 @@ from srnas.train.schedules import ProxySchedule
 if TYPE_CHECKING:
     import optuna
     from rich.console import Console
+
+
+#: A worker stops after this many proposals in a row of architectures already trained.
+MAX_REPEATS_IN_A_ROW = 100
 
 
 def make_sampler(settings: SearchSettings) -> "optuna.samplers.BaseSampler":
@@ -116,16 +121,9 @@ class Worker:
         """Workers on other machines are not serialised by the local lock: the storage's trial
         numbers decide. A trial asked for when earlier-numbered ones already fill the budget is
         closed at once (FAIL, "over budget") and never trained."""
-        from optuna.trial import TrialState
-
-        earlier = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.number >= trial.number:
-                continue
-            if t.state in (TrialState.COMPLETE, TrialState.RUNNING) or \
-                    (t.state == TrialState.PRUNED and "infeasible" not in t.user_attrs):
-                earlier += 1
-        if earlier < self.settings.budget:
+        earlier = {arch_of(t) for t in self.study.get_trials(deepcopy=False)
+                   if t.number < trial.number and (is_trained(t) or t.state.name == "RUNNING")}
+        if len(earlier) < self.settings.budget:
             return True
         self.runner.fail(trial, "over budget: other workers filled the budget first (not trained)")
         return False
@@ -134,15 +132,20 @@ class Worker:
 
     def run(self) -> int:
         """Run trials until done; returns how many this worker finished."""
-        done = 0
+        done = repeats = 0
         prune = not self.settings.multi_objective
         while True:
             trial = self._claim()
             if trial is None:
                 return done
             outcome = self.runner.run(trial, self.session.space.sample(trial), prune=prune)
-            if outcome.state in ("complete", "pruned"):
+            repeats = repeats + 1 if outcome.reused else 0
+            if outcome.state in ("complete", "pruned") and not outcome.reused:
                 done += 1
+            if repeats >= MAX_REPEATS_IN_A_ROW:
+                print(f"srnas: worker {self.worker_id}: the sampler proposed {repeats} known architectures in a row; "
+                      "stopping (the space looks exhausted for this sampler; try --sampler random)", file=sys.stderr)
+                return done
             if self.on_trial_end is not None:
                 self.on_trial_end(self.study._storage.get_trial(trial._trial_id))
 
@@ -167,7 +170,16 @@ class OptunaEngine:
         console.print(session.describe(self.name)
                       + f", sampler {settings.sampler}, pruner {settings.effective_pruner}"
                       + (" (pruning is off for multi-objective searches)" if settings.multi_objective else "")
-                      + f", budget {settings.budget}, workers {settings.workers}")
+                      + f", budget {settings.budget} distinct architectures, workers {settings.workers}")
+        if session.repaired:
+            console.print(f"repaired {len(session.repaired)} trials recorded PRUNED at their last evaluation by an "
+                          f"older srnas (trials {', '.join(map(str, session.repaired))}): added as COMPLETE copies")
+        if session.budget_left() == 0:
+            counts = session.counts()
+            console.print(f"study {session.name!r} already holds {counts.finished} distinct architectures "
+                          f"(budget {settings.budget}): nothing to do; pass --budget N with N > {counts.finished} "
+                          "to extend it" if not session.exhausted(counts) else session.end_note())
+            return
         monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
         procs: list[subprocess.Popen[bytes]] = []
         try:
@@ -191,6 +203,7 @@ class OptunaEngine:
         finally:
             if monitor is not None:
                 monitor.__exit__(None, None, None)
+        console.print(session.end_note())
 
 
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:

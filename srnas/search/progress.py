@@ -8,7 +8,8 @@ import threading
 import time
 from typing import Any
 
-from srnas.search.session import study_counts
+from srnas.outcomes import (beats_reference, count_trials, pareto_trials, reference_psnr,
+                            results_of_record, study_counts)
 
 
 def _fmt_params(n: Any) -> str:
@@ -60,7 +61,7 @@ class SearchProgress:
             best = max(complete, key=lambda t: t.values[0])
             best_text = f"{best.values[0]:.2f} dB #{best.number} ({_fmt_params(best.user_attrs.get('params'))})"
         return {"finished": c.finished, "pruned": c.pruned, "running": c.running, "failed": c.failed,
-                "infeasible": c.infeasible, "best": best_text}
+                "infeasible": c.infeasible, "repeats": c.repeats, "best": best_text}
 
     def _eta(self, finished: int) -> str:
         done_here = finished - self._start_finished
@@ -91,6 +92,7 @@ class SearchProgress:
             return
         detail = (f"best {s['best']} | pruned {s['pruned']} failed {s['failed']} run {s['running']}"
                   + (f" infeasible {s['infeasible']}" if s["infeasible"] else "")
+                  + (f" rep {s['repeats']}" if s["repeats"] else "")
                   + f" | ETA {self._eta(s['finished'])}")
         self._progress.update(self._task, completed=min(s["finished"], self.budget), detail=detail)
 
@@ -107,24 +109,25 @@ class SearchProgress:
 
 
 def summary_table(study: Any, *, top: int = 5) -> Any:
-    """Best trials (single objective) or the Pareto set (multi-objective) as a rich Table."""
-    from optuna.trial import TrialState
+    """Best architectures (single objective) or the Pareto set (multi-objective, bicubic as the
+    reference point) as a rich Table, with how many distinct architectures were trained."""
     from rich.table import Table
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    trials = study.get_trials(deepcopy=False)
+    counts = count_trials(trials)
+    record = results_of_record(trials)
     multi = len(study.directions) > 1
+    bicubic = reference_psnr(record)
     if multi:
-        rows = sorted(study.best_trials, key=lambda t: t.values[0], reverse=True)
-        title = f"Pareto set ({len(rows)} of {len(complete)} complete trials)"
+        rows = pareto_trials(trials)
+        title = f"Pareto set ({len(rows)} of {len(record)} architectures trained to full fidelity"
     else:
-        seen: set = set()
-        rows = []
-        for t in sorted(complete, key=lambda t: t.values[0], reverse=True):
-            if t.user_attrs.get("arch_id") not in seen:  # one row per architecture
-                seen.add(t.user_attrs.get("arch_id"))
-                rows.append(t)
-        rows = rows[:top]
-        title = f"Best {len(rows)} architectures of {len(complete)} complete trials"
+        rows = [t for t in record if beats_reference(t)][:top]
+        title = f"Best {len(rows)} of {len(record)} architectures trained to full fidelity"
+        if record and not rows:
+            title = f"No architecture beat bicubic ({len(record)} trained to full fidelity"
+    title += (f"; {counts.finished} distinct trained, {counts.pruned} pruned, {counts.repeats} repeated proposals"
+              + (f"; bicubic {bicubic:.2f} dB" if bicubic is not None else "") + ")")
     protocol = next((t.user_attrs.get("protocol") for t in rows if t.user_attrs.get("protocol")), None)
     table = Table(title=title + (f" (PSNR protocol: {protocol})" if protocol else ""))
     for col in ("#", "architecture", "params", "Mult-Adds", "PSNR", "bicubic", "time"):

@@ -13,16 +13,16 @@ retried).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from srnas.errors import SrnasError
+from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_counts
 from srnas.search.objective import Objective, check_data
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner
-from srnas.space import SearchSpace
+from srnas.space import SearchSpace, canonical_changes
 from srnas.studies import StudyError, StudyHome
 from srnas.train.schedules import ProxySchedule, Schedule, get_schedule
 
@@ -44,37 +44,6 @@ class Engine(Protocol):
         ...
 
     def run(self, session: "Session", *, console: "Console", progress: bool) -> None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Counts:
-    """Trials of a study by how they count: ``finished`` = COMPLETE + PRUNED by the pruner."""
-
-    finished: int = 0
-    running: int = 0
-    failed: int = 0
-    infeasible: int = 0
-    pruned: int = 0
-
-
-def study_counts(study: "optuna.Study") -> Counts:
-    from optuna.trial import TrialState
-
-    finished = running = failed = infeasible = pruned = 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            finished += 1
-        elif t.state == TrialState.PRUNED:
-            if "infeasible" in t.user_attrs:
-                infeasible += 1
-            else:
-                finished += 1
-                pruned += 1
-        elif t.state == TrialState.RUNNING:
-            running += 1
-        elif t.state == TrialState.FAIL:
-            failed += 1
-    return Counts(finished, running, failed, infeasible, pruned)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -152,6 +121,9 @@ class Session:
         self.schedule = schedule
         self.home = home
         self.study = study
+        self.space_size = space.size()
+        #: Trials recorded PRUNED at their last evaluation that `create` repaired.
+        self.repaired: list[int] = []
 
     @property
     def name(self) -> str:
@@ -179,6 +151,8 @@ class Session:
                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
         session = cls(settings, space, schedule, home, study)
         session._check_or_record_identity(directions)
+        if not settings.multi_objective:
+            session.repaired = session.repair()
         for label, params in space.preset_assignments():
             study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
         return session
@@ -198,22 +172,60 @@ class Session:
 
     def identity(self) -> dict[str, Any]:
         """What gives a study's results their meaning: a resume must not change it."""
-        return {"space": self.space.name, "objectives": list(self.settings.objectives),
+        return {"space": self.space.name, "space_canonical": self.space.canonical(),
+                "objectives": list(self.settings.objectives), "proxy": self.schedule.name,
                 "fidelity": self.schedule.fidelity_id, "data": self.settings.data}
+
+    def changes_from(self, known: dict[str, Any]) -> list[str]:
+        """How this session differs from what a study recorded (empty: it resumes the same search)."""
+        mine = self.identity()
+        out: list[str] = []
+        if known.get("space") != mine["space"]:
+            out.append(f"space {known.get('space')} (now {mine['space']})")
+        if "space_canonical" in known:
+            out += canonical_changes(known["space_canonical"], mine["space_canonical"])
+        else:  # recorded before srnas kept the space: the trials' distributions tell
+            out += self._distribution_changes()
+        if known.get("objectives") != mine["objectives"]:
+            out.append(f"objectives {','.join(known.get('objectives') or [])} (now {','.join(mine['objectives'])})")
+        if known.get("fidelity") != mine["fidelity"]:
+            was = known.get("proxy") or (known.get("schedule") or {}).get("name") or known.get("fidelity")
+            if was == mine["proxy"]:  # same name, another definition: show the fidelity ids
+                out.append(f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
+            else:
+                out.append(f"proxy {was} (now {mine['proxy']})")
+        if known.get("data") != mine["data"]:
+            out.append(f"data {known.get('data')} (now {mine['data']})")
+        return out
+
+    def _distribution_changes(self) -> list[str]:
+        flat = self.space.flat_choices()
+        seen: dict[str, list[Any]] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            for name, dist in t.distributions.items():
+                seen.setdefault(name, list(getattr(dist, "choices", [])))
+        out = []
+        for name, choices in seen.items():
+            now = list(flat.get(name, ()))
+            if now != choices:
+                out.append(f"parameters.{name} {choices} (now {now or 'not searched'})")
+        return out
 
     def _check_or_record_identity(self, directions: list[str]) -> None:
         study, name = self.study, self.name
-        expected = self.identity()
         known = study.user_attrs
         if known.get("srnas"):
-            for key, value in expected.items():
-                if known.get(key) != value:
-                    raise StudyError(f"study {name!r} exists with {key} = {known.get(key)!r}, not {value!r}: "
-                                     "re-run with the same settings to resume, or pass --study NEW")
+            changes = self.changes_from(known)
+            if changes:
+                raise StudyError(f"study {name!r} was searched with another setup: {'; '.join(changes)}; "
+                                 "resume with the same space and settings, or pass --study NEW for a new study")
+            for key, value in self.identity().items():
+                if key not in known:  # studies of older srnas: keep what they lacked from now on
+                    study.set_user_attr(key, value)
             return
         if [d.name.lower() for d in study.directions] != directions:
             raise StudyError(f"study {name!r} exists with other objectives; pass --study NEW")
-        for key, value in expected.items():
+        for key, value in self.identity().items():
             study.set_user_attr(key, value)
         study.set_user_attr("protocol", None)
         study.set_user_attr("scales", list(self.space.scales))
@@ -227,14 +239,53 @@ class Session:
     def counts(self) -> Counts:
         return study_counts(self.study)
 
+    def exhausted(self, counts: Counts | None = None) -> bool:
+        """Whether every config of the space was proposed (no new architecture is left)."""
+        counts = counts or self.counts()
+        return counts.seen >= self.space_size
+
     def budget_left(self, counts: Counts | None = None) -> int:
-        """Finished trials still wanted (0: budget met); `SrnasError` when the constraints
-        reject nearly every sampled config."""
+        """Distinct architectures still to train (0: budget met, or the space exhausted);
+        `SrnasError` when the constraints reject nearly every sampled config."""
         counts = counts or self.counts()
         if counts.infeasible > MAX_INFEASIBLE_PER_BUDGET * max(self.settings.budget, 1):
             raise SrnasError(f"study {self.name!r}: {counts.infeasible} sampled configs violated the "
                              "constraints; loosen --max-params/--max-mult-adds or the space's constraints")
+        if self.exhausted(counts):
+            return 0
         return max(0, self.settings.budget - counts.finished)
+
+    def end_note(self) -> str:
+        """One line on how the search ended (budget met, space exhausted, or stopped early)."""
+        c = self.counts()
+        trained = (f"{c.finished} distinct architectures trained ({c.pruned} pruned), "
+                   f"{c.repeats} proposals were repeats")
+        if c.finished >= self.settings.budget:
+            return f"budget met: {trained}"
+        if self.exhausted(c):
+            return (f"space exhausted: all {self.space_size:,} configs of space {self.space.name!r} were proposed; "
+                    f"{trained} (budget {self.settings.budget})")
+        return f"stopped before the budget: {trained} of {self.settings.budget}; re-run the same command to continue"
+
+    def repair(self) -> list[int]:
+        """Add a COMPLETE copy of every net recorded PRUNED at its last evaluation (older srnas
+        pruned there too); returns the numbers of the trials repaired. The copies count nothing:
+        the budget counts architectures, and these were counted when they trained."""
+        from optuna.trial import TrialState
+
+        final = self.schedule.updates
+        trials = self.study.get_trials(deepcopy=False)
+        done = {t.user_attrs.get("repaired_from") for t in trials}
+        complete_archs = {t.user_attrs.get("arch_id") for t in trials if t.state == TrialState.COMPLETE}
+        repaired = []
+        for t in trials:
+            if t.number in done or t.user_attrs.get("arch_id") in complete_archs:
+                continue
+            if t.user_attrs.get("fidelity") == self.schedule.fidelity_id and pruned_at_last_step(t, final):
+                self.study.add_trial(repair_copy(t))
+                complete_archs.add(t.user_attrs.get("arch_id"))
+                repaired.append(t.number)
+        return repaired
 
     def fail_stale(self) -> list[int]:
         """Fail (and re-enqueue) trials whose worker died: on this host at once, elsewhere

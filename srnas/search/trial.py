@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
+from srnas.outcomes import pruned_at_last_step
 from srnas.search.objective import Objective
 from srnas.space import SearchSpace
 
@@ -119,6 +120,7 @@ class TrialRunner:
             return self._reuse(trial, reuse)
 
         curve: list[list[float]] = []
+        final_step = self.objective.schedule.updates
         # Intermediate values feed the dashboard and report curves; Optuna refuses them in
         # multi-objective studies.
         record = len(self.study.directions) == 1
@@ -131,7 +133,9 @@ class TrialRunner:
                 report(int(step), float(psnr))
             if record:
                 trial.report(float(psnr), int(step))
-                if prune and trial.should_prune():
+                # Pruning stops a net at an intermediate rung only: one that reached its last
+                # evaluation is trained to the full fidelity and COMPLETE whatever the pruner says.
+                if prune and step < final_step and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at update {step} with PSNR {psnr:.3f}")
 
         t0 = time.perf_counter()
@@ -180,13 +184,20 @@ class TrialRunner:
         from optuna.trial import TrialState
 
         for key, value in reuse.user_attrs.items():
-            if key not in ("worker", "preset", "reused_from", "nni_trial", "engine", "seed", "device"):
+            if key not in ("worker", "preset", "reused_from", "repaired_from", "nni_trial", "engine", "seed", "device"):
                 trial.set_user_attr(key, value)
         trial.set_user_attr("reused_from", reuse.number)
         self.consecutive_failures = 0
         if reuse.state == TrialState.COMPLETE:
             self.study.tell(trial, list(reuse.values))
             return Outcome("complete", float(reuse.values[0]), reused=True)
+        if pruned_at_last_step(reuse, self.objective.schedule.updates) and len(self.study.directions) == 1:
+            # Trained to the last evaluation, but recorded PRUNED by an older srnas: a full result.
+            for step, value in reuse.intermediate_values.items():
+                trial.report(value, step)
+            psnr = float(reuse.user_attrs["psnr"])
+            self.study.tell(trial, [psnr])
+            return Outcome("complete", psnr, reused=True)
         # Pruned at this fidelity before: it would be pruned again.
         for step, value in reuse.intermediate_values.items():
             trial.report(value, step)

@@ -1,0 +1,199 @@
+"""How a study's trials are read, the same for the search (budget, summary) and the results
+(report, export): what counts as a trained architecture, which trials are repeats, which
+results stand for an architecture, and Pareto sets with bicubic as the reference point.
+
+Rules
+- An architecture is *trained* at the study's fidelity by a trial that is COMPLETE, or PRUNED by
+  the pruner (not ``infeasible``), and that trained it itself (no ``reused_from``). The budget
+  counts distinct trained architectures; a *repeat* (``reused_from``) tells the sampler the
+  known result and counts nothing.
+- A result of record is a COMPLETE trial: a net trained to the last evaluation. Studies written
+  before pruning was limited to intermediate rungs may hold nets PRUNED at their last evaluation;
+  `pruned_at_last_step` finds them and the search adds a COMPLETE copy (``repaired_from``).
+- Bicubic upsampling is a free reference point (no parameters, ~no Mult-Adds): a net that does
+  not beat it is never on a Pareto set nor called best.
+
+Optuna is imported lazily; trials are `optuna.trial.FrozenTrial` objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+
+def arch_of(t: "FrozenTrial") -> str:
+    """The trial's architecture id (its number when it recorded none)."""
+    return str(t.user_attrs.get("arch_id") or f"#{t.number}")
+
+
+def is_infeasible(t: "FrozenTrial") -> bool:
+    return "infeasible" in t.user_attrs
+
+
+def is_repeat(t: "FrozenTrial") -> bool:
+    """A proposal answered with an earlier trial's result (not trained again)."""
+    return "reused_from" in t.user_attrs
+
+
+def is_trained(t: "FrozenTrial") -> bool:
+    """COMPLETE or PRUNED by the pruner, trained by this trial itself."""
+    state = t.state.name
+    if state not in ("COMPLETE", "PRUNED") or is_repeat(t) or "repaired_from" in t.user_attrs:
+        return False
+    return state == "COMPLETE" or not is_infeasible(t)
+
+
+def last_step(t: "FrozenTrial") -> int | None:
+    curve = t.user_attrs.get("psnr_curve") or []
+    steps = [int(p[0]) for p in curve if isinstance(p, (list, tuple)) and p]
+    steps += [int(s) for s in t.intermediate_values]
+    return max(steps) if steps else None
+
+
+def pruned_at_last_step(t: "FrozenTrial", final_step: int) -> bool:
+    """A net PRUNED although it reached its last evaluation (recorded by older srnas)."""
+    return (t.state.name == "PRUNED" and not is_infeasible(t) and not is_repeat(t)
+            and (last_step(t) or 0) >= final_step and t.user_attrs.get("psnr") is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """A study's trials by how they count.
+
+    ``finished``: distinct architectures trained (complete or pruned: the budget); ``pruned``:
+    of those, pruned by the pruner; ``repeats``: proposals answered with a known result;
+    ``seen``: distinct architectures proposed (trained, repeated or infeasible);
+    ``running``, ``failed``, ``infeasible``: trials in those states.
+    """
+
+    finished: int = 0
+    running: int = 0
+    failed: int = 0
+    infeasible: int = 0
+    pruned: int = 0
+    repeats: int = 0
+    seen: int = 0
+
+
+def count_trials(trials: Iterable["FrozenTrial"]) -> Counts:
+    trained: dict[str, str] = {}
+    seen: set[str] = set()
+    running = failed = infeasible = repeats = 0
+    for t in trials:
+        state = t.state.name
+        if state == "RUNNING":
+            running += 1
+            continue
+        if state == "FAIL":
+            failed += 1
+            continue
+        if state not in ("COMPLETE", "PRUNED"):
+            continue
+        seen.add(arch_of(t))
+        if is_repeat(t):
+            repeats += 1
+        elif state == "PRUNED" and is_infeasible(t):
+            infeasible += 1
+        elif is_trained(t):
+            trained.setdefault(arch_of(t), state)
+    pruned = sum(1 for s in trained.values() if s == "PRUNED")
+    return Counts(len(trained), running, failed, infeasible, pruned, repeats, len(seen))
+
+
+def study_counts(study: "optuna.Study") -> Counts:
+    return count_trials(study.get_trials(deepcopy=False))
+
+
+def results_of_record(trials: Iterable["FrozenTrial"]) -> list["FrozenTrial"]:
+    """COMPLETE trials with values and a config, one per architecture (a trained or repaired
+    one before its repeats), best first PSNR first."""
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs]
+    complete.sort(key=lambda t: (-float(t.values[0]), is_repeat(t), t.number))
+    seen: set[str] = set()
+    out = []
+    for t in complete:
+        if arch_of(t) not in seen:
+            seen.add(arch_of(t))
+            out.append(t)
+    return out
+
+
+def beats_reference(t: "FrozenTrial") -> bool:
+    """Whether the trial's PSNR is above bicubic on the same images (true when unknown)."""
+    ref = t.user_attrs.get("bicubic_psnr")
+    try:
+        return ref is None or not math.isfinite(float(ref)) or float(t.values[0]) > float(ref)
+    except (TypeError, ValueError):
+        return True
+
+
+def pareto_mask(costs: Sequence[Sequence[float]] | Sequence[float], scores: Sequence[float], *,
+                reference: float | None = None) -> list[bool]:
+    """Non-dominated points when every cost is minimised and the score maximised.
+
+    A point is dominated when another is at least as good in every coordinate and better in
+    one; equal points are all kept. ``reference``: the score of a free point (bicubic: zero
+    cost) that dominates every point not above it.
+
+    >>> pareto_mask([1, 2, 3, 2], [30.0, 31.0, 30.5, 30.0])
+    [True, True, False, False]
+    >>> pareto_mask([1, 2], [30.0, 31.0], reference=30.5)
+    [False, True]
+    """
+    pts = [([float(c)] if isinstance(c, (int, float)) else [float(x) for x in c]) for c in costs]
+    mask = []
+    for i, (ci, si) in enumerate(zip(pts, scores)):
+        if reference is not None and si <= reference:
+            mask.append(False)
+            continue
+        dominated = any(all(a <= b for a, b in zip(cj, ci)) and sj >= si and
+                        (any(a < b for a, b in zip(cj, ci)) or sj > si)
+                        for j, (cj, sj) in enumerate(zip(pts, scores)) if j != i)
+        mask.append(not dominated)
+    return mask
+
+
+def reference_psnr(trials: Iterable["FrozenTrial"]) -> float | None:
+    """The bicubic PSNR the trials were scored against (None when none recorded it)."""
+    values = []
+    for t in trials:
+        try:
+            v = float(t.user_attrs.get("bicubic_psnr"))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v):
+            values.append(v)
+    return max(values) if values else None
+
+
+def pareto_trials(trials: Iterable["FrozenTrial"], *, cost_keys: Sequence[str] = ("params",)) -> list["FrozenTrial"]:
+    """The Pareto set of the results of record (PSNR vs the study's cost objectives, or vs
+    ``cost_keys`` user attributes for a single-objective study), bicubic as reference; best
+    PSNR first."""
+    rows = results_of_record(trials)
+    if not rows:
+        return []
+    if len(rows[0].values) > 1:
+        costs: list[list[float]] = [[float(v) for v in t.values[1:]] for t in rows]
+    else:
+        costs = [[float(t.user_attrs.get(k, math.inf)) for k in cost_keys] for t in rows]
+    mask = pareto_mask(costs, [float(t.values[0]) for t in rows], reference=reference_psnr(rows))
+    return [t for t, keep in zip(rows, mask) if keep]
+
+
+def repair_copy(t: "FrozenTrial") -> Any:
+    """A COMPLETE `FrozenTrial` standing for ``t``, a net recorded PRUNED at its last evaluation."""
+    import optuna
+
+    attrs = {k: v for k, v in t.user_attrs.items()}
+    attrs["repaired_from"] = t.number
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[float(t.user_attrs["psnr"])],
+                                     params=t.params, distributions=t.distributions, user_attrs=attrs,
+                                     intermediate_values=dict(t.intermediate_values))

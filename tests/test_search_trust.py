@@ -1,0 +1,143 @@
+"""Search bookkeeping you can trust: a net that reached its last evaluation is COMPLETE, the
+budget counts distinct architectures, an exhausted space ends cleanly, a changed space or
+proxy is refused on resume, and Pareto sets hold every net trained to full fidelity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from srnas.cli import main
+from srnas.outcomes import count_trials, is_repeat, pareto_mask, results_of_record
+from srnas.search.session import Session
+from srnas.search.settings import SearchSettings
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAST = ["--no-progress", "--heartbeat", "2", "--workers", "1"]
+
+
+def _study(root: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{root / name / 'study.db'}")
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    """A pruner that says prune at every report."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def test_a_trial_that_reaches_its_last_evaluation_is_complete(trials_dir: Path) -> None:
+    settings = SearchSettings(study="last", budget=2, proxy="tiny@20", seed=1, workers=1, devices=("cpu",))
+    session = Session.create(settings)
+    session.study.pruner = AlwaysPrune()
+    runner = session.trial_runner(device="cpu", engine="optuna")
+    # One evaluation (the last): never pruned, whatever the pruner says.
+    trial = session.study.ask()
+    outcome = runner.run(trial, session.space.sample(trial), prune=True)
+    assert outcome.state == "complete"
+    # Two evaluations: pruned at the first (an intermediate rung) only.
+    longer = Session.create(SearchSettings(study="last2", budget=2, proxy="tiny@40", seed=1, workers=1))
+    longer.study.pruner = AlwaysPrune()
+    runner = longer.trial_runner(device="cpu", engine="optuna")
+    object.__setattr__(runner.objective, "schedule", longer.schedule.replace(eval_every=20))
+    trial = longer.study.ask()
+    outcome = runner.run(trial, longer.space.sample(trial), prune=True)
+    (t,) = [t for t in longer.study.get_trials() if t.number == trial.number]
+    assert outcome.state == "pruned" and t.state == TrialState.PRUNED and max(t.intermediate_values) == 20
+
+
+def test_repeats_do_not_count_and_the_sampler_sees_them(trials_dir: Path) -> None:
+    settings = SearchSettings(study="rep", budget=3, proxy="tiny@20", seed=0, pruner="none", workers=1)
+    session = Session.create(settings)
+    params = session.space.params_of(session.space.sample_random(1, seed=5)[0])
+    for _ in range(3):
+        session.study.enqueue_trial(params)
+    assert main(["search", "--budget", "3", "--study", "rep", "--proxy", "tiny@20", "--seed", "0",
+                 "--pruner", "none", *FAST]) == 0
+    study = _study(trials_dir, "rep")
+    counts = count_trials(study.get_trials())
+    assert counts.finished == 3 and counts.repeats == 2
+    repeats = [t for t in study.get_trials() if is_repeat(t)]
+    assert len(repeats) == 2 and all(t.state == TrialState.COMPLETE and t.values for t in repeats)
+    # The sampler sees them: they are COMPLETE trials with the known value and the same params.
+    first = min((t for t in study.get_trials() if t.params == params), key=lambda t: t.number)
+    assert all(t.values == first.values and t.params == params for t in repeats)
+    assert len({t.user_attrs["arch_id"] for t in study.get_trials() if t.state == TrialState.COMPLETE
+                and not is_repeat(t)}) == 3
+
+
+def test_an_exhausted_space_ends_the_search_with_a_line(trials_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "two.yaml"
+    space.write_text("name: two\nparameters:\n  n_resblocks: [1]\n  n_feats: [4, 8]\n  global_skip: bicubic\n")
+    assert main(["search", "--space", str(space), "--budget", "5", "--study", "two", "--proxy", "tiny@10",
+                 "--sampler", "random", "--seed", "0", *FAST]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "space exhausted: all 2 configs of space 'two' were proposed" in err
+    assert count_trials(_study(trials_dir, "two").get_trials()).finished == 2
+
+
+def test_a_changed_space_or_proxy_is_refused_naming_the_change(trials_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\nparameters:\n  n_resblocks: [1, 2]\n  n_feats: [4, 8]\n  global_skip: bicubic\n")
+    base = ["search", "--space", str(space), "--study", "ch", "--seed", "0", *FAST]
+    assert main([*base, "--budget", "1", "--proxy", "tiny@10"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--budget", "2", "--proxy", "tiny@12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "proxy tiny@10 (now tiny@12)" in err and "--study NEW" in err and "\n" not in err
+    space.write_text("name: s\nparameters:\n  n_resblocks: [1, 2]\n  n_feats: [4, 8, 12]\n  global_skip: bicubic\n")
+    assert main([*base, "--budget", "2", "--proxy", "tiny@10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "parameters.n_feats [4, 8] (now [4, 8, 12])" in err and "\n" not in err
+    # Nothing was started: the study still holds its one trial.
+    assert len(_study(trials_dir, "ch").get_trials()) == 1
+
+
+def test_an_already_reached_budget_says_so(trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["search", "--study", "done", "--proxy", "tiny@10", "--seed", "0", *FAST]
+    assert main([*argv, "--budget", "2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--budget", "1"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "already holds 2 distinct architectures (budget 1): nothing to do" in err and "--budget N" in err
+
+
+def test_nets_pruned_at_their_last_step_by_older_srnas_are_repaired_into_the_pareto_set(
+        trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from srnas.results.frame import select_trials
+
+    argv = ["search", "--study", "old", "--proxy", "tiny@10", "--seed", "0", "--budget", "2", *FAST]
+    assert main(argv) == 0
+    study = _study(trials_dir, "old")
+    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    # What an older srnas wrote: a small net with the best PSNR, trained to its last step, PRUNED.
+    template = min(done, key=lambda t: t.user_attrs["params"])
+    attrs = {**template.user_attrs, "arch_id": "edsr-0000000000", "params": 10, "psnr": 99.0,
+             "psnr_curve": [[10, 99.0]]}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params=template.params,
+                                              distributions=template.distributions, user_attrs=attrs,
+                                              intermediate_values={10: 99.0}))
+    old = study.get_trials()[-1].number
+    capsys.readouterr()
+    assert main(argv) == 0  # the budget is met; the re-run repairs and reports
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"repaired 1 trials recorded PRUNED at their last evaluation by an older srnas (trials {old})" in err
+    study = _study(trials_dir, "old")
+    pareto = select_trials(study, pareto=True)
+    assert any(t.user_attrs.get("repaired_from") == old for t in pareto)
+    assert select_trials(study, trial=old)[0].user_attrs["repaired_from"] == old
+    assert results_of_record(study.get_trials())[0].values == [99.0]
+    # Repairs count nothing: the budget counts architectures.
+    assert count_trials(study.get_trials()).finished == 3
+
+
+def test_bicubic_is_the_reference_point_of_pareto_sets() -> None:
+    # (params, PSNR): the smallest net is below bicubic (30.59), so it is never on the front.
+    assert pareto_mask([1000, 5000, 9000], [28.56, 31.0, 30.9], reference=30.59) == [False, True, False]
