@@ -1,6 +1,6 @@
 """PSNR and SSIM under the named evaluation protocols of the SR literature.
 
-Two protocols exist, and a number means nothing without its name (REFERENCE.md section 3):
+Two protocols exist, and a number means nothing without its name (docs/reference.md section 3):
 
 ``"benchmark"`` (Set5, Set14, B100, Urban100, Manga109, user folders)
     quantise SR to 8 bit, convert to BT.601 luma ``Y = 16 + (65.481 R + 128.553 G + 24.966 B)/255``,

@@ -15,7 +15,7 @@ from srnas.arch.presets import MDSR_SCALES
 from srnas.arch.registry import ACTS_SAVING_INPUT, BLOCKS, BlockType, register_block
 from srnas.errors import ConfigError
 
-# REFERENCE.md section 1 (trainable parameters, mean shift excluded).
+# docs/reference.md section 1 (trainable parameters, mean shift excluded).
 PUBLISHED_PARAMS = {
     ("edsr-baseline", 2): 1_369_859, ("edsr-baseline", 3): 1_554_499, ("edsr-baseline", 4): 1_517_571,
     ("edsr", 2): 40_729_603, ("edsr", 3): 43_680_003, ("edsr", 4): 43_089_923,
@@ -225,7 +225,7 @@ def test_bicubic_skip_untrained_net_equals_bicubic() -> None:
 # ---- the authors' checkpoint layout ---------------------------------------------------------
 
 def _authors_keys_edsr(n_blocks: int, scale: int, bn: bool = False) -> set[str]:
-    """State-dict keys of EDSR as written by sanghyun-son/EDSR-PyTorch (REFERENCE.md sec. 1)."""
+    """State-dict keys of EDSR as written by sanghyun-son/EDSR-PyTorch (docs/reference.md section 1)."""
     keys = {f"{m}.{p}" for m in ("sub_mean", "add_mean") for p in ("weight", "bias")}
     keys |= {"head.0.weight", "head.0.bias", "tail.1.weight", "tail.1.bias"}
     conv_idx = (0, 3) if bn else (0, 2)

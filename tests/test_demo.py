@@ -69,7 +69,7 @@ def test_bicubic_baseline_on_the_validation_image() -> None:
     # What a network's bicubic skip gives (float upscaling, quantised by psnr):
     assert psnr(imresize(lr.astype(np.float64), 2), hr, scale=2) == pytest.approx(30.5939, abs=5e-4)
     assert ssim(imresize(lr, 2), hr, scale=2) == pytest.approx(0.8859, abs=5e-4)
-    # REFERENCE.md's 30.60 dB used an LR image rounded only once (float passes, then 8 bit):
+    # The 30.60 dB of docs/reference.md section 6 used an LR image rounded only once (float passes, then 8 bit):
     lr_once = np.floor(np.clip(imresize(hr.astype(np.float64), 1 / 2), 0, 255) + 0.5)
     assert round(psnr(imresize(lr_once, 2), hr, scale=2), 2) == 30.60
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from srnas.cubic import bicubic_upsample_kernel
 
-#: DIV2K mean RGB (REFERENCE.md section 1), as a fraction of rgb_range.
+#: DIV2K mean RGB (docs/reference.md section 1), as a fraction of rgb_range.
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 

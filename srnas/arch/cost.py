@@ -2,7 +2,7 @@
 counterparts (hooks, saved tensors, latency) that the analytic numbers are tested against.
 
 Conventions
-- Parameters: trainable only (the frozen mean shift is excluded), as in REFERENCE.md.
+- Parameters: trainable only (the frozen mean shift is excluded), as in docs/reference.md section 1.
 - Mult-Adds: multiply-accumulates of every convolution of one forward pass (mean shift excluded,
   the fixed bicubic skip included) for an HR output of ``hr_size`` (default 720x1280, the
   NAS-for-SR convention); the LR input is ``round(H/s) x round(W/s)``.

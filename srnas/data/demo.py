@@ -1,6 +1,6 @@
 """Demo data that works offline: photographs shipped inside the scikit-image wheel.
 
-The split is fixed (REFERENCE.md sections 4 and 6):
+The split is fixed (docs/reference.md sections 4 and 6):
 
 - training: astronaut (512x512), rocket (427x640), chelsea (300x451) and the left view of
   stereo_motorcycle (500x741);

@@ -11,7 +11,7 @@ id                      content
 ``fig-pareto-params``   Pareto front: PSNR vs parameters
 ``fig-pareto-macs``     Pareto front: PSNR vs Mult-Adds
 ``fig-importance``      Parameter importances (res_scale highlighted)
-``fig-res-scale``       PSNR by res_scale value (REFERENCE.md section 4b)
+``fig-res-scale``       PSNR by res_scale value (docs/reference.md section 4b)
 ``fig-curves``          Intermediate PSNR curves
 ``table-best-trials``   Best trials (sortable: click a column header)
 ``retrained``           Retrained results (from ``trials/<study>/retrain/``)
@@ -138,7 +138,7 @@ def _published_table_html() -> str:
         rows.append(f"<tr><td>{html.escape(row.model)}</td><td>x{row.scale}</td><td>{row.params}</td>"
                     f"<td>{row.mult_adds}</td>{cells}</tr>")
     div2k = "; ".join(f"{m} " + "/".join(f"{v:.2f}" for v in by.values()) for m, by in PUBLISHED_DIV2K.items())
-    return ("<details><summary>Published numbers (REFERENCE.md section 3), for context</summary>"
+    return ("<details><summary>Published numbers (docs/reference.md section 3), for context</summary>"
             "<table class='plain'><tr><th>model</th><th>scale</th><th>params</th><th>Mult-Adds</th>"
             f"{head}</tr>{''.join(rows)}</table>"
             "<p>PSNR in dB, Y channel, crop = scale, no self-ensemble. DIV2K validation (RGB, crop scale+6, "
@@ -564,7 +564,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
             f"scored on {schedule.get('val_images') or 'all'} validation image(s): reference only.", "published-note")
     else:
         texts["published"] = _note(
-            "Published models (REFERENCE.md section 3) are not drawn: they were measured on Set5/Set14/B100/"
+            "Published models (docs/reference.md section 3) are not drawn: they were measured on Set5/Set14/B100/"
             "Urban100 (benchmark protocol) or DIV2K 0801-0900 (div2k protocol) after full training, while these "
             f"proxy scores are on the validation part of '{attrs.get('data', '?')}' ({protocol or 'unknown'} "
             f"protocol, {scales_text}) after a short proxy training; the numbers do not compare.", "published-note")
@@ -599,7 +599,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
 <section id="section-pareto"><h2>Pareto fronts</h2>{block("fig-pareto-params")}{block("fig-pareto-macs")}
 {texts["published"]}{_published_table_html()}</section>
 <section id="section-importance"><h2>Parameter importances and res_scale</h2>
-<p>How much each searched parameter explains the proxy PSNR. REFERENCE.md 4b asks how much
+<p>How much each searched parameter explains the proxy PSNR. docs/reference.md section 4b asks how much
 <code>res_scale</code> matters: its bar is red, and the box plot shows PSNR per value.</p>
 {block("fig-importance")}{texts["importance"]}{block("fig-res-scale")}{texts["res_scale"]}</section>
 <section id="section-curves"><h2>Intermediate PSNR curves</h2>{block("fig-curves")}</section>

@@ -1,7 +1,7 @@
 """Device and precision policy: which device, which dtype, which memory layout, graphs or not.
 
 On CUDA: bf16 autocast (when the card supports it), channels_last, cuDNN autotuning and CUDA
-graphs for the whole training step (small SR nets are launch-bound: REFERENCE.md section 6).
+graphs for the whole training step (small SR nets are launch-bound: docs/reference.md section 6).
 On CPU: fp32, channels_last (10-25% faster for these convs), one thread per core, deterministic
 with a seed.
 

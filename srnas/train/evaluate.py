@@ -1,5 +1,5 @@
 """Evaluation runner: super-resolve images (whole, tiled, self-ensembled) and score them with a
-named protocol (REFERENCE.md section 3).
+named protocol (docs/reference.md section 3).
 
 Tiled inference cuts the LR image into ``tile`` x ``tile`` cores, runs each with ``tile_overlap``
 extra LR pixels of context on every side and keeps only the core of each output. With an overlap

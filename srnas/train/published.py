@@ -1,4 +1,4 @@
-"""Published results to print beside a user's numbers (REFERENCE.md section 3).
+"""Published results to print beside a user's numbers (docs/reference.md section 3).
 
 PSNR in dB on the Y channel with ``scale`` pixels cropped ("benchmark" protocol), without
 self-ensemble. Sources: EDSR (Lim et al. 2017), CARN, IMDN and FALSR papers as tabulated by the

@@ -188,7 +188,7 @@ class ProxySchedule(_Schedule):
 
 @dataclasses.dataclass(frozen=True)
 class PaperSchedule(_Schedule):
-    """The EDSR paper's schedule (REFERENCE.md section 2).
+    """The EDSR paper's schedule (docs/reference.md section 2).
 
     Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every ``halve_every`` updates, batch 16, LR patches
     48x48, L1 loss, all 8 dihedral augmentations; an "epoch" (evaluation interval) of 1000
@@ -214,7 +214,7 @@ class PaperSchedule(_Schedule):
 Schedule = Union[ProxySchedule, PaperSchedule]
 
 #: Named proxy fidelities. ``tiny`` is the CPU demo fidelity: with the bicubic global skip it
-#: leaves the better demo candidates above bicubic in seconds (REFERENCE.md section 6);
+#: leaves the better demo candidates above bicubic in seconds (docs/reference.md section 6);
 #: ``short`` and ``medium`` are meant for a GPU.
 PROXY_FIDELITIES: dict[str, ProxySchedule] = {
     "tiny": ProxySchedule(name="tiny", updates=300, batch=16, patch=24, lr=2e-3,
