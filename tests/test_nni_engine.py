@@ -249,7 +249,7 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     assert trials[0].user_attrs["preset"] == "custom" and trials[0].state == TrialState.PRUNED
     assert "infeasible" in trials[0].user_attrs
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 4
+    assert len({t.user_attrs["arch_id"] for t in complete}) == 4  # the budget counts architectures
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert all("infeasible" in t.user_attrs for t in trials if t.state == TrialState.PRUNED)
 
@@ -278,11 +278,11 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     (experiment,) = experiments
     assert (Path(os.environ["HOME"]) / "nni-experiments" / experiment).is_dir()
     out = capsys.readouterr()
-    assert "architectures of 4 complete trials" in out.out
+    assert "of 4 architectures trained to full fidelity" in " ".join(out.out.split())
     assert "strategy evolution (RegularizedEvolution)" in out.err
     assert "INFO" not in out.out  # NNI's own log stays in its log file
 
     # The same command again resumes: the budget is met, nothing runs.
     assert main(command) == 0
     assert len(study.get_trials()) == len(trials)
-    assert "already holds 4 finished trials" in capsys.readouterr().err
+    assert "already holds 4 distinct architectures (budget 4): nothing to do" in " ".join(capsys.readouterr().err.split())

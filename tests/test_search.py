@@ -35,8 +35,10 @@ def _study(root: Path, name: str, storage: str | None = None) -> optuna.Study:
 
 
 def _finished(study: optuna.Study) -> list:
-    return [t for t in study.get_trials() if t.state == TrialState.COMPLETE
-            or (t.state == TrialState.PRUNED and "infeasible" not in t.user_attrs)]
+    """The trials that count towards the budget: one per architecture trained (not repeats)."""
+    from srnas.outcomes import is_trained
+
+    return [t for t in study.get_trials() if is_trained(t)]
 
 
 def test_six_trial_search_records_everything(trials_dir: Path, capsys) -> None:

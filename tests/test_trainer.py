@@ -35,7 +35,7 @@ def _small_val(val: SRImageSet, size: int = 96) -> SRImageSet:
 def test_tiny_proxy_beats_bicubic_on_the_demo_data(demo_x2: tuple[SRImageSet, SRImageSet]) -> None:
     train, val = demo_x2
     cfg = ArchConfig(n_resblocks=2, n_feats=16, global_skip="bicubic")
-    result = Trainer(cfg, train, val, get_schedule("proxy-tiny"), seed=0).fit()
+    result = Trainer(cfg, train, val, get_schedule("proxy-tiny"), seed=0, ssim=True).fit()
     assert isinstance(result, TrainResult)
     assert result.updates == 300
     assert [u for u, _ in result.psnr_curve] == get_schedule("tiny").eval_points()

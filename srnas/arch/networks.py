@@ -52,11 +52,25 @@ class _SRNet(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def _finish(self, x_in: torch.Tensor, y: torch.Tensor, idx: int) -> torch.Tensor:
-        if self.bicubic is not None:
-            # add_mean then adds the mean back; the skip carries the mean-free bicubic image.
-            y = y + self.bicubic[idx](x_in)
-        return self.add_mean(y)
+    def _start(self, x: torch.Tensor) -> torch.Tensor:
+        with _fp32(x):
+            return self.sub_mean(x.float())
+
+    def _finish(self, x_in: torch.Tensor, features: torch.Tensor, last: nn.Module, idx: int) -> torch.Tensor:
+        """The output stage in fp32 even under autocast: the last conv, the bicubic skip and the
+        mean shift (bf16 holds whole numbers only above 128, and an untrained bicubic-skip net
+        must equal bicubic)."""
+        with _fp32(features):
+            y = last(features.float())
+            if self.bicubic is not None:
+                # add_mean then adds the mean back; the skip carries the mean-free bicubic image.
+                y = y + self.bicubic[idx](x_in)
+            return self.add_mean(y)
+
+
+def _fp32(x: torch.Tensor) -> "torch.autocast":
+    """Autocast off on ``x``'s device (a no-op outside autocast)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class EDSR(_SRNet):
@@ -72,10 +86,10 @@ class EDSR(_SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         idx = self.scale_index(scale)
-        x = self.sub_mean(x)
+        x = self._start(x)
         h = self.head(x)
         res = self.body(h) + h
-        return self._finish(x, self.tail(res), idx)
+        return self._finish(x, self.tail[0](res), self.tail[1], idx)
 
 
 class MDSR(_SRNet):
@@ -101,10 +115,10 @@ class MDSR(_SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         idx = self.scale_index(scale)
-        x = self.sub_mean(x)
+        x = self._start(x)
         h = self.pre_process[idx](self.head(x))
         res = self.body(h) + h
-        return self._finish(x, self.tail(self.upsample[idx](res)), idx)
+        return self._finish(x, self.upsample[idx](res), self.tail[0], idx)
 
 
 def build_model(config: ArchConfig | str, *, scale: int | None = None, pretrained: bool = False,

@@ -1,16 +1,19 @@
 """Random aligned LR/HR training patches, cut from images held on the training device.
 
 All images of a set are packed into one flat uint8 tensor per resolution (HR and each LR scale)
-on the target device. A minibatch is drawn as a handful of random integers on the CPU (scale,
-image, corner, augmentation); the pixels are then cut out without any DataLoader, worker process
-or host-to-device copy of pixels:
+on the target device (`PatchStore`, kept for the next training on the same data and device). The
+random numbers of a minibatch (scale, image, corner, augmentation) are drawn on the CPU for a
+block of `DRAW_BLOCK` minibatches at once; the pixels are then cut out without any DataLoader,
+worker process or host-to-device copy of pixels:
 
-- on an accelerator, with one ``torch.take`` per resolution and whole-batch flips on uint8
-  (a dozen kernel launches per minibatch, whatever the batch size);
+- on an accelerator, the block's numbers go to the device in one copy, and each minibatch is one
+  ``torch.take`` per resolution whose index already applies the dihedral transform, then one
+  cast to float (a dozen small kernels, whatever the batch size);
 - on the CPU, by slicing each patch as a view and copying it (flipped/transposed) straight into
   the float output, which avoids the large index tensors that make gathers slow there.
 
-Both paths give identical minibatches for the same generator state.
+Both paths give identical minibatches for the same generator state, returned in channels_last
+memory order when asked (what the network's convolutions want on CPU and GPU).
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ import torch
 from srnas.data.imageset import SRImageSet
 from srnas.errors import DataError
 
-__all__ = ["PatchSampler"]
+__all__ = ["DRAW_BLOCK", "PatchSampler", "PatchStore"]
+
+#: Minibatches whose random numbers are drawn (and sent to the device) at once.
+DRAW_BLOCK = 32
 
 
-def _dihedral(x: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor, transpose: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample transpose, then v-flip, then h-flip to ``N x P x P x C`` patches.
-
-    The three boolean masks (``N``) together select one of the 8 dihedral transforms per
-    sample (bit 0 of the augmentation code = h-flip, bit 1 = v-flip, bit 2 = transpose).
-    """
-    x = torch.where(transpose.view(-1, 1, 1, 1), x.transpose(1, 2), x)
-    x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(1), x)
-    return torch.where(hflip.view(-1, 1, 1, 1), x.flip(2), x)
+def _dihedral_index(n_flags: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source (row, column) of every output pixel of ``size`` x ``size`` patches under the
+    per-sample transform: transpose, then v-flip, then h-flip (bits 2, 1, 0 of the code)."""
+    hflip, vflip, transpose = (f.view(-1, 1, 1) for f in n_flags)
+    i = torch.arange(size, device=device).view(1, -1, 1)
+    j = torch.arange(size, device=device).view(1, 1, -1)
+    j1 = torch.where(hflip, size - 1 - j, j)
+    i1 = torch.where(vflip, size - 1 - i, i)
+    return torch.where(transpose, j1, i1), torch.where(transpose, i1, j1)
 
 
 class _Packed:
@@ -53,22 +60,25 @@ class _Packed:
             self.flat[off:off + size].copy_(host)
         self.offsets = torch.from_numpy(offsets).to(device)
         self.row_bytes = (self.widths * 3).to(device)
+        self.channel = torch.arange(3, device=device).view(1, 1, 1, 3)
         self.views = [self.flat[off:off + size].view(im.shape[0], im.shape[1], 3)
                       for off, size, im in zip(offsets.tolist(), sizes, images, strict=True)]
 
-    def crops(self, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int) -> torch.Tensor:
-        """Un-augmented crops ``N x size x size x 3`` (uint8) at corners ``(y0, x0)`` of ``img``."""
+    def crops(self, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int,
+              flags: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Augmented crops ``N x size x size x 3`` (uint8) at corners ``(y0, x0)`` of ``img``,
+        in one gather whose index applies the transform."""
         device = self.flat.device
-        row_bytes = self.row_bytes[img]
-        start = self.offsets[img] + y0 * row_bytes + x0 * 3  # N
-        rows = start.view(-1, 1, 1) + torch.arange(size, device=device).view(1, -1, 1) * row_bytes.view(-1, 1, 1)
-        index = rows + torch.arange(size * 3, device=device).view(1, 1, -1)  # N x size x 3*size
-        return torch.take(self.flat, index).view(-1, size, size, 3)
+        row_bytes = self.row_bytes[img].view(-1, 1, 1, 1)
+        start = (self.offsets[img] + y0 * self.row_bytes[img] + x0 * 3).view(-1, 1, 1, 1)
+        rows, cols = _dihedral_index(flags, size, device)
+        index = start + rows.unsqueeze(-1) * row_bytes + cols.unsqueeze(-1) * 3 + self.channel
+        return torch.take(self.flat, index)
 
     def crops_one_by_one(self, img: list[int], y0: list[int], x0: list[int], size: int,
                          aug: list[int]) -> torch.Tensor:
-        """Augmented crops as float32 ``N x 3 x size x size``, one slice-and-copy per patch."""
-        out = torch.empty((len(img), 3, size, size), dtype=torch.float32, device=self.flat.device)
+        """Augmented crops as float32 ``N x size x size x 3``, one slice-and-copy per patch."""
+        out = torch.empty((len(img), size, size, 3), dtype=torch.float32, device=self.flat.device)
         for k, (i, y, x, a) in enumerate(zip(img, y0, x0, aug, strict=True)):
             patch = self.views[i][y:y + size, x:x + size]
             if a & 4:
@@ -76,8 +86,37 @@ class _Packed:
             dims = [d for d, bit in ((0, 2), (1, 1)) if a & bit]
             if dims:
                 patch = patch.flip(dims)
-            out[k].copy_(patch.permute(2, 0, 1))
+            out[k].copy_(patch)
         return out
+
+
+class PatchStore:
+    """A training set's images packed on one device (HR and the LR images of ``scales``).
+
+    `PatchStore.shared` keeps the last few stores, so that a search worker uploads its training
+    set once (DIV2K x2 is about 8 GB on a GPU) instead of at every trial.
+    """
+
+    _shared: dict[tuple[Any, ...], "PatchStore"] = {}
+    SHARED_STORES = 2
+
+    def __init__(self, data: SRImageSet, scales: Sequence[int], device: torch.device) -> None:
+        self.data = data
+        self.scales = tuple(scales)
+        self.device = torch.device(device)
+        self.hr = _Packed(data.hr, self.device)
+        self.lr = {s: _Packed(data.lr[s], self.device) for s in self.scales}
+
+    @classmethod
+    def shared(cls, data: SRImageSet, scales: Sequence[int], device: torch.device) -> "PatchStore":
+        key = (id(data), tuple(scales), str(torch.device(device)))
+        hit = cls._shared.get(key)
+        if hit is not None and hit.data is data:
+            return hit
+        while len(cls._shared) >= cls.SHARED_STORES:
+            cls._shared.pop(next(iter(cls._shared)))
+        store = cls._shared[key] = cls(data, scales, device)
+        return store
 
 
 class PatchSampler:
@@ -96,8 +135,11 @@ class PatchSampler:
     Images are drawn uniformly (each image equally likely, as the EDSR authors' code), then a
     uniform corner on the LR grid. ``sample()`` returns ``(lr, hr, scale)``: float32 tensors
     ``N x 3 x patch x patch`` and ``N x 3 x patch*scale x patch*scale`` in 0..255, on ``device``.
-    `state_dict` / `load_state_dict` save and restore the generator, so a resumed training draws
-    the same batches as an uninterrupted one.
+    ``channels_last``: return the batches in channels_last memory order (no copy). The packed
+    images come from `PatchStore.shared` unless ``shared_store`` is false.
+    `state_dict` / `load_state_dict` save and restore the generator (at the start of the current
+    block of draws, and the position in it), so a resumed training draws the same batches as an
+    uninterrupted one.
 
     Raises:
         DataError: the set is empty, lacks a scale, or an image is smaller than the patch (the
@@ -105,7 +147,8 @@ class PatchSampler:
     """
 
     def __init__(self, data: SRImageSet, scales: Sequence[int] | int, *, patch: int = 48, batch: int = 16,
-                 augment: bool = True, device: str | torch.device = "cpu", seed: int = 0) -> None:
+                 augment: bool = True, device: str | torch.device = "cpu", seed: int = 0,
+                 channels_last: bool = False, shared_store: bool = True) -> None:
         self.scales = (int(scales),) if isinstance(scales, (int, np.integer)) else tuple(int(s) for s in scales)
         if not self.scales:
             raise ValueError("PatchSampler: scales must not be empty")
@@ -128,37 +171,65 @@ class PatchSampler:
         self.augment = bool(augment)
         self.device = torch.device(device)
         self.seed = int(seed)
+        self.channels_last = bool(channels_last)
         self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        self._hr = _Packed(data.hr, self.device)
-        self._lr = {s: _Packed(data.lr[s], self.device) for s in self.scales}
+        store = (PatchStore.shared if shared_store else PatchStore)(data, self.scales, self.device)
+        self._hr, self._lr = store.hr, store.lr
         self._batched = self.device.type != "cpu"  # see the module docstring
+        self._block_state: torch.Tensor = self._generator.get_state()
+        self._block: dict[str, Any] | None = None
+        self._position = 0
+
+    def _draw_block(self) -> None:
+        """The random numbers of the next `DRAW_BLOCK` minibatches (one generator sequence)."""
+        g, n, p, k = self._generator, self.batch, self.patch, DRAW_BLOCK
+        self._block_state = g.get_state()
+        scale_pick = torch.randint(len(self.scales), (k,), generator=g)
+        img = torch.randint(self.num_images, (k, n), generator=g)
+        fy = torch.rand(k, n, generator=g, dtype=torch.float64)
+        fx = torch.rand(k, n, generator=g, dtype=torch.float64)
+        aug = torch.randint(8, (k, n), generator=g) if self.augment else torch.zeros(k, n, dtype=torch.int64)
+        y0 = torch.empty(k, n, dtype=torch.int64)
+        x0 = torch.empty(k, n, dtype=torch.int64)
+        for s_index, s in enumerate(self.scales):
+            rows = scale_pick == s_index
+            store = self._lr[s]
+            room_y = store.heights[img[rows]] - p + 1
+            room_x = store.widths[img[rows]] - p + 1
+            y0[rows] = (fy[rows] * room_y).long().clamp_(max=room_y - 1)
+            x0[rows] = (fx[rows] * room_x).long().clamp_(max=room_x - 1)
+        block: dict[str, Any] = {"scale": scale_pick.tolist(), "img": img, "y0": y0, "x0": x0, "aug": aug}
+        if self._batched:  # one copy to the device for the whole block
+            packed = torch.stack([img, y0, x0, aug]).to(self.device, non_blocking=True)
+            block["device"] = packed
+        self._block = block
+        self._position = 0
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One minibatch ``(lr, hr, scale)`` (see the class docstring)."""
-        g, n, p = self._generator, self.batch, self.patch
-        scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))] if len(self.scales) > 1 else self.scales[0]
+        if self._block is None or self._position >= DRAW_BLOCK:
+            self._draw_block()
+        assert self._block is not None
+        b, k, p = self._block, self._position, self.patch
+        self._position += 1
+        scale = self.scales[b["scale"][k]]
         lr_store = self._lr[scale]
-        img = torch.randint(self.num_images, (n,), generator=g)
-        room_y = lr_store.heights[img] - p + 1
-        room_x = lr_store.widths[img] - p + 1
-        y0 = (torch.rand(n, generator=g, dtype=torch.float64) * room_y).long().clamp_(max=room_y - 1)
-        x0 = (torch.rand(n, generator=g, dtype=torch.float64) * room_x).long().clamp_(max=room_x - 1)
-        aug = torch.randint(8, (n,), generator=g) if self.augment else torch.zeros(n, dtype=torch.int64)
         if not self._batched:
-            i, y, x, a = img.tolist(), y0.tolist(), x0.tolist(), aug.tolist()
+            i, y, x, a = b["img"][k].tolist(), b["y0"][k].tolist(), b["x0"][k].tolist(), b["aug"][k].tolist()
             ys, xs = [v * scale for v in y], [v * scale for v in x]
-            return (lr_store.crops_one_by_one(i, y, x, p, a),
-                    self._hr.crops_one_by_one(i, ys, xs, p * scale, a), scale)
-        img, y0, x0, aug = (t.to(self.device, non_blocking=True) for t in (img, y0, x0, aug))
-        masks = ((aug & 1).bool(), (aug & 2).bool(), (aug & 4).bool())
-        lr = _dihedral(lr_store.crops(img, y0, x0, p), *masks)
-        hr = _dihedral(self._hr.crops(img, y0 * scale, x0 * scale, p * scale), *masks)
-        return self._to_float(lr), self._to_float(hr), scale
+            lr = lr_store.crops_one_by_one(i, y, x, p, a)
+            hr = self._hr.crops_one_by_one(i, ys, xs, p * scale, a)
+            return self._layout(lr), self._layout(hr), scale
+        img, y0, x0, aug = b["device"][:, k]
+        flags = ((aug & 1).bool(), (aug & 2).bool(), (aug & 4).bool())
+        lr = lr_store.crops(img, y0, x0, p, flags).to(torch.float32)
+        hr = self._hr.crops(img, y0 * scale, x0 * scale, p * scale, flags).to(torch.float32)
+        return self._layout(lr), self._layout(hr), scale
 
-    @staticmethod
-    def _to_float(x: torch.Tensor) -> torch.Tensor:
-        # N x P x P x 3 uint8 -> contiguous N x 3 x P x P float32 in one copy.
-        return x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        # N x P x P x 3 float -> N x 3 x P x P: channels_last as it is, or one copy to contiguous.
+        x = x.permute(0, 3, 1, 2)
+        return x if self.channels_last else x.contiguous()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """Endless minibatches (``sample()`` in a loop)."""
@@ -168,7 +239,8 @@ class PatchSampler:
     def state_dict(self) -> dict[str, Any]:
         """The generator state and the settings it depends on (for checkpoints)."""
         return {
-            "generator": self._generator.get_state(),
+            "generator": self._block_state if self._block is not None else self._generator.get_state(),
+            "position": self._position if self._block is not None else 0,
             "scales": list(self.scales),
             "patch": self.patch,
             "batch": self.batch,
@@ -193,3 +265,8 @@ class PatchSampler:
         if "generator" not in state:
             raise ValueError("PatchSampler state lacks 'generator'")
         self._generator.set_state(state["generator"])
+        self._block = None
+        position = int(state.get("position", 0))
+        if position:  # the block that was being drawn from, at the same minibatch
+            self._draw_block()
+            self._position = position

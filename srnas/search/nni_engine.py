@@ -389,11 +389,11 @@ class NNIEngine:
         import nni.runtime.log as nni_log
 
         session.fail_stale()
-        left = session.budget_left()
-        if left == 0:
-            console.print(f"study [bold]{session.name}[/bold] already holds {session.counts().finished} "
-                          f"finished trials (budget {session.settings.budget}); nothing to do")
+        done = session.already_done_note()
+        if done is not None:
+            console.print(done)
             return
+        left = session.budget_left()
         # NNI logs to stdout by default; its log file (~/nni-experiments/<id>/log) keeps everything.
         stdout_handler = nni_log._handlers.get("_stdout_")
         nni_log.silence_stdout()

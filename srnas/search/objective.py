@@ -4,7 +4,6 @@ validation PSNR (protocol named) -> trial values and user attributes."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import socket
 import tempfile
@@ -115,20 +114,28 @@ class Objective:
         result = trainer.fit()
         final = result.final
         attrs.update({
-            "psnr": float(final["psnr"]), "ssim": float(final.get("ssim", math.nan)),
+            "psnr": float(final["psnr"]),
+            # Proxies rank by PSNR; SSIM is scored in full trainings (None here).
+            "ssim": None if final.get("ssim") is None else float(final["ssim"]),
             "protocol": final["protocol"], "bicubic_psnr": float(result.bicubic_psnr),
             "psnr_curve": [[int(s), float(p)] for s, p in result.psnr_curve],
             "wall_time_s": round(time.perf_counter() - t0, 3), "device": str(result.device),
             "seed": trial_seed, "updates": int(result.updates),
             "host": socket.gethostname(),
+            "time_split": dict(result.time_split),
         })
+        if result.graph_failure:
+            attrs["graph_failure"] = result.graph_failure
         if "latency" in self.objectives:
             from srnas.arch.cost import measure_latency
 
             attrs["latency_ms"] = round(measure_latency(result.model, self.latency_lr_size,
                                                         scale=cfg.scale, device=self.device), 3)
         values = tuple(self._value(name, attrs) for name in self.objectives)
+        t1 = time.perf_counter()
         png = self._sample_image(result.model, cfg)
+        # The sample image is one more evaluation forward pass: its time counts as validation.
+        attrs["time_split"]["validate"] = round(attrs["time_split"]["validate"] + time.perf_counter() - t1, 4)
         return Evaluation(cfg, attrs, values, violations, png)
 
     @staticmethod

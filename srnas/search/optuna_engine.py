@@ -174,11 +174,9 @@ class OptunaEngine:
         if session.repaired:
             console.print(f"repaired {len(session.repaired)} trials recorded PRUNED at their last evaluation by an "
                           f"older srnas (trials {', '.join(map(str, session.repaired))}): added as COMPLETE copies")
-        if session.budget_left() == 0:
-            counts = session.counts()
-            console.print(f"study {session.name!r} already holds {counts.finished} distinct architectures "
-                          f"(budget {settings.budget}): nothing to do; pass --budget N with N > {counts.finished} "
-                          "to extend it" if not session.exhausted(counts) else session.end_note())
+        done = session.already_done_note()
+        if done is not None:
+            console.print(done)
             return
         monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
         procs: list[subprocess.Popen[bytes]] = []

@@ -267,6 +267,17 @@ class Session:
                     f"{trained} (budget {self.settings.budget})")
         return f"stopped before the budget: {trained} of {self.settings.budget}; re-run the same command to continue"
 
+    def already_done_note(self) -> str | None:
+        """The line to print instead of searching when nothing is left to do (None: go on)."""
+        counts = self.counts()
+        if self.budget_left(counts) > 0:
+            return None
+        if self.exhausted(counts) and counts.finished < self.settings.budget:
+            return self.end_note()
+        return (f"study {self.name!r} already holds {counts.finished} distinct architectures "
+                f"(budget {self.settings.budget}): nothing to do; pass --budget N with N > {counts.finished} "
+                "to extend it")
+
     def repair(self) -> list[int]:
         """Add a COMPLETE copy of every net recorded PRUNED at its last evaluation (older srnas
         pruned there too); returns the numbers of the trials repaired. The copies count nothing:

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             raise ConfigError(f"device {device!r} unknown; allowed: auto, cpu, cuda, cuda:N, mps") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(dev)!r} requested but CUDA is not available here; use --device cpu")
+            raise ConfigError(f"device {str(dev)!r} requested but CUDA is not available here (no GPU, or a "
+                              "CPU build of PyTorch); use cpu or auto")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {str(dev)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
         if dev.index is None:
@@ -132,9 +134,10 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
     if precision == "bf16":
         if not cuda:
             raise ConfigError(f"precision 'bf16' is supported on CUDA only, not on {dev.type}; use fp32 or auto")
-        if not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"precision 'bf16': {torch.cuda.get_device_name(dev)} does not support bfloat16; use fp32")
-    use_bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+        if not native_bf16(dev):
+            raise ConfigError(f"precision 'bf16': {torch.cuda.get_device_name(dev)} has no native bfloat16 "
+                              "(compute capability 8.0 or newer); use fp32")
+    use_bf16 = precision == "bf16" or (precision == "auto" and cuda and native_bf16(dev))
     if channels_last is None:
         channels_last = _env_flag("SRNAS_CHANNELS_LAST")
     if channels_last is None:
@@ -151,6 +154,46 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
         cudnn_benchmark=cuda,
         threads=(threads or cpu_count()) if dev.type == "cpu" else None,
     )
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the CUDA card computes bf16 natively (compute capability >= 8.0: Ampere and
+    newer); older cards emulate it (`torch.cuda.is_bf16_supported` says yes there too) slowly."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+@contextlib.contextmanager
+def exact_fp32(policy: DevicePolicy) -> Iterator[None]:
+    """Validation and metrics in plain fp32: no TF32 tensor cores, no cuDNN autotuning (whose
+    algorithm choice may change the numbers between runs); the training settings come back after."""
+    if policy.device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = saved
+
+
+def bind_device(device: str) -> tuple[dict[str, str], str]:
+    """Environment and device name for a worker process bound to ``device``: ``cuda:3`` ->
+    (``{"CUDA_VISIBLE_DEVICES": "3"}``, ``"cuda:0"``): the worker sees its GPU only, so every
+    allocation, stream and graph capture lands there. Other devices pass through unchanged."""
+    name = str(device).strip().lower()
+    if name.startswith("cuda:") and name[5:].isdigit():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        index = int(name[5:])
+        if visible:  # already restricted: index into the visible list
+            ids = [v.strip() for v in visible.split(",") if v.strip()]
+            if index < len(ids):
+                return {"CUDA_VISIBLE_DEVICES": ids[index]}, "cuda:0"
+        return {"CUDA_VISIBLE_DEVICES": str(index)}, "cuda:0"
+    return {}, str(device)
 
 
 def apply_policy(policy: DevicePolicy) -> None:
@@ -191,15 +234,20 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` returned."""
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors; a checkpoint mapped to another device gets them back.
+    torch.set_rng_state(_cpu_bytes(state["torch"]))
     np_state = state["numpy"]
     np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["cached_gaussian"]))
     random.setstate(_python_state_from_safe(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
+        cuda_states = [_cpu_bytes(t) for t in state["cuda"]]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _cpu_bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.uint8)
 
 
 def _python_state_to_safe(state: tuple[Any, ...]) -> dict[str, Any]:

@@ -186,7 +186,8 @@ def quantize(sr: torch.Tensor) -> np.ndarray:
         if sr.shape[0] != 1:
             raise ValueError("quantize expects one image")
         sr = sr[0]
-    return sr.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    # MATLAB's round (half away from zero; torch.round rounds half to even), as srnas.metrics.
+    return torch.floor(sr.clamp(0, 255) + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -329,3 +330,106 @@ def evaluate_bicubic(dataset: "SRImageSet", *, scale: int, protocol: str | None 
         psnr, ssim = _score(up, hr, scale, protocol, with_ssim)
         rows.append(ImageScore(name=name, psnr=psnr, ssim=ssim))
     return _finish(dataset, scale, protocol, False, rows, started, "bicubic")
+
+
+# ---- repeated proxy scoring on the device ---------------------------------------------------------
+
+#: Validation sets held on a device, by (set, scale, images, protocol, device); a search worker
+#: scores many networks on the same images and pays for the upload and the references once.
+_SCORERS: dict[tuple[Any, ...], "DeviceScorer"] = {}
+#: Bicubic baselines by (set, scale, images, protocol): the same for every network.
+_BICUBIC: dict[tuple[Any, ...], tuple["SRImageSet", float]] = {}
+_CACHE_SIZE = 8
+
+
+def _remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> Any:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
+
+
+def bicubic_psnr(dataset: "SRImageSet", *, scale: int, max_images: int | None = None,
+                 protocol: str | None = None) -> float:
+    """Mean bicubic PSNR of `evaluate_bicubic`, computed once per set, scale and image count."""
+    protocol = protocol or dataset.protocol
+    key = (id(dataset), scale, max_images, protocol)
+    hit = _BICUBIC.get(key)
+    if hit is not None and hit[0] is dataset:
+        return hit[1]
+    value = evaluate_bicubic(dataset, scale=scale, protocol=protocol, max_images=max_images, with_ssim=False).psnr
+    _remember(_BICUBIC, key, (dataset, value))
+    return value
+
+
+class DeviceScorer:
+    """PSNR of a model on one validation set at one scale, computed on the model's device.
+
+    The LR images go to the device once and the HR references are prepared once (8-bit,
+    BT.601 Y or RGB by protocol, border crop), so each scoring is one forward pass per image and
+    a few reductions; the numbers are those of `srnas.metrics.psnr` (float64 arithmetic).
+    Use `DeviceScorer.shared` to reuse one across trainings.
+    """
+
+    def __init__(self, dataset: "SRImageSet", *, scale: int, device: torch.device,
+                 max_images: int | None = None, protocol: str | None = None) -> None:
+        from srnas import metrics
+
+        self.dataset, self.scale, self.device = dataset, int(scale), torch.device(device)
+        self.protocol = metrics.check_protocol(protocol or dataset.protocol)
+        self.crop = metrics.border_crop(self.scale, self.protocol)
+        self.indices = _select(dataset, max_images)
+        lrs = lr_images(dataset, scale)
+        # float64 where the device has it (MPS does not): exact agreement with the CPU metrics.
+        self.dtype = torch.float64 if self.device.type != "mps" else torch.float32
+        self.lr: list[torch.Tensor] = []
+        self.ref: list[torch.Tensor] = []
+        self.names: list[str] = []
+        for i in self.indices:
+            name = dataset.names[i]
+            hr = _matching_hr(dataset.hr[i], lrs[i], scale, name, dataset.name)
+            self.lr.append(_to_tensor(lrs[i]).to(self.device))
+            self.ref.append(self._prepare(torch.from_numpy(np.array(hr, copy=True)).permute(2, 0, 1).to(self.device)))
+            self.names.append(name)
+
+    @classmethod
+    def shared(cls, dataset: "SRImageSet", *, scale: int, device: torch.device,
+               max_images: int | None = None, protocol: str | None = None) -> "DeviceScorer":
+        key = (id(dataset), int(scale), max_images, protocol or dataset.protocol, str(device))
+        hit = _SCORERS.get(key)
+        if hit is not None and hit.dataset is dataset:
+            return hit
+        return _remember(_SCORERS, key, cls(dataset, scale=scale, device=device, max_images=max_images,
+                                            protocol=protocol))
+
+    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+        """C x H x W 0..255 -> the scored region (quantised; Y under "benchmark"), float64."""
+        from srnas import metrics
+
+        x = metrics.quantize(img.to(self.dtype))
+        if self.protocol == "benchmark" and x.shape[0] == 3:
+            x = metrics.rgb_to_y(x)[None]
+        c = self.crop
+        h, w = x.shape[-2:]
+        if h <= 2 * c or w <= 2 * c:
+            raise DataError(f"image of {h}x{w} is too small for a border crop of {c} px ({self.protocol} protocol, x{self.scale})")
+        return x[..., c:h - c, c:w - c]
+
+    @torch.no_grad()
+    def score(self, model: nn.Module) -> EvalResult:
+        """Mean PSNR over the images (the model runs in eval mode, restored afterwards)."""
+        was_training = model.training
+        model.eval()
+        started = time.perf_counter()
+        rows = []
+        try:
+            for name, lr, ref in zip(self.names, self.lr, self.ref, strict=True):
+                sr = self._prepare(model(lr, scale=self.scale)[0].float())
+                mse = torch.mean((sr - ref) ** 2)
+                rows.append((name, mse))
+        finally:
+            model.train(was_training)
+        values = torch.stack([m for _, m in rows]).tolist()  # one device sync for all images
+        scores = [ImageScore(name=name, psnr=math.inf if v == 0 else 10.0 * math.log10(255.0 ** 2 / v), ssim=None)
+                  for (name, _), v in zip(rows, values)]
+        return _finish(self.dataset, self.scale, self.protocol, False, scores, started, "model")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -29,9 +30,11 @@ from srnas.arch.networks import build_model
 from srnas.errors import ConfigError, TrainingError
 from srnas.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from srnas.train.device import (
-    DevicePolicy, apply_policy, memory_format, policy_for, rng_state, seed_everything, set_rng_state,
+    DevicePolicy, apply_policy, exact_fp32, memory_format, policy_for, rng_state, seed_everything,
+    set_rng_state,
 )
-from srnas.train.evaluate import evaluate_bicubic, evaluate_model, lr_images
+from srnas.train.graphs import CudaGraphs, GraphBackend, StaticStep
+from srnas.train.evaluate import DeviceScorer, bicubic_psnr, evaluate_model, lr_images
 from srnas.train.schedules import PaperSchedule, ProxySchedule, Schedule, schedule_from_dict
 
 if TYPE_CHECKING:
@@ -79,6 +82,10 @@ class TrainResult:
     arch_id: str = ""
     precision: str = "fp32"
     loss_curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    #: Why whole-step graphs were turned off during the run (None: they ran, or were not used).
+    graph_failure: str | None = None
+    #: Seconds spent preparing (model, optimiser, data on the device), training and validating.
+    time_split: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def fidelity_id(self) -> str:
@@ -91,18 +98,8 @@ class TrainResult:
             "psnr_curve": [list(p) for p in self.psnr_curve], "loss_curve": [list(p) for p in self.loss_curve],
             "updates": self.updates, "wall_time_s": self.wall_time_s, "device": self.device,
             "precision": self.precision, "seed": self.seed, "schedule": self.schedule,
+            "graph_failure": self.graph_failure, "time_split": self.time_split,
         }
-
-
-class _GraphEntry:
-    """One captured training step (per scale and input shape)."""
-
-    def __init__(self) -> None:
-        self.warm = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.lr: torch.Tensor | None = None
-        self.hr: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
 
 
 class Trainer:
@@ -119,6 +116,14 @@ class Trainer:
     (the paper's x3/x4-from-x2 recipe). ``on_eval(update, psnr)`` is called at every evaluation
     point; whatever it raises (e.g. ``optuna.TrialPruned``) propagates unchanged.
     ``progress(TrainProgress)`` is called after every loss check (every update on CPU).
+
+    ``ssim``: score SSIM at the last evaluation (default: for paper schedules only; proxies are
+    ranked by PSNR, and SSIM costs more than the rest of a short validation). A paper schedule's
+    last evaluation scores the whole validation set; earlier ones its ``val_images``.
+    ``graph_backend``: the whole-step graphs to use (default `CudaGraphs` when the policy turns
+    them on; `RecordedGraphs` runs the same control flow on the CPU). ``compile``: a
+    ``torch.compile`` backend (``inductor``, ``inductor:reduce-overhead``, ``eager`` ...) for the
+    forward pass instead of the hand-made graphs (`SRNAS_COMPILE` sets the default).
     """
 
     def __init__(self, config: ArchConfig, train_data: "SRImageSet",
@@ -129,7 +134,8 @@ class Trainer:
                  on_eval: Callable[[int, float], None] | None = None,
                  progress: Callable[[TrainProgress], None] | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, ssim: bool | None = None,
+                 graph_backend: GraphBackend | None = None, compile: str | None = None) -> None:
         if not isinstance(config, ArchConfig):
             raise ConfigError(f"Trainer needs an ArchConfig, got {type(config).__name__}")
         self.config = config
@@ -151,6 +157,13 @@ class Trainer:
         self.on_eval = on_eval
         self.progress = progress
         self.check_every = CUDA_CHECK_EVERY if self.policy.device.type == "cuda" else 1
+        self.ssim = self.schedule.kind == "paper" if ssim is None else bool(ssim)
+        self.compile = compile if compile is not None else (os.environ.get("SRNAS_COMPILE") or None)
+        self._graph_backend_arg = graph_backend
+        self.graphs: GraphBackend | None = None
+        self._forward_fn: Callable[..., torch.Tensor] | None = None
+        #: Seconds of this run spent preparing, training (updates, loss checks, checkpoints) and validating.
+        self.time_split = {"prepare": 0.0, "train": 0.0, "validate": 0.0}
 
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -159,15 +172,13 @@ class Trainer:
         self.psnr_curve: list[tuple[int, float]] = []
         self.loss_curve: list[tuple[int, float]] = []
         self.wall_time_before = 0.0
-        self._graphs: dict[tuple[Any, ...], _GraphEntry] | None = None
-        self._graph_stream: torch.cuda.Stream | None = None
+        self._graphs: dict[tuple[Any, ...], StaticStep] | None = None
         self._pending: list[torch.Tensor] = []
         self._window: list[float] = []
-        self._bicubic: dict[int, float] | None = None
         self._lr_now = self.schedule.lr_at(0)
         self._last_loss = float("nan")
         self._t0: float | None = None
-        #: Why CUDA graphs were turned off for this run (None while they work or were not asked for).
+        #: Why graphs were turned off for this run (None while they work or were not asked for).
         self.graph_failure: str | None = None
 
     # ---- set-up ---------------------------------------------------------------------------------
@@ -184,6 +195,7 @@ class Trainer:
         """
         from srnas.data import PatchSampler
 
+        started = time.perf_counter()
         apply_policy(self.policy)
         for s, val in self.val_sets.items():  # fail before training, not at the first evaluation
             lr_images(val, s)
@@ -192,24 +204,42 @@ class Trainer:
         if self.init_weights is not None:
             _load_init(model, self.init_weights)
         self.model = model.to(self.device, memory_format=memory_format(self.policy)).train()
+        self._forward_fn = self._compiled(self.model) if self.compile else self.model
+        self.graphs = None
+        if not self.compile:
+            self.graphs = self._graph_backend_arg or (CudaGraphs(self.device) if self.policy.cuda_graphs else None)
+        self._graphs = {} if self.graphs is not None else None
         self.optimizer = self._make_optimizer(self.model)
+        # The packed training images stay on the device for the next run on the same data.
         self.sampler = PatchSampler(self.train_data, self.config.scales, patch=self.schedule.patch,
                                     batch=self.schedule.batch, augment=self.schedule.augment,
-                                    device=str(self.device), seed=self.seed)
-        self._graphs = {} if self.policy.cuda_graphs else None
+                                    device=str(self.device), seed=self.seed,
+                                    channels_last=self.policy.channels_last)
         self.update, self.psnr_curve, self.loss_curve, self.wall_time_before = 0, [], [], 0.0
         self._pending, self._window = [], []
         if resume and self.checkpoint_path is not None and self.checkpoint_path.is_file():
-            self._restore(load_checkpoint(self.checkpoint_path, map_location=self.device))
+            # To the CPU first: RNG states must stay CPU byte tensors; the model and optimiser
+            # states move to their parameters' device as they load.
+            self._restore(load_checkpoint(self.checkpoint_path, map_location="cpu"))
+        self.time_split["prepare"] += time.perf_counter() - started
         return self.update
+
+    def _compiled(self, model: nn.Module) -> Callable[..., torch.Tensor]:
+        """``torch.compile`` of the forward pass (``BACKEND[:MODE]``), after a dynamo reset so
+        that graphs of the previous architecture are not kept."""
+        import torch._dynamo
+
+        backend, _, mode = str(self.compile).partition(":")
+        torch._dynamo.reset()
+        return torch.compile(model, backend=backend or "inductor", mode=mode or None, dynamic=False)
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
         kwargs: dict[str, Any] = {"betas": self.schedule.betas, "eps": self.schedule.eps}
-        if self.policy.cuda_graphs:
+        if self.graphs is not None:
             # A captured Adam step needs its state on the device and the lr as a device tensor.
             return torch.optim.Adam(params, lr=torch.tensor(self._lr_now, device=self.device),
-                                    capturable=True, foreach=True, **kwargs)
+                                    capturable=True, fused=True, **kwargs)
         # The fused kernels are the fastest Adam on CUDA and on CPU (3x the per-tensor loop there)
         # and just as deterministic.
         return torch.optim.Adam(params, lr=self._lr_now, fused=self.device.type in ("cuda", "cpu"), **kwargs)
@@ -304,73 +334,91 @@ class Trainer:
         if self.model is None:
             raise TrainingError("Trainer.step before Trainer.prepare")
         if self.policy.channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
+            lr = lr.contiguous(memory_format=torch.channels_last)  # a no-op for the sampler's batches
         if self._graphs is not None:
             return self._graphed_step(lr, hr, scale)
         return self._eager_step(lr, hr, scale)
 
     def _loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        sr = sr.float()  # bf16 outputs in 0..255 are coarse: compute the loss in fp32
+        sr = sr.float()  # the output stage is fp32 already; a compiled forward may differ
         return F.l1_loss(sr, hr) if self.schedule.loss == "l1" else F.mse_loss(sr, hr)
+
+    def _forward(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        assert self._forward_fn is not None
+        return self._forward_fn(lr, scale=scale)
 
     def _eager_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int, *, cache_enabled: bool = True) -> torch.Tensor:
         assert self.model is not None and self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
         with self.policy.autocast(cache_enabled=cache_enabled):
-            sr = self.model(lr, scale=scale)
+            sr = self._forward(lr, scale)
         loss = self._loss(sr, hr)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
     def _graphed_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
-        assert self._graphs is not None
+        assert self._graphs is not None and self.graphs is not None
         key = (scale, tuple(lr.shape), tuple(hr.shape))
-        entry = self._graphs.setdefault(key, _GraphEntry())
+        entry = self._graphs.setdefault(key, StaticStep())
         if entry.graph is None:
             if entry.warm < CUDA_GRAPH_WARMUP:
                 entry.warm += 1
-                return self._side_stream_step(lr, hr, scale)
+                with self.graphs.side_stream():  # warm-up before a capture, as CUDA requires
+                    loss = self._eager_step(lr, hr, scale, cache_enabled=False)
+                return loss
             try:
                 self._capture(entry, lr, hr, scale)
-            except Exception as exc:  # a model with an uncapturable op: fall back to eager steps
-                self._graphs = None
-                self.graph_failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                warnings.warn(f"CUDA graphs turned off for this run ({self.graph_failure}); training goes on eagerly",
-                              RuntimeWarning, stacklevel=2)
-                torch.cuda.synchronize(self.device)
-                return self._eager_step(lr, hr, scale)
-        assert entry.graph is not None and entry.lr is not None and entry.hr is not None and entry.loss is not None
+            except Exception as exc:  # a model with an uncapturable op: eager from now on
+                return self._graphs_off(exc, lr, hr, scale)
+        assert entry.lr is not None and entry.hr is not None
         entry.lr.copy_(lr)
         entry.hr.copy_(hr)
-        entry.graph.replay()
+        probe = None if entry.checked else self._probe()
+        self.graphs.replay(entry.graph)
+        if probe is not None:
+            entry.checked = True
+            param, before = probe
+            if torch.equal(param.detach(), before):  # a replay that trains nothing must not pass for training
+                return self._graphs_off(TrainingError("a graph replay left the parameters unchanged"), lr, hr, scale)
+        assert entry.loss is not None
         return entry.loss.clone()
 
-    def _side_stream_step(self, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
-        # Warm-up steps before a capture run on a side stream (as torch.cuda.graphs requires).
-        if self._graph_stream is None:
-            self._graph_stream = torch.cuda.Stream(self.device)
-        main = torch.cuda.current_stream(self.device)
-        self._graph_stream.wait_stream(main)
-        with torch.cuda.stream(self._graph_stream):
-            loss = self._eager_step(lr, hr, scale, cache_enabled=False)
-        main.wait_stream(self._graph_stream)
-        return loss
+    def _probe(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A parameter and its value now, to check that the first replay of a graph trains."""
+        assert self.model is not None
+        for p in self.model.parameters():
+            if p.requires_grad:
+                return p, p.detach().clone()
+        return None
 
-    def _capture(self, entry: _GraphEntry, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
-        assert self.model is not None and self.optimizer is not None
-        entry.lr = torch.empty_like(lr).copy_(lr)
-        entry.hr = torch.empty_like(hr).copy_(hr)
-        torch.cuda.synchronize(self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+    def _capture(self, entry: StaticStep, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
+        assert self.model is not None and self.optimizer is not None and self.graphs is not None
+        entry.lr = lr.clone()
+        entry.hr = hr.clone()
+
+        def step() -> None:
+            # Gradients are set to None first, so that backward writes (not adds) them.
+            self.optimizer.zero_grad(set_to_none=True)
             with self.policy.autocast(cache_enabled=False):
-                sr = self.model(entry.lr, scale=scale)
-            entry.loss = self._loss(sr, entry.hr)
-            entry.loss.backward()
+                sr = self._forward(entry.lr, scale)
+            loss = self._loss(sr, entry.hr)
+            loss.backward()
             self.optimizer.step()
-        entry.graph = graph  # capturing does not run the step: the caller replays it now
+            entry.loss = loss.detach()
+
+        entry.graph = self.graphs.capture(step)  # capturing does not run the step: it is replayed now
+
+    def _graphs_off(self, exc: Exception, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        """Turn graphs off for the rest of the run (resources released, reason recorded) and
+        take this step eagerly."""
+        assert self.graphs is not None
+        self.graph_failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.graphs.reset()
+        self.graphs, self._graphs = None, None
+        warnings.warn(f"graphs turned off for this run ({self.graph_failure}); training goes on eagerly",
+                      RuntimeWarning, stacklevel=3)
+        return self._eager_step(lr, hr, scale)
 
     def update_once(self) -> torch.Tensor:
         """One scheduled update as `fit` does it: set the lr, draw a batch, step, check the loss.
@@ -411,27 +459,34 @@ class Trainer:
 
     # ---- validation -----------------------------------------------------------------------------
 
-    def bicubic_scores(self) -> dict[int, float]:
-        """Bicubic PSNR per scale on the validation images used for scoring (cached)."""
-        if self._bicubic is None:
-            self._bicubic = {
-                s: evaluate_bicubic(val, scale=s, max_images=self.schedule.val_images, with_ssim=False).psnr
-                for s, val in self.val_sets.items()
-            }
-        return self._bicubic
+    def bicubic_scores(self, max_images: int | None = None) -> dict[int, float]:
+        """Bicubic PSNR per scale on the validation images used for scoring (computed once per
+        set, scale and image count, for every run of this process)."""
+        return {s: bicubic_psnr(val, scale=s, max_images=max_images) for s, val in self.val_sets.items()}
 
-    def validate(self, *, with_ssim: bool = True) -> dict[str, Any]:
-        """Score the current model on the validation set (every scale; PSNR/SSIM are the mean)."""
+    def validate(self, *, with_ssim: bool = True, final: bool = False) -> dict[str, Any]:
+        """Score the current model on the validation set (every scale; PSNR/SSIM are the mean).
+
+        Scores the schedule's ``val_images`` (a paper schedule's ``final`` evaluation: the
+        whole set), in plain fp32. PSNR alone is computed on the device (`DeviceScorer`); with
+        SSIM the images come back to the CPU metrics.
+        """
         assert self.model is not None
+        started = time.perf_counter()
+        images = None if (final and self.schedule.kind == "paper") else self.schedule.val_images
         per_scale: dict[str, dict[str, Any]] = {}
-        bicubic = self.bicubic_scores()
-        for s, val in self.val_sets.items():
-            res = evaluate_model(self.model, val, scale=s, max_images=self.schedule.val_images,
-                                 with_ssim=with_ssim)
-            per_scale[str(s)] = {"psnr": res.psnr, "ssim": res.ssim, "bicubic_psnr": bicubic[s]}
+        bicubic = self.bicubic_scores(images)
+        with exact_fp32(self.policy):
+            for s, val in self.val_sets.items():
+                if with_ssim:
+                    res = evaluate_model(self.model, val, scale=s, max_images=images, with_ssim=True)
+                else:
+                    res = DeviceScorer.shared(val, scale=s, device=self.device, max_images=images).score(self.model)
+                per_scale[str(s)] = {"psnr": res.psnr, "ssim": res.ssim, "bicubic_psnr": bicubic[s]}
         psnrs = [v["psnr"] for v in per_scale.values()]
         ssims = [v["ssim"] for v in per_scale.values()]
         scales = list(self.config.scales)
+        self.time_split["validate"] += time.perf_counter() - started
         return {
             "psnr": float(sum(psnrs) / len(psnrs)),
             "ssim": float(sum(ssims) / len(ssims)) if all(v is not None for v in ssims) else None,
@@ -441,7 +496,7 @@ class Trainer:
             "per_scale": per_scale,
             "bicubic_psnr": float(sum(bicubic.values()) / len(bicubic)),
             "val_set": self.val_data.name,
-            "val_images": min(len(self.val_data.hr), self.schedule.val_images or len(self.val_data.hr)),
+            "val_images": min(len(self.val_data.hr), images or len(self.val_data.hr)),
         }
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -468,7 +523,8 @@ class Trainer:
                 self._flush_losses()
                 self.loss_curve.append((self.update, sum(self._window) / max(len(self._window), 1)))
                 self._window = []
-                scores = self.validate(with_ssim=self.update == total)
+                last = self.update == total
+                scores = self.validate(with_ssim=last and self.ssim, final=last)
                 if self.update == total:
                     final = scores
                 last_psnr = scores["psnr"]
@@ -485,14 +541,16 @@ class Trainer:
                                             lr=self._lr_now, last_psnr=last_psnr, elapsed_s=elapsed, eta_s=eta))
         self._flush_losses()
         if final is None:  # resumed after the last update, or nothing to train
-            final = self.validate(with_ssim=True)
+            final = self.validate(with_ssim=self.ssim, final=True)
         wall = self.wall_time_before + self._session_time()
+        self.time_split["train"] = max(0.0, self._session_time() - self.time_split["validate"])
         model = self.model.to(memory_format=torch.contiguous_format).eval()
         return TrainResult(
             psnr_curve=list(self.psnr_curve), final=final, bicubic_psnr=final["bicubic_psnr"],
             updates=self.update, wall_time_s=wall, device=str(self.device), model=model, seed=self.seed,
             schedule=self.schedule.to_dict(), arch_id=self.config.arch_id, precision=self.policy.precision,
-            loss_curve=list(self.loss_curve),
+            loss_curve=list(self.loss_curve), graph_failure=self.graph_failure,
+            time_split={k: round(v, 4) for k, v in self.time_split.items()},
         )
 
 
