@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from srnas.arch.config import ArchConfig
 from srnas.arch.cost import cost_of
 from srnas.errors import ConfigError
+from srnas.yamlio import load_yaml_file
 
 TOP_KEYS = ("name", "description", "family", "scales", "proxy", "parameters", "constraints", "presets")
 KERNEL_MODES = ("global", "stage", "block")
@@ -86,35 +87,6 @@ class FixedChooser:
         if value not in choices:
             raise ValueError(f"{name}={value!r} not among {list(choices)}")
         return value
-
-
-# ---- YAML with line numbers -------------------------------------------------------------
-
-
-def _load_yaml_with_lines(text: str, source: str) -> tuple[Any, dict[str, int]]:
-    """Parse YAML; also return a map from dotted key path to its 1-based line."""
-    import yaml
-
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
-    lines: dict[str, int] = {}
-
-    def walk(n: Any, path: str) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                key = f"{path}.{k.value}" if path else str(k.value)
-                lines[key] = k.start_mark.line + 1
-                walk(v, key)
-
-    if node is not None:
-        walk(node, "")
-    return data, lines
 
 
 # ---- costs and constraints ----------------------------------------------------------------
@@ -327,11 +299,8 @@ class SearchSpace:
             else:
                 raise ConfigError(f"unknown search space {str(name_or_path)!r}; shipped spaces: "
                                   f"{', '.join(available_spaces())} (or give a YAML file)")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: cannot read search-space file ({exc})") from None
-        data, lines = _load_yaml_with_lines(text, str(p))
+        # Bounded YAML: no anchors/aliases, size and depth capped, errors with FILE:LINE.
+        data, lines = load_yaml_file(p, what="search-space file")
         return cls.from_dict(data, source=str(p), lines=lines)
 
     @classmethod
@@ -673,6 +642,34 @@ class SearchSpace:
                 values[dim.name] = (choice,) * values.get("n_resblocks", 1) if dim.per_block else choice
             out.append(self._config(values))
         return out
+
+    def cheapest(self, cost: Callable[[ArchConfig], float]) -> ArchConfig:
+        """The config of least ``cost`` (parameters, Mult-Adds, training memory): numeric
+        dimensions at their minimum, then each other dimension (block type, skip, activation)
+        at its cheapest choice, one dimension at a time. Exact for costs that grow with every
+        numeric field and add up over blocks, as the cost model's do; constraints ignored."""
+        values: dict[str, Any] = {}
+        others = []
+        for dim, spec in self.dimensions():
+            if not dim.applies(self.family, values):
+                continue
+            numeric = all(isinstance(c, (int, float)) for c in spec.choices)
+            choice = min(spec.choices) if numeric else spec.choices[0]
+            values[dim.name] = (choice,) * values.get("n_resblocks", 1) if dim.per_block else choice
+            if not numeric:
+                others.append((dim, spec))
+        best = self._config(values)
+        best_cost = cost(best)
+        for dim, spec in others:
+            for choice in spec.choices[1:]:
+                candidate = {**values, dim.name: (choice,) * values.get("n_resblocks", 1) if dim.per_block else choice}
+                try:
+                    cfg = self._config(candidate)
+                except ConfigError:
+                    continue
+                if cost(cfg) < best_cost:
+                    best, best_cost, values = cfg, cost(cfg), candidate
+        return best
 
     def describe_params(self) -> list[tuple[str, str]]:
         """(parameter, choices) rows for display."""

@@ -105,6 +105,7 @@ BAD_SPACES = [
     ("parameters:\n  n_resblocks: [2\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\nbudget: 3\n", ":4: budget: unknown key"),
+    ("parameters: &p\n  n_resblocks: [2]\n  n_feats: [8]\nx: *p\n", "anchors and aliases"),
 ]
 
 
@@ -120,7 +121,7 @@ def test_invalid_space_files_give_one_clear_error(tmp_path, text: str, message: 
 
 
 def test_unknown_space_name_and_missing_file(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, lightweight, mdsr, mixed, tiny"):
+    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, lightweight, mdsr, mixed, tiny, tiny-wide"):
         SearchSpace.load("huge")
     with pytest.raises(ConfigError, match="nothere.yaml: search-space file not found"):
         SearchSpace.load(tmp_path / "nothere.yaml")
