@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -30,3 +31,73 @@ def trial_number(text: str) -> int:
 def workers(text: str) -> int | str:
     """``auto`` or a positive integer (argparse type)."""
     return text if text == "auto" else positive_int(text)
+
+
+# ---- parsers -------------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default: ``(default: X)`` is appended unless the help already says
+    what the default is (options whose default is computed say so in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if text == argparse.SUPPRESS or "default" in text.lower():
+            return action.help
+        default = action.default
+        if default in (None, False, True, argparse.SUPPRESS) or default == [] or not action.option_strings:
+            return action.help
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, default: object) -> None:
+    from srnas.log import QUIET, VERBOSE
+
+    group = parser.add_argument_group("output")
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=QUIET, default=default,
+                       help="only warnings, errors and results (no progress lines or bars)")
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=VERBOSE, default=default,
+                       help="more detail: every trial, evaluation and step also on a terminal")
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """-q/-v on the top-level parser (default: normal output)."""
+    from srnas.log import NORMAL
+
+    _verbosity_options(parser, NORMAL)
+
+
+def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, *, help: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command with a one-line ``help`` (the overview), a description (``help`` when none
+    is given), defaults shown in --help, and -q/-v."""
+    parser = sub.add_parser(name, help=help, formatter_class=HelpFormatter,
+                            description=description or (help[0].upper() + help[1:] + "."))
+    # SUPPRESS: "srnas -v search" keeps the top-level value unless the sub-command sets one.
+    _verbosity_options(parser, argparse.SUPPRESS)
+    return parser
+
+
+def add_group(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, *, help: str,
+              metavar: str = "ACTION") -> "tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]":
+    """A command with actions of its own (``srnas data download``); alone it prints its help."""
+    parser = add_command(sub, name, help=help)
+    actions = parser.add_subparsers(dest=f"{name}_command", metavar=metavar, title="actions")
+
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    parser.set_defaults(func=show_help)
+    return parser, actions
+
+
+def stderr_console(args: argparse.Namespace) -> Any:
+    """The rich console for progress and notes: stderr, silent with -q; off a terminal lines
+    are not wrapped at 80 columns (a log file is read whole)."""
+    from rich.console import Console
+
+    from srnas.log import QUIET, is_terminal
+
+    return Console(stderr=True, quiet=getattr(args, "verbosity", 0) <= QUIET, soft_wrap=not is_terminal())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from srnas.cli._args import add_command, add_group
+
 
 def _hr_size(text: str) -> tuple[int, int]:
     try:
@@ -16,29 +18,30 @@ def _hr_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    arch = sub.add_parser("arch", help="inspect architectures (presets or config files)")
-    arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION")
-    arch_sub.required = True
-    show = arch_sub.add_parser("show", help="print a config, its parameters, Mult-Adds and memory")
+def _register_arch(sub: argparse._SubParsersAction) -> None:
+    _arch, arch_sub = add_group(sub, "arch", help="inspect architectures (presets or config files)")
+    show = add_command(arch_sub, "show", help="print a config, its parameters, Mult-Adds and memory")
     show.add_argument("target", help="preset name (edsr-baseline, edsr, mdsr-baseline, mdsr) or a YAML/JSON config file")
     show.add_argument("--scale", type=int, default=None, help="scale of an EDSR preset (default 2)")
     show.add_argument("--hr-size", type=_hr_size, default=(720, 1280), metavar="HxW",
                       help="HR output size for Mult-Adds (default 720x1280, the NAS-for-SR convention)")
     show.add_argument("--batch", type=int, default=16, help="training batch for the memory estimate")
     show.add_argument("--patch", type=int, default=48, help="LR training patch for the memory estimate")
-    show.add_argument("--latency", action="store_true", help="also measure forward latency")
-    show.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
+    show.add_argument("--latency", action="store_true", help="also measure forward latency (default: no)")
+    show.add_argument("--device", default="cpu", help="device for --latency")
     show.set_defaults(func=_arch_show)
 
-    space = sub.add_parser("space", help="inspect search spaces")
-    space_sub = space.add_subparsers(dest="space_command", metavar="ACTION")
-    space_sub.required = True
-    sshow = space_sub.add_parser("show", help="print a space's parameters, size and cost range")
-    sshow.add_argument("target", help="shipped space name (tiny, edsr, mdsr, lightweight) or a YAML file")
+
+def _register_space(sub: argparse._SubParsersAction) -> None:
+    _space, space_sub = add_group(sub, "space", help="inspect search spaces")
+    sshow = add_command(space_sub, "show", help="print a space's parameters, size and cost range")
+    sshow.add_argument("target", help="shipped space name (tiny, edsr, mdsr, lightweight, mixed) or a YAML file")
     sshow.set_defaults(func=_space_show)
-    slist = space_sub.add_parser("list", help="list the shipped spaces")
+    slist = add_command(space_sub, "list", help="list the shipped spaces")
     slist.set_defaults(func=_space_list)
+
+
+COMMANDS = {"arch": _register_arch, "space": _register_space}
 
 
 def load_arch_target(target: str, scale: int | None = None):

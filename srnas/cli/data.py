@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from srnas.cli._args import add_command, add_group
+
 
 def _scales(text: str) -> tuple[int, ...]:
     try:
@@ -15,30 +17,35 @@ def _scales(text: str) -> tuple[int, ...]:
     return values
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="download and check data sets (DIV2K, benchmark sets)")
-    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    data_sub.required = True
+def _register_data(sub: argparse._SubParsersAction) -> None:
+    _data, data_sub = add_group(sub, "data", help="download and check data sets (DIV2K, benchmark sets)")
 
-    dl = data_sub.add_parser(
-        "download", help="download, verify and extract DIV2K or the benchmark sets",
-        description="Download with resume (run again after an interruption), size/checksum "
-                    "verification and safe extraction. Manga109 prints the manual steps.")
+    dl = add_command(data_sub, "download", help="download, verify and extract DIV2K or the benchmark sets",
+                     description="Download with resume (run again after an interruption), size/checksum "
+                                 "verification and safe extraction. Off a terminal it prints the percentage "
+                                 "every minute and a line for verifying and extracting. Manga109 prints the "
+                                 "manual steps.")
     dl.add_argument("dataset", choices=("div2k", "benchmark", "manga109"))
-    dl.add_argument("--root", default=None, metavar="DIR", help="target folder (required for div2k and benchmark)")
+    dl.add_argument("--root", default=None, metavar="DIR",
+                    help="target folder (required for div2k and benchmark; no default)")
     dl.add_argument("--scales", type=_scales, default=(2, 3, 4), metavar="2,3,4",
                     help="DIV2K LR scales to fetch (default 2,3,4; benchmark.tar has all)")
     dl.add_argument("--base-url", default=None, metavar="URL",
                     help="server folder with the archives (default: the official one, or $SRNAS_DATA_BASE_URL)")
-    dl.add_argument("--keep-archives", action="store_true", help="keep the verified archives after extraction")
-    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dl.add_argument("--keep-archives", action="store_true",
+                    help="keep the verified archives after extraction (default: delete them)")
+    dl.add_argument("--no-progress", action="store_true",
+                    help="no live progress bar on a terminal: plain lines instead")
     dl.set_defaults(func=_download)
 
-    check = data_sub.add_parser("check", help="report which data sets and scales are present under DIR")
+    check = add_command(data_sub, "check", help="report which data sets and scales are present under DIR")
     check.add_argument("root", metavar="DIR")
     check.add_argument("--scales", type=_scales, default=(2, 3, 4), metavar="2,3,4",
                        help="scales to report LR images for (default 2,3,4)")
     check.set_defaults(func=_check)
+
+
+COMMANDS = {"data": _register_data}
 
 
 def _download(args: argparse.Namespace) -> int:

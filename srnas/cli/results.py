@@ -5,26 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srnas.cli._args import positive_int, trial_number
+from srnas.cli._args import add_command, positive_int, trial_number
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("report", help="write an offline HTML report of a study (and trials.csv)",
-                       description="One self-contained HTML file (works offline): optimisation history, Pareto "
-                                   "fronts, parameter importances (res_scale), PSNR curves, best trials, retrained "
-                                   "results and proxy-vs-retrained rank correlation; trials.csv next to it.")
+def _register_report(sub: argparse._SubParsersAction) -> None:
+    r = add_command(sub, "report", help="write an offline HTML report of a study (and trials.csv)",
+                    description="One self-contained HTML file (works offline): optimisation history, Pareto "
+                                "fronts, parameter importances (res_scale), PSNR curves, best trials with their "
+                                "LR | SR | HR samples, retrained results and proxy-vs-retrained rank "
+                                "correlation; trials.csv next to it.")
     r.add_argument("--study", required=True)
     r.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db)")
     r.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
                    help="HTML file (default trials/<study>/report.html)")
-    r.add_argument("--top", type=positive_int, default=20, help="rows of the best-trials table (default 20)")
-    r.add_argument("--no-png", action="store_true", help="do not try static PNGs (kaleido + Chromium)")
+    r.add_argument("--top", type=positive_int, default=20, help="rows of the best-trials table")
+    r.add_argument("--no-png", action="store_true",
+                   help="do not try static PNGs (default: try them when kaleido and a Chromium are installed)")
     r.set_defaults(func=_report)
 
-    e = sub.add_parser("export", help="export found architectures: config, weights, ONNX, model card",
-                       description="Per architecture a folder <DIR>/<arch_id>/ with config.yaml/json, weights "
-                                   "when it was retrained (otherwise the model card says UNTRAINED), an ONNX file "
-                                   "with dynamic height/width checked against PyTorch, and model_card.md.")
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    e = add_command(sub, "export", help="export found architectures: config, weights, ONNX, model card",
+                    description="Per architecture a folder <DIR>/<arch_id>/ with config.yaml/json, weights "
+                                "when it was retrained (otherwise the model card says UNTRAINED), an ONNX file "
+                                "with dynamic height/width checked against PyTorch, and model_card.md.")
     e.add_argument("--study", required=True)
     e.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db)")
     which = e.add_mutually_exclusive_group(required=True)
@@ -32,25 +36,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--trial", type=trial_number, metavar="N", help="one trial by number")
     which.add_argument("--pareto", action="store_true", help="the Pareto set (PSNR vs the cost objectives, or params)")
     e.add_argument("--format", default="yaml,json,pt,safetensors,onnx",
-                   help="comma list of yaml, json, pt, safetensors, onnx (default all)")
+                   help="comma list of yaml, json, pt, safetensors, onnx (default: all of them)")
     e.add_argument("-o", "--out", type=Path, required=True, metavar="DIR")
     e.set_defaults(func=_export)
 
-    f = sub.add_parser("fidelity", help="measure how well a proxy ranks architectures (vs a longer training)",
-                       description="Samples N architectures stratified by parameter count, trains each at both "
-                                   "fidelities and reports Kendall tau / Spearman rho of proxy vs reference PSNR next "
-                                   "to ranking by params, Mult-Adds, synflow and grad-norm. Resumable. Fidelities: "
-                                   "tiny, short, medium, paper; NAME*F trains F times longer, NAME@N cuts to N updates.")
-    f.add_argument("--space", default="tiny", help="shipped space name or YAML file (default tiny)")
+
+def _register_fidelity(sub: argparse._SubParsersAction) -> None:
+    f = add_command(sub, "fidelity", help="measure how well proxy designs rank architectures (vs a longer training)",
+                    description="Samples N architectures stratified by parameter count (in bands of --per-band nets "
+                                "within 10% of each other), trains each with every --proxy and the --reference "
+                                "(--seeds seeds each) and reports, per proxy design (1 or several seeds, 1 or all "
+                                "validation images, curve extrapolation) next to #params, Mult-Adds, synflow and "
+                                "grad-norm: Kendall tau with a bootstrap 95% interval against the reference, overall "
+                                "and inside the parameter bands, and the CPU seconds per architecture. --fix studies a "
+                                "space variant too. Resumable. Fidelities: tiny, tiny-step, tiny-cosine, short, "
+                                "medium, paper; NAME*F trains F times longer, NAME@N cuts to N updates.")
+    f.add_argument("--space", default="tiny", help="shipped space name or YAML file")
     f.add_argument("--n", type=positive_int, required=True, help="number of architectures (>= 3)")
-    f.add_argument("--proxy", default="tiny", help="proxy fidelity (default tiny)")
-    f.add_argument("--reference", default="tiny*10", help="reference fidelity (default tiny*10)")
-    f.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")
+    f.add_argument("--proxy", default="tiny", help="proxy fidelities, comma-separated (NAME, NAME@N, NAME*F)")
+    f.add_argument("--reference", default="tiny*10", help="reference fidelity (NAME, NAME@N, NAME*F)")
+    f.add_argument("--seeds", type=positive_int, default=2, help="training seeds per proxy and for the reference")
+    f.add_argument("--per-band", type=positive_int, default=4,
+                   help="architectures per parameter band (their counts within 10%% of each other)")
+    f.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
+                   help="also study the space with this dimension fixed, e.g. global_skip=bicubic (repeatable)")
+    f.add_argument("--val-images", type=positive_int, default=None,
+                   help="validation images of the all-image designs and the reference (default: all)")
+    f.add_argument("--data", default="demo", help="demo, a DIV2K root, or a folder of images")
     f.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                   help="output folder (default trials/fidelity/<space>-<proxy>-vs-<reference>)")
-    f.add_argument("--seed", type=int, default=0, help="sampling, initialisation and training seed")
-    f.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+                   help="output folder (default trials/fidelity/<space>-<proxies>-vs-<reference>)")
+    f.add_argument("--seed", type=int, default=0, help="sampling seed; training seeds start here")
+    f.add_argument("--workers", type=positive_int, default=1, help="training processes (CPU cores split among them)")
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     f.set_defaults(func=_fidelity)
+
+
+COMMANDS = {"report": _register_report, "export": _register_export, "fidelity": _register_fidelity}
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -78,15 +99,29 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
-    from srnas.results.fidelity import PREDICTORS, run_fidelity
+    from srnas.results.fidelity import parse_fix, run_fidelity
 
     result = run_fidelity(args.space, args.n, args.proxy, args.reference, data=args.data, out_dir=args.out,
-                          seed=args.seed, device=args.device, log=lambda msg: print(msg, flush=True))
-    print(f"rank correlation with the reference PSNR over {len(result.rows)} architectures:")
-    for key, label in PREDICTORS.items():
-        c = result.correlations[key]
-        tau = "-" if c["kendall_tau"] is None else f"{c['kendall_tau']:+.3f}"
-        rho = "-" if c["spearman_rho"] is None else f"{c['spearman_rho']:+.3f}"
-        print(f"  {label:12s} Kendall tau {tau:>7s}   Spearman rho {rho:>7s}")
+                          seed=args.seed, seeds=args.seeds, per_band=args.per_band, fix=parse_fix(args.fix),
+                          val_images=args.val_images, device=args.device, workers=args.workers,
+                          log=lambda msg: print(msg, flush=True))
+
+    def interval(value: float | None, lo: float | None, hi: float | None) -> str:
+        if value is None:
+            return f"{'-':>22s}"
+        ci = f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "[-]"
+        return f"{value:+.3f} {ci:>15s}"
+
+    for variant in result.tables:
+        rows = [d for d in result.designs if d["variant"] == variant]
+        n = rows[0]["n"] if rows else 0
+        pairs = rows[0]["band_pairs"] if rows else 0
+        print(f"{variant}: Kendall tau with the reference PSNR over {n} architectures (95% bootstrap CI); "
+              f"inside 10% parameter bands over {pairs} pairs:")
+        for d in rows:
+            print(f"  {d['label']:38s} tau {interval(d['tau'], d['tau_lo'], d['tau_hi'])}   band "
+                  f"{interval(d['band_tau'], d['band_lo'], d['band_hi'])}   {d['cpu_s']:8.1f} CPU s/arch")
+        best = result.recommended.get(variant)
+        print(f"  best tau per CPU second that beats #params: {best['label'] if best else 'none'}")
     print(f"csv: {result.csv}\njson: {result.json}\nplot: {result.html}")
     return 0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.cli._args import positive_int
+from srnas.cli._args import add_command, positive_int, stderr_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,56 +20,83 @@ if TYPE_CHECKING:
 DEFAULT_SETS = "Set5,Set14,B100,Urban100"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("retrain", help="train architectures fully (paper schedule) or on a proxy schedule",
-                       description="Train a config file, a preset, or the best K trials of a study. Outputs go to "
-                                   "<out>/<study>/retrain/<arch_id>/<schedule>/: config.yaml, checkpoint.pt "
-                                   "(resumable), model.pt (final weights) and metrics.json.")
+def _register_retrain(sub: argparse._SubParsersAction) -> None:
+    r = add_command(sub, "retrain", help="train architectures fully (paper schedule) or on a proxy schedule",
+                    description="Train a config file, a preset, or the best K trials of a study. Outputs go to "
+                                "<out>/<study>/retrain/<arch_id>/<schedule>/: config.yaml, checkpoint.pt "
+                                "(resumable), model.pt (final weights), metrics.json and retrain.log. Off a "
+                                "terminal it prints a line every --log-every updates and at each evaluation.")
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", metavar="FILE", help="architecture config (YAML/JSON)")
     what.add_argument("--preset", metavar="NAME", help="edsr-baseline, edsr, mdsr-baseline or mdsr")
     what.add_argument("--top", type=positive_int, metavar="K", help="retrain the best K complete trials of --study")
-    r.add_argument("--study", default=None, help="study to read with --top; the output study name otherwise (default manual)")
+    r.add_argument("--study", default=None,
+                   help="study to read with --top; the output study name otherwise (default manual)")
     r.add_argument("--storage", default=None, help="Optuna storage URL of --study (default <out>/<study>/study.db)")
     r.add_argument("--scale", type=int, default=None, help="scale of an EDSR preset (default 2)")
-    r.add_argument("--data", default="demo", help="demo (default), a DIV2K root, or a folder of images")
-    r.add_argument("--schedule", default="paper", help="paper (default, 3e5 updates), paper-long (1e6), or proxy-tiny/short/medium")
+    r.add_argument("--data", default="demo", help="demo, a DIV2K root, or a folder of images")
+    r.add_argument("--schedule", default="paper",
+                   help="paper (3e5 updates), paper-long (1e6), or proxy-tiny/short/medium")
     r.add_argument("--resume", action="store_true", help="continue from checkpoint.pt in the output folder")
-    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on CUDA, fp32 on CPU")
-    r.add_argument("--out", type=Path, default=None, metavar="DIR", help="root folder instead of trials/")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 on CUDA, fp32 on CPU")
+    r.add_argument("--out", type=Path, default=None, metavar="DIR", help="root folder (default trials/)")
+    r.add_argument("--seed", type=int, default=0, help="initialisation and training seed")
     r.add_argument("--init", default=None, metavar="WEIGHTS",
-                   help="start from these weights (x3/x4 from x2: all but the upsampler); for the paper "
-                        "schedule an x2 retrain of the same architecture in the study is used when present")
+                   help="start from these weights (x3/x4 from x2: all but the upsampler); by default the paper "
+                        "schedule uses an x2 retrain of the same architecture in the study when present")
     r.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
                    help="updates between checkpoints (default: at every evaluation)")
     r.add_argument("--max-updates", type=positive_int, default=None, metavar="N",
-                   help="cut the schedule to N updates (smoke runs; the result is labelled schedule@N)")
-    r.add_argument("--no-progress", action="store_true", help="no live progress bar")
+                   help="cut the schedule to N updates (smoke runs; the result is labelled schedule@N; "
+                        "default: the whole schedule)")
+    r.add_argument("--log-every", type=positive_int, default=1000, metavar="N",
+                   help="updates between plain progress lines (also one at each evaluation and at least one a "
+                        "minute)")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no live progress bar on a terminal: plain lines instead")
     r.set_defaults(func=_retrain)
 
-    e = sub.add_parser("eval", help="evaluate trained weights on benchmark sets beside published numbers")
+
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    e = add_command(sub, "eval", help="evaluate trained weights on benchmark sets beside published numbers",
+                    description="PSNR/SSIM of a model on benchmark sets (paper protocol: 8-bit output, Y channel, "
+                                "crop = scale), next to bicubic measured on the same images and the published "
+                                "numbers of the same sets. A set with fewer images than the official one is "
+                                "marked with its count and shown without published numbers. --data FOLDER of "
+                                "one's own HR images evaluates all of them (LR made with MATLAB bicubic).")
     e.add_argument("--model", required=True, metavar="PATH",
-                   help="a retrain output folder, a weights file, or a preset name with --pretrained")
+                   help="a retrain output folder, a weights file (.pt, .safetensors), or a preset name with "
+                        "--pretrained")
     e.add_argument("--pretrained", action="store_true",
                    help="--model names a preset: use the EDSR authors' released weights (downloaded once, "
                         "SHA-256 checked, cached)")
     e.add_argument("--weights-url", default=None, metavar="URL",
                    help="mirror of the authors' weights folder (default $SRNAS_WEIGHTS_URL, else their server)")
     e.add_argument("--config", default=None, metavar="FILE",
-                   help="architecture (YAML/JSON or preset name) when no config.yaml lies next to the weights")
-    e.add_argument("--data", default="demo", help="benchmark root (with Set5/, Set14/ ...) or demo")
-    e.add_argument("--sets", default=DEFAULT_SETS, help=f"comma list of sets (default {DEFAULT_SETS})")
+                   help="architecture (YAML/JSON or preset name) when no config.yaml lies next to the weights "
+                        "(default: that config.yaml)")
+    e.add_argument("--data", default="demo",
+                   help="demo, a benchmark root (with Set5/, Set14/ ...), a DIV2K root, or a folder of HR images")
+    e.add_argument("--sets", default=None,
+                   help=f"comma list of sets in a benchmark root (default {DEFAULT_SETS}; a folder of images is "
+                        "one set named after it)")
     e.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
     e.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble ('+' results)")
-    e.add_argument("--tile", type=positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--bf16", action="store_true", help="bf16 inference (CUDA only)")
-    e.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write per-image results as JSON")
+    e.add_argument("--tile", type=positive_int, default=None, metavar="N",
+                   help="tiled inference with N x N LR tiles (default: whole images)")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    e.add_argument("--bf16", action="store_true", help="bf16 inference (CUDA only; default fp32)")
+    e.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write per-image results as JSON (default: table only)")
     e.set_defaults(func=_eval)
 
-    u = sub.add_parser("upscale", help="super-resolve image files with trained weights")
+
+def _register_upscale(sub: argparse._SubParsersAction) -> None:
+    u = add_command(sub, "upscale", help="super-resolve image files with trained weights",
+                    description="Write IN_x<scale>.png into OUTDIR for every image file (or every image of a "
+                                "folder) given.")
     u.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
     u.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR")
     u.add_argument("--model", required=True, metavar="PATH",
@@ -78,27 +105,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--model names a preset: use the EDSR authors' released weights")
     u.add_argument("--weights-url", default=None, metavar="URL",
                    help="mirror of the authors' weights folder (default $SRNAS_WEIGHTS_URL, else their server)")
-    u.add_argument("--config", default=None, metavar="FILE", help="architecture when no config.yaml lies next to the weights")
+    u.add_argument("--config", default=None, metavar="FILE",
+                   help="architecture when no config.yaml lies next to the weights (default: that config.yaml)")
     u.add_argument("--scale", type=int, default=None, help="scale (default: the model's only scale)")
-    u.add_argument("--tile", type=positive_int, default=None, metavar="N", help="tiled inference with N x N LR tiles")
+    u.add_argument("--tile", type=positive_int, default=None, metavar="N",
+                   help="tiled inference with N x N LR tiles (default: whole images)")
     u.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble")
-    u.add_argument("--device", default="auto")
+    u.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     u.set_defaults(func=_upscale)
+
+
+COMMANDS = {"retrain": _register_retrain, "eval": _register_eval, "upscale": _register_upscale}
 
 
 # ---- retrain ------------------------------------------------------------------------------------
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from srnas.arch.presets import preset_config
     from srnas.cli.arch import load_arch_target
+    from srnas.log import get_logger, log_file
     from srnas.studies import StudyHome, trials_root
     from srnas.train.retrain import RetrainRun, load_retrain_data
     from srnas.train.schedules import get_schedule
 
-    console = Console()
+    log = get_logger("retrain")
+    console = stderr_console(args)
     home = StudyHome(args.study or "manual", args.out if args.out is not None else trials_root())
     schedule = get_schedule(args.schedule)
     if args.max_updates is not None:
@@ -121,42 +153,60 @@ def _retrain(args: argparse.Namespace) -> int:
             data_cache[cfg.scales] = load_retrain_data(args.data, cfg.scales)
         train, val = data_cache[cfg.scales]
         run = RetrainRun(cfg, schedule, home.retrain)
-        console.print(f"[bold]retrain {i}/{len(configs)}[/bold] {cfg.describe()}  ({cfg.arch_id})  "
-                      f"schedule {schedule.name} ({schedule.updates:,} updates)  -> {run.folder}")
-        init = args.init
-        if init is None and getattr(schedule, "init_from_x2", False):
-            found = run.x2_weights()
-            if found is not None:
-                console.print(f"initialising from the x2 weights {found} (all but the upsampler)")
-                init = str(found)
-            elif cfg.family == "edsr" and cfg.scale != 2:
-                console.print(f"[yellow]note:[/yellow] no x2 retrain of this architecture with schedule "
-                              f"{schedule.name} in {home.retrain}; training x{cfg.scale} from scratch "
-                              "(the paper starts x3/x4 from x2: pass --init)")
-        _retrain_one(run, train, val, args, init, console)
+        with log_file(run.log):
+            log.info(f"retrain {i}/{len(configs)} {cfg.describe()} ({cfg.arch_id}), schedule {schedule.name} "
+                     f"({schedule.updates:,} updates), data {args.data} -> {run.folder}")
+            init = args.init
+            if init is None and getattr(schedule, "init_from_x2", False):
+                found = run.x2_weights()
+                if found is not None:
+                    log.info(f"initialising from the x2 weights {found} (all but the upsampler)")
+                    init = str(found)
+                elif cfg.family == "edsr" and cfg.scale != 2:
+                    log.warning(f"note: no x2 retrain of this architecture with schedule {schedule.name} in "
+                                f"{home.retrain}; training x{cfg.scale} from scratch (the paper starts x3/x4 "
+                                "from x2: pass --init)")
+            _retrain_one(run, train, val, args, init, console)
     return 0
 
 
 def _retrain_one(run: "RetrainRun", train: Any, val: Any, args: argparse.Namespace, init: str | None,
                  console: "Console") -> None:
+    """Train one run: a live bar on a terminal, else a plain line every ``--log-every`` updates,
+    at each evaluation and at least every minute (all of them in the run's retrain.log)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from srnas.log import FILE_ONLY, QUIET, VERBOSE_ONLY, ProgressClock, get_logger, verbosity
     from srnas.train.checkpoint import CHECKPOINT_NAME
     from srnas.train.trainer import TrainProgress
+    from srnas.units import human_duration
 
+    log = get_logger("retrain")
     if args.resume and not (run.folder / CHECKPOINT_NAME).is_file():
-        console.print(f"no {CHECKPOINT_NAME} in {run.folder}: starting from update 0")
+        log.info(f"no {CHECKPOINT_NAME} in {run.folder}: starting from update 0")
+    live = not args.no_progress and console.is_terminal and verbosity() > QUIET
     progress_bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  PSNR {task.fields[psnr]}"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, disable=args.no_progress, transient=False,
+        console=console, disable=not live, transient=False,
     )
     task = progress_bar.add_task("updates", total=run.schedule.updates, loss="-", lr="-", psnr="-")
+    eval_points = set(run.schedule.eval_points())
+    clock = ProgressClock(run.schedule.updates)
+    route = VERBOSE_ONLY if live else None
 
     def on_progress(p: TrainProgress) -> None:
         progress_bar.update(task, completed=p.update, loss=f"{p.loss:.3f}", lr=f"{p.lr:.2e}",
                             psnr="-" if p.last_psnr is None else f"{p.last_psnr:.2f}")
+        evaluated = p.update in eval_points
+        if not (evaluated or p.update % args.log_every == 0 or p.update == p.total or clock.due()):
+            return
+        clock.mark()
+        psnr = f", validation PSNR {p.last_psnr:.2f} dB" if evaluated and p.last_psnr is not None else ""
+        log.info(f"update {p.update:,}/{p.total:,} ({100 * p.update / max(p.total, 1):.0f}%){psnr}, "
+                 f"loss {p.loss:.3f}, lr {p.lr:.2e}, elapsed {human_duration(p.elapsed_s)}, "
+                 f"ETA {human_duration(p.eta_s)}", extra=route)
 
     with progress_bar:
         result = run.train(train, val, data=args.data, device=args.device, precision=args.precision,
@@ -166,9 +216,11 @@ def _retrain_one(run: "RetrainRun", train: Any, val: Any, args: argparse.Namespa
     ssim = "" if final.get("ssim") is None else f", SSIM {final['ssim']:.4f}"
     scales = ",".join(str(s) for s in final["scales"])
     mean = " (mean over scales)" if len(final["scales"]) > 1 else ""
-    console.print(f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']} "
-                  f"({final['protocol']} protocol, x{scales}); bicubic {result.bicubic_psnr:.2f} dB; "
-                  f"{result.updates:,} updates in {result.wall_time_s:.0f} s on {result.device} -> {run.folder}")
+    done = (f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']} "
+            f"({final['protocol']} protocol, x{scales}); bicubic {result.bicubic_psnr:.2f} dB; "
+            f"{result.updates:,} updates in {human_duration(result.wall_time_s)} on {result.device} -> {run.folder}")
+    print(done, flush=True)
+    log.info(done, extra=FILE_ONLY)
 
 
 # ---- eval ---------------------------------------------------------------------------------------

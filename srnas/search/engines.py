@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from srnas.errors import ConfigError
+from srnas.errors import ConfigError, SrnasError
+from srnas.log import FILE_ONLY, get_logger, log_file
 from srnas.search.nni_engine import NNIEngine
 from srnas.search.optuna_engine import OptunaEngine
 from srnas.search.session import Engine, Session
@@ -17,6 +18,8 @@ from srnas.search.settings import SearchSettings
 if TYPE_CHECKING:
     import optuna
     from rich.console import Console
+
+log = get_logger("search")
 
 ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (OptunaEngine, NNIEngine)}
 
@@ -31,11 +34,29 @@ def get_engine(name: str) -> Engine:
 
 def run_search(settings: SearchSettings, *, console: "Console | None" = None, progress: bool = True) -> "optuna.Study":
     """Create or resume the study of ``settings`` and run its engine until the budget is met;
-    returns the study. Engine options are checked before any study is created."""
+    returns the study. Engine options are checked before any study is created.
+
+    ``progress``: a live bar when the console is a terminal (plain lines otherwise, see
+    `srnas.search.progress`). Every line is also appended to the study's log file
+    (``trials/<study>/search.log``), between a start line and an end line.
+    """
     from rich.console import Console
+    from rich.text import Text
 
     engine = get_engine(settings.engine)
     settings = engine.validate(settings)
     session = Session.create(settings)
-    engine.run(session, console=console or Console(stderr=True), progress=progress)
+    with log_file(session.home.search_log):
+        header = Text.from_markup(session.describe(engine.name)).plain
+        log.info(f"search started: {header}, budget {settings.budget}, workers {settings.workers}, "
+                 f"devices {','.join(settings.devices)}", extra=FILE_ONLY)
+        try:
+            engine.run(session, console=console or Console(stderr=True), progress=progress)
+        except SrnasError as exc:
+            log.info(f"search stopped: {exc}", extra=FILE_ONLY)
+            raise
+        except KeyboardInterrupt:
+            log.info("search interrupted", extra=FILE_ONLY)
+            raise
+        log.info(f"search ended: {session.end_note()}", extra=FILE_ONLY)
     return session.study

@@ -446,7 +446,7 @@ def _search(session: Session, *, console: "Console", progress: bool, remaining: 
                   + (f"with its web UI on http://localhost:{settings.nni_webui}" if webui else "in-process")
                   + "; NNI strategies do not prune")
     _RECORDERS[settings_json] = recorder
-    monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
+    monitor = SearchProgress(session.study, settings.budget, console=console, bar=progress)
     state = "idle"
     try:
         if monitor is not None:

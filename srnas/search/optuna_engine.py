@@ -178,7 +178,7 @@ class OptunaEngine:
         if done is not None:
             console.print(done)
             return
-        monitor = SearchProgress(session.study, settings.budget, console=console) if progress else None
+        monitor = SearchProgress(session.study, settings.budget, console=console, bar=progress)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             if monitor is not None:

@@ -1,21 +1,32 @@
-"""Live terminal progress of a search (read from the study, so it covers every worker) and the
-final summary table of the best trials or the Pareto set."""
+"""Progress of a search, read from the study (so it covers every worker): a live bar on a
+terminal, plain lines otherwise, and the final summary table of the best trials or the Pareto
+set.
+
+Plain lines (also written to the study's ``search.log`` by `srnas.search.engines.run_search`):
+one per finished trial with its state, PSNR, parameters, training time and the best so far, and
+a progress line at least every minute (`srnas.log.progress_interval`) with the ETA. On a
+terminal the bar shows the same; the lines then reach the terminal only with -v.
+"""
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from typing import Any
 
-from srnas.outcomes import (beats_reference, count_trials, pareto_trials, reference_psnr,
-                            results_of_record, study_counts)
+from srnas.log import VERBOSE_ONLY, ProgressClock, get_logger
+from srnas.outcomes import (beats_reference, count_trials, is_infeasible, is_repeat, pareto_trials,
+                            reference_psnr, results_of_record)
+from srnas.units import human_count, human_duration
+
+log = get_logger("search")
+
+#: Trial states that end a trial.
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def _fmt_params(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+    return human_count(n, 1 if isinstance(n, (int, float)) and n < 1e6 else 2)
 
 
 def _describe(t: Any) -> str:
@@ -36,65 +47,114 @@ def _describe(t: Any) -> str:
     return text
 
 
-class SearchProgress:
-    """A rich progress bar refreshed from the storage every ``interval`` seconds."""
+def _best_text(complete: list[Any]) -> str:
+    if not complete:
+        return "-"
+    best = max(complete, key=lambda t: t.values[0])
+    return f"{best.values[0]:.2f} dB #{best.number} ({_fmt_params(best.user_attrs.get('params'))})"
 
-    def __init__(self, study: Any, budget: int, *, console: Any = None, interval: float = 2.0) -> None:
+
+def trial_line(t: Any, best: str) -> str:
+    """One plain line for a finished trial: number, state, PSNR, parameters, time, best so far."""
+    a = t.user_attrs
+    what = f"trial {t.number}"
+    cost = f"{_fmt_params(a.get('params'))} params, {_describe(t)}"
+    took = human_duration(a.get("wall_time_s"))
+    if t.state.name == "FAIL":
+        reason = str(a.get("error") or "no reason recorded").splitlines()[0][:160]
+        return f"{what} failed: {reason}; best {best}"
+    if is_infeasible(t):
+        return f"{what} infeasible, not trained ({a.get('infeasible')}): {cost}"
+    if is_repeat(t):
+        psnr = f"{t.values[0]:.2f} dB" if t.values else f"{a.get('psnr', math.nan):.2f} dB (pruned)"
+        return f"{what} repeats trial {a['reused_from']} ({psnr}), not trained again: {cost}"
+    if t.state.name == "PRUNED":
+        curve = a.get("psnr_curve") or []
+        at = f" at update {int(curve[-1][0]):,}" if curve else ""
+        return f"{what} pruned{at}: {a.get('psnr', math.nan):.2f} dB, {cost}, {took}; best {best}"
+    return f"{what} complete: {t.values[0]:.2f} dB, {cost}, {took}; best {best}"
+
+
+class SearchProgress:
+    """Watches a study while workers run: refreshes every ``interval`` seconds from the storage,
+    draws a rich bar when ``bar`` and the console is a terminal, and logs one line per trial
+    that finishes plus a progress line every ``every`` seconds (default `progress_interval`)."""
+
+    def __init__(self, study: Any, budget: int, *, console: Any = None, interval: float = 2.0,
+                 bar: bool = True, every: float | None = None) -> None:
         from rich.console import Console
 
         self.study = study
         self.budget = budget
         self.console = console or Console(stderr=True)
         self.interval = interval
+        self.bar = bar and self.console.is_terminal
+        self.every = every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._reported: set[int] = set()
         self._start_finished = 0
-        self._t0 = time.monotonic()
+        self._clock: ProgressClock | None = None
+        self._progress: Any = None
 
     def snapshot(self) -> dict[str, Any]:
-        from optuna.trial import TrialState
-
-        c = study_counts(self.study)
-        best_text = "-"
-        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if complete:
-            best = max(complete, key=lambda t: t.values[0])
-            best_text = f"{best.values[0]:.2f} dB #{best.number} ({_fmt_params(best.user_attrs.get('params'))})"
+        """Counts, the best trial as text, and the finished trials (``trials``)."""
+        trials = self.study.get_trials(deepcopy=False)
+        c = count_trials(trials)
+        complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
         return {"finished": c.finished, "pruned": c.pruned, "running": c.running, "failed": c.failed,
-                "infeasible": c.infeasible, "repeats": c.repeats, "best": best_text}
+                "infeasible": c.infeasible, "repeats": c.repeats, "best": _best_text(complete),
+                "trials": [t for t in trials if t.state.name in _FINISHED]}
 
     def _eta(self, finished: int) -> str:
-        done_here = finished - self._start_finished
-        if done_here <= 0 or finished >= self.budget:
-            return "-"
-        per = (time.monotonic() - self._t0) / done_here
-        secs = per * (self.budget - finished)
-        return f"{int(secs // 60)}m{int(secs % 60):02d}s"
+        return human_duration(self._clock.eta(finished)) if self._clock is not None else "-"
 
     def __enter__(self) -> "SearchProgress":
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        s = self.snapshot()
+        self._start_finished = s["finished"]
+        self._reported = {t.number for t in s["trials"]}
+        self._clock = ProgressClock(self.budget, start=self._start_finished, every=self.every)
+        if self.bar:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        self._start_finished = self.snapshot()["finished"]
-        self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[detail]}"),
-                                  console=self.console, transient=False)
-        self._task = self._progress.add_task("search", total=self.budget, detail="",
-                                             completed=self._start_finished)
-        self._progress.start()
+            self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[detail]}"),
+                                      console=self.console, transient=False)
+            self._task = self._progress.add_task("search", total=self.budget, detail="",
+                                                 completed=self._start_finished)
+            self._progress.start()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
-    def refresh(self) -> None:
-        try:
-            s = self.snapshot()
-        except Exception:  # storage busy: try again next tick
-            return
-        detail = (f"best {s['best']} | pruned {s['pruned']} failed {s['failed']} run {s['running']}"
-                  + (f" infeasible {s['infeasible']}" if s["infeasible"] else "")
-                  + (f" rep {s['repeats']}" if s["repeats"] else "")
-                  + f" | ETA {self._eta(s['finished'])}")
-        self._progress.update(self._task, completed=min(s["finished"], self.budget), detail=detail)
+    def _counts_text(self, s: dict[str, Any]) -> str:
+        return (f"pruned {s['pruned']} failed {s['failed']} run {s['running']}"
+                + (f" infeasible {s['infeasible']}" if s["infeasible"] else "")
+                + (f" rep {s['repeats']}" if s["repeats"] else ""))
+
+    def refresh(self, *, final: bool = False) -> None:
+        """Read the study once: log newly finished trials, a progress line when one is due,
+        and update the bar."""
+        with self._lock:
+            try:
+                s = self.snapshot()
+            except Exception:  # storage busy: try again next tick
+                return
+            route = VERBOSE_ONLY if self.bar else None
+            new = sorted((t for t in s["trials"] if t.number not in self._reported), key=lambda t: t.number)
+            for t in new:
+                self._reported.add(t.number)
+                quiet_kind = is_infeasible(t) or is_repeat(t) or "repaired_from" in t.user_attrs
+                log.info(trial_line(t, s["best"]), extra=VERBOSE_ONLY if quiet_kind else route)
+            assert self._clock is not None
+            if final or self._clock.due():
+                log.info(f"search {min(s['finished'], self.budget)}/{self.budget} architectures trained "
+                         f"({self._counts_text(s)}), best {s['best']}, elapsed "
+                         f"{human_duration(self._clock.elapsed())}, ETA {self._eta(s['finished'])}", extra=route)
+            if self._progress is not None:
+                detail = f"best {s['best']} | {self._counts_text(s)} | ETA {self._eta(s['finished'])}"
+                self._progress.update(self._task, completed=min(s["finished"], self.budget), detail=detail)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -104,8 +164,9 @@ class SearchProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.refresh()
-        self._progress.stop()
+        self.refresh(final=True)
+        if self._progress is not None:
+            self._progress.stop()
 
 
 def summary_table(study: Any, *, top: int = 5) -> Any:
@@ -136,7 +197,7 @@ def summary_table(study: Any, *, top: int = 5) -> Any:
         a = t.user_attrs
         macs = a.get("mult_adds")
         table.add_row(str(t.number), _describe(t), _fmt_params(a.get("params")),
-                      f"{macs / 1e9:.2f}G" if isinstance(macs, (int, float)) else "-",
+                      human_count(macs),
                       f"{t.values[0]:.3f}", f"{a.get('bicubic_psnr', math.nan):.3f}",
                       f"{a.get('wall_time_s', math.nan):.1f}s" + (" (reused)" if "reused_from" in a else ""))
     return table

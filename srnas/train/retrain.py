@@ -3,7 +3,7 @@ own folder, which `RetrainRun` writes and reads.
 
 A run lives in ``<retrain root>/<arch_id>/<schedule>/`` (the retrain root of a study is
 ``StudyHome.retrain``, ``trials/<study>/retrain``): ``config.yaml``, ``checkpoint.pt``
-(resumable), ``model.pt`` (final weights) and ``metrics.json``. Keying the folder by schedule
+(resumable), ``model.pt`` (final weights), ``metrics.json`` and ``retrain.log``. Keying the folder by schedule
 lets one architecture be trained with several schedules side by side. The paper's recipe for
 x3/x4 EDSR (start from the x2 weights, all but the upsampler) looks for the x2 run of the same
 architecture and schedule (`RetrainRun.x2_weights`).
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from srnas.data import SRImageSet
     from srnas.train.trainer import TrainProgress, TrainResult
 
-CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.yaml", "model.pt", "metrics.json"
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.yaml", "model.pt", "metrics.json", "retrain.log"
 
 
 def load_retrain_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
@@ -56,6 +56,11 @@ class RetrainRun:
     @property
     def metrics_file(self) -> Path:
         return self.folder / METRICS_FILE
+
+    @property
+    def log(self) -> Path:
+        """The run's log file (``retrain.log``: progress lines of every session, appended)."""
+        return self.folder / LOG_FILE
 
     def x2_weights(self) -> Path | None:
         """The paper's recipe: x3/x4 EDSR start from the x2 run of the same architecture and
