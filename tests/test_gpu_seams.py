@@ -227,3 +227,22 @@ def test_paper_schedules_score_the_whole_set_at_the_end(demo_x2: tuple[SRImageSe
     paper = PaperSchedule(name="paper-smoke", updates=2, batch=2, patch=8, eval_every=1, val_images=1)
     result = Trainer(CFG, train, three, paper).fit()
     assert result.final["val_images"] == 3 and result.final["ssim"] is not None
+
+
+def test_the_device_check_runs_its_cpu_parts_and_skips_the_cuda_ones(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script), "--quick", "--json", str(tmp_path / "check.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    result = json.loads((tmp_path / "check.json").read_text())
+    statuses = {c["check"]: c["status"] for c in result["checks"]}
+    assert statuses.pop("CPU seams (stand-in graphs, fp32 output stage)") == "PASS"
+    expected = "SKIP" if not torch.cuda.is_available() else "PASS"
+    assert set(statuses.values()) == {expected} and len(statuses) == 10
+    if expected == "SKIP":
+        assert out.stdout.count("SKIP  ") == 10 and "no CUDA device here" in out.stdout
