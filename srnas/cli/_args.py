@@ -45,9 +45,12 @@ class HelpFormatter(argparse.HelpFormatter):
         if text == argparse.SUPPRESS or "default" in text.lower():
             return action.help
         default = action.default
-        if default in (None, False, True, argparse.SUPPRESS) or default == [] or not action.option_strings:
+        if not action.option_strings or any(default is v for v in (None, False, True, argparse.SUPPRESS)):
             return action.help
-        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        if isinstance(default, (tuple, list)):
+            shown = ",".join(map(str, default)) or "none"
+        else:
+            shown = str(default)
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
