@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from srnas.arch import ArchConfig, build_model, preset_config  # noqa: E402
 from srnas.data import SRImageSet  # noqa: E402
 from srnas.train import ProxySchedule, Trainer, get_schedule  # noqa: E402
-from srnas.train.device import cpu_count  # noqa: E402
+from srnas.train.device import cpu_count, cuda_backend_flags  # noqa: E402
 
 #: name -> (config, LR patch)
 MODELS: dict[str, tuple[Callable[[], ArchConfig], int]] = {
@@ -100,18 +100,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def torch_defaults() -> Iterator[None]:
+def torch_defaults() -> contextlib.AbstractContextManager[None]:
     """PyTorch's own backend defaults for the reference loop (srnas's policy sets others)."""
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.allow_tf32) = saved
+    return cuda_backend_flags(benchmark=False, tf32_matmul=False, tf32_cudnn=True)
 
 
 class ReferencePatches(torch.utils.data.Dataset):

@@ -12,7 +12,6 @@ True
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,14 +49,6 @@ def trial_config(trial: Any, *, study_name: str = "") -> ArchConfig | None:
     if isinstance(raw, str):
         return ArchConfig.from_json(raw, source=source)
     return ArchConfig.from_dict(raw, source=source)
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def is_trained(trial: Any) -> bool:

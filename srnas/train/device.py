@@ -163,21 +163,25 @@ def native_bf16(device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
-def exact_fp32(policy: DevicePolicy) -> Iterator[None]:
-    """Validation and metrics in plain fp32: no TF32 tensor cores, no cuDNN autotuning (whose
-    algorithm choice may change the numbers between runs); the training settings come back after."""
-    if policy.device.type != "cuda":
-        yield
-        return
+def cuda_backend_flags(*, benchmark: bool, tf32_matmul: bool, tf32_cudnn: bool) -> Iterator[None]:
+    """cuDNN autotuning and TF32 set for a block, the previous settings restored after."""
     saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = benchmark
+    torch.backends.cuda.matmul.allow_tf32 = tf32_matmul
+    torch.backends.cudnn.allow_tf32 = tf32_cudnn
     try:
         yield
     finally:
         (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
          torch.backends.cudnn.allow_tf32) = saved
+
+
+def exact_fp32(policy: DevicePolicy) -> contextlib.AbstractContextManager[None]:
+    """Validation and metrics in plain fp32: no TF32 tensor cores, no cuDNN autotuning (whose
+    algorithm choice may change the numbers between runs); the training settings come back after."""
+    if policy.device.type != "cuda":
+        return contextlib.nullcontext()
+    return cuda_backend_flags(benchmark=False, tf32_matmul=False, tf32_cudnn=False)
 
 
 def bind_device(device: str) -> tuple[dict[str, str], str]:
