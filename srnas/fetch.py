@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from srnas.errors import DownloadError
+from srnas.log import VERBOSE_ONLY, ProgressClock, get_logger, is_terminal
+from srnas.units import human_bytes, human_duration
 
 __all__ = ["Checksum", "cache_dir", "check_base_url", "download", "error_reason", "verify"]
+
+log = get_logger("fetch")
 
 _CHUNK = 1 << 20
 _USER_AGENT = "srnas-download/1"
@@ -79,7 +83,8 @@ def download(url: str, dest: str | os.PathLike[str], checksum: Checksum, *, prog
         dest: where the verified file is placed (its folder must exist).
         checksum: the expected digest (and size, when pinned; a server offering another
             size is refused before the transfer).
-        progress: show a progress bar.
+        progress: a live bar on a terminal; otherwise (and when False) plain lines with the
+            percentage are logged (`srnas.log`: shown by the CLI, silent in library use).
         retries: automatic resumes of an interrupted transfer before giving up.
         timeout: seconds without data before a connection counts as lost.
         retry_wait: pause before an automatic resume.
@@ -93,7 +98,9 @@ def download(url: str, dest: str | os.PathLike[str], checksum: Checksum, *, prog
     part = target.with_name(target.name + ".part")
     _fetch(url, part, checksum.size, progress=progress, retries=retries, timeout=timeout,
            retry_wait=retry_wait, hint=hint)
+    log.info(f"verifying {target.name} ({human_bytes(part.stat().st_size)}, {checksum.algorithm})")
     verify(part, checksum, url)
+    log.info(f"verified {target.name}: size and {checksum.algorithm} match")
     # The part was created under the user's umask, so the rename places it with the right mode.
     os.replace(part, target)
     return target
@@ -151,6 +158,7 @@ def _fetch(url: str, part: Path, size: int | None, *, progress: bool, retries: i
                 return
             try:
                 if _fetch_once(url, part, have, size, timeout, bar, hint):
+                    bar.finish()
                     return
             except _Interrupted as exc:
                 if attempt == retries:
@@ -222,12 +230,21 @@ def _content_range_start(value: str) -> int | None:
 
 
 class _ProgressBar:
-    """A rich download bar (or nothing when disabled; rich is imported only when shown)."""
+    """How a transfer shows: a rich bar when ``enabled`` and stderr is a terminal (rich is
+    imported only then), else plain lines under the ``srnas.fetch`` logger: the size at the start
+    (from the pinned size or the server's Content-Length), the percentage every
+    `srnas.log.progress_interval` seconds, and the total at the end."""
 
     def __init__(self, label: str, total: int | None, *, enabled: bool) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self._started = False
+        self._clock: ProgressClock | None = None
         self._progress: Any = None
         self._task: Any = None
-        if enabled:
+        self._route = None
+        if enabled and is_terminal():
             from rich.progress import (
                 BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
             )
@@ -236,17 +253,44 @@ class _ProgressBar:
                                       TransferSpeedColumn(), TimeRemainingColumn())
             self._progress.start()
             self._task = self._progress.add_task(label, total=total)
+            self._route = VERBOSE_ONLY  # the bar shows it; log files and -v get the lines
 
     def start(self, completed: int, total: int | None = None) -> None:
         """Show ``completed`` bytes done; ``total`` sets a size learnt from the server."""
+        if total is not None:
+            self.total = total
+        self.done = completed
         if self._progress is not None:
             if total is not None:
                 self._progress.update(self._task, total=total)
             self._progress.update(self._task, completed=completed)
+        if not self._started:
+            self._started = True
+            self._clock = ProgressClock(self.total, start=completed)
+            size = human_bytes(self.total) if self.total is not None else "size unknown"
+            resume = f", resuming at {human_bytes(completed)}" if completed else ""
+            log.info(f"downloading {self.label} ({size}{resume})", extra=self._route)
 
     def advance(self, n: int) -> None:
+        self.done += n
         if self._progress is not None:
             self._progress.advance(self._task, n)
+        if self._clock is not None and self._clock.due():
+            log.info(f"{self.label}: {self._amount()}", extra=self._route)
+
+    def _amount(self) -> str:
+        assert self._clock is not None
+        rate = (self.done - self._clock.start) / max(self._clock.elapsed(), 1e-9)
+        if self.total:
+            return (f"{human_bytes(self.done)} of {human_bytes(self.total)} ({100 * self.done / self.total:.0f}%), "
+                    f"{human_bytes(rate)}/s, ETA {human_duration(self._clock.eta(self.done))}")
+        return f"{human_bytes(self.done)} (size unknown), {human_bytes(rate)}/s"
+
+    def finish(self) -> None:
+        """The transfer is complete (the checksum is checked next)."""
+        if self._clock is not None:
+            log.info(f"downloaded {self.label}: {human_bytes(self.done)} in "
+                     f"{human_duration(self._clock.elapsed())}", extra=self._route)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -170,6 +170,24 @@ def test_benchmark_tar_with_md5_and_progress_bar(server: tuple[str, _Files], tmp
     assert _leftovers(tmp_path) == []
 
 
+def test_download_off_a_terminal_logs_size_percent_verify_and_extract(
+        server: tuple[str, _Files], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url, state = server
+    sums = _serve_benchmark(state)  # benchmark.tar: an MD5 but no size pinned
+    size = len(state.files["benchmark.tar"])
+    monkeypatch.setenv("SRNAS_PROGRESS_INTERVAL", "0.000001")
+    caplog.set_level("INFO", logger="srnas")
+    download_dataset("benchmark", tmp_path, base_url=url, progress=True, checksums=sums)
+    lines = [r.getMessage() for r in caplog.records]
+    kb = f"{size / 1e3:.1f} kB"
+    assert f"downloading benchmark.tar ({kb})" in lines  # the size from Content-Length
+    assert any(line.startswith(f"benchmark.tar: {kb} of {kb} (100%)") for line in lines), lines
+    assert "verifying benchmark.tar" in " ".join(lines) and "verified benchmark.tar: size and md5 match" in lines
+    assert f"extracting benchmark.tar into {tmp_path}" in lines
+    assert any(line.startswith("extracted benchmark.tar in ") for line in lines), lines
+
+
 def test_bad_checksum_removes_the_file(server: tuple[str, _Files], tmp_path: Path) -> None:
     url, state = server
     sums = _serve_benchmark(state)

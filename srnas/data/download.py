@@ -23,6 +23,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from pathlib import Path, PurePosixPath
 
 from srnas.errors import DataError
 from srnas.fetch import Checksum, check_base_url, download, error_reason, verify
+from srnas.log import get_logger
+from srnas.units import human_duration
 
 __all__ = [
     "CHECKSUMS", "DATASETS", "DEFAULT_BASE_URLS", "Archive", "Checksum", "archives_for",
@@ -66,6 +69,8 @@ CHECKSUMS: dict[str, Checksum] = {
     "DIV2K_valid_LR_bicubic_X4.zip": Checksum("sha256", "a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553", 31505881),
     "benchmark.tar": Checksum("md5", "4ace41d33c2384b97e6b320cd0afd6ba", None),
 }
+
+log = get_logger("data")
 
 _DIV2K_SCALES = (2, 3, 4)
 _BENCHMARK_TAR_SETS = ("Set5", "Set14", "B100", "Urban100")
@@ -111,7 +116,8 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
         scales: DIV2K LR scales to fetch (subset of 2, 3, 4; empty for HR only).
         base_url: server folder holding the archives; default ``$SRNAS_DATA_BASE_URL`` or
             `DEFAULT_BASE_URLS`.
-        progress: show a progress bar per archive.
+        progress: a live bar per archive on a terminal; plain lines otherwise (`srnas.fetch`).
+            Verifying and extracting each archive are logged too.
         checksums: entries that replace `CHECKSUMS` (by file name), e.g. for a mirror or tests.
         retries: automatic resumes of an interrupted transfer before giving up.
         timeout: seconds without data before a connection counts as lost.
@@ -136,6 +142,7 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
     for archive in archives:
         dests = [target / p for p in archive.provides]
         if all(d.exists() for d in dests):
+            log.info(f"{', '.join(archive.provides)}: already in {target}, {archive.filename} not needed")
             placed.extend(dests)
             continue
         checksum = table.get(archive.filename)
@@ -146,8 +153,13 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
             download(base + archive.filename, file, checksum, progress=progress, retries=retries, timeout=timeout,
                      retry_wait=_RETRY_WAIT_S, hint="check the network or pass --base-url")
         else:
+            log.info(f"verifying {file} (already downloaded, {checksum.algorithm})")
             verify(file, checksum, str(file))
+        log.info(f"extracting {archive.filename} into {target}")
+        t0 = time.monotonic()
         placed.extend(_extract(file, target, archive.provides))
+        log.info(f"extracted {archive.filename} in {human_duration(time.monotonic() - t0)}: "
+                 f"{', '.join(archive.provides)}")
         if not keep_archives:
             file.unlink()
     return placed
