@@ -9,9 +9,38 @@ from typing import Any
 from srnas.errors import ConfigError
 
 
+#: What srnas loads weights from (said in the one-line errors).
+WEIGHT_FORMATS = "a PyTorch state dict (.pt/.pth, saved with torch.save(model.state_dict())) or .safetensors"
+
+
+def unreadable_weights_reason(path: Path, exc: BaseException | None = None) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in srnas's words (torch's own text
+    advises ``weights_only=False``, which srnas never does with a downloaded file)."""
+    import zipfile
+
+    if path.suffix.lower() == ".onnx":
+        return (f"an ONNX file; srnas reads {WEIGHT_FORMATS} (an export folder has model.pt or "
+                "model.safetensors next to it; run ONNX files with onnxruntime)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80":  # torch's zip format or a plain pickle
+        if exc is None or "Weights only load failed" in str(exc):
+            return ("holds pickled Python objects, not only tensors; srnas loads weights with weights_only=True and "
+                    f"never unpickles objects: save {WEIGHT_FORMATS}")
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        return f"damaged or truncated PyTorch file ({type(exc).__name__}: {first})"
+    return f"not a PyTorch weights file; srnas reads {WEIGHT_FORMATS}"
+
+
 def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Read a plain state dict from ``.pt``/``.pth`` (weights only, never arbitrary pickles)
-    or ``.safetensors``. srnas training checkpoints (``{"model": state_dict, ...}``) work too."""
+    or ``.safetensors``. srnas training checkpoints (``{"model": state_dict, ...}``) work too.
+    Any other file (ONNX, pickled objects, garbage) is a one-line `ConfigError`."""
+    import warnings
+
     import torch
 
     p = Path(path)
@@ -23,9 +52,14 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
 
             state = load_file(str(p))
         else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle with objects, truncated zip ...
-        raise ConfigError(f"{p}: cannot read weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+            with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, pickle with objects, truncated zip, ONNX ...
+        if p.suffix == ".safetensors":
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            raise ConfigError(f"{p}: cannot read weights ({type(exc).__name__}: {first})") from None
+        raise ConfigError(f"{p}: {unreadable_weights_reason(p, exc)}") from None
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):

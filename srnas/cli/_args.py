@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -104,3 +105,13 @@ def stderr_console(args: argparse.Namespace) -> Any:
     from srnas.log import QUIET, is_terminal
 
     return Console(stderr=True, quiet=getattr(args, "verbosity", 0) <= QUIET, soft_wrap=not is_terminal())
+
+
+def stdout_console() -> Any:
+    """The rich console for results: off a terminal tables get 160 columns instead of 80, so
+    that a file or a pipe receives them unwrapped."""
+    from rich.console import Console
+
+    from srnas.log import is_terminal
+
+    return Console() if is_terminal(sys.stdout) else Console(width=160)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from srnas.cli._args import add_command, stderr_console, workers
+from srnas.cli._args import add_command, stderr_console, stdout_console, workers
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
@@ -73,8 +73,6 @@ COMMANDS = {"search": _register_search, "dashboard": _register_dashboard}
 
 
 def _search(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from srnas.search.engines import run_search
     from srnas.search.progress import summary_table
     from srnas.search.settings import SearchSettings
@@ -94,7 +92,7 @@ def _search(args: argparse.Namespace) -> int:
         nni_webui=args.nni_webui,
     )
     study = run_search(settings, console=stderr_console(args), progress=not args.no_progress)
-    out = Console()
+    out = stdout_console()
     out.print(summary_table(study))
     out.print(f"dashboard: srnas dashboard --study {study.study_name}   "
               f"report: srnas report --study {study.study_name}")

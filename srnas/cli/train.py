@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.cli._args import add_command, positive_int, stderr_console
+from srnas.cli._args import add_command, positive_int, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -274,61 +274,92 @@ def _check_not_a_preset(model: str) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from srnas.arch.cost import count_params
+    from srnas.data.layout import official_image_count
     from srnas.train.evaluate import evaluate_bicubic, evaluate_model
 
-    console = Console()
+    console = stdout_console()
     model, cfg, scale = _load(args)
-    sets = _eval_sets(args.data, args.sets, scale)
+    sets, notes = _eval_sets(args.data, args.sets, scale)
     ours: dict[str, EvalResult] = {}
     bicubic: dict[str, EvalResult] = {}
+    status = stderr_console(args)
     for name, data in sets.items():
-        with console.status(f"{name} x{scale} ({len(data.hr)} images)"):
+        with status.status(f"{name} x{scale} ({len(data.hr)} images)"):
             ours[name] = evaluate_model(model, data, scale=scale, self_ensemble=args.self_ensemble,
                                         tile=args.tile, bf16=args.bf16)
             bicubic[name] = evaluate_bicubic(data, scale=scale)
+    counts = {name: (len(data), official_image_count(name)) for name, data in sets.items()}
     label = f"{cfg.describe()}{' (+)' if args.self_ensemble else ''}"
-    console.print(_results_table(ours, bicubic, scale, label, count_params(cfg)))
+    console.print(_results_table(ours, bicubic, scale, label, count_params(cfg), counts))
+    for note in notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     if args.json is not None:
         from srnas.fileio import atomic_write_text
 
         payload = {"model": str(args.model), "arch_id": cfg.arch_id, "config": cfg.to_dict(), "scale": scale,
                    "self_ensemble": args.self_ensemble, "tile": args.tile,
                    "results": {k: v.to_dict() for k, v in ours.items()},
-                   "bicubic": {k: v.to_dict() for k, v in bicubic.items()}}
+                   "bicubic": {k: v.to_dict() for k, v in bicubic.items()},
+                   "images": {k: {"found": n, "official": expected} for k, (n, expected) in counts.items()}}
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
         console.print(f"per-image results -> {args.json}")
     return 0
 
 
-def _eval_sets(spec: str, names: str, scale: int) -> dict[str, "SRImageSet"]:
+def _eval_sets(spec: str, names: str | None, scale: int) -> tuple[dict[str, "SRImageSet"], list[str]]:
+    """The sets ``--data``/``--sets`` name, and notes on default sets that are not there."""
     from srnas.errors import ConfigError
 
+    wanted = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
+    if wanted == []:
+        raise ConfigError(f"--sets {names!r}: give at least one set name, e.g. {DEFAULT_SETS}")
     if spec == "demo":
+        if wanted is not None:
+            raise ConfigError("--sets picks sets of a benchmark root; --data demo has one set (drop --sets)")
         from srnas.data import load_eval_set
 
         val = load_eval_set("demo", scale)
-        return {val.name: val}
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    if not wanted:
-        raise ConfigError(f"--sets {names!r}: give at least one set name, e.g. {DEFAULT_SETS}")
-    from srnas.data import load_benchmark_sets
+        return {val.name: val}, []
+    from srnas.data import load_benchmark_sets, load_image_folder
+    from srnas.data.layout import available_sets, data_folder, data_kind
 
-    loaded = load_benchmark_sets(spec, wanted, scale)
-    if isinstance(loaded, dict):
-        return dict(loaded)
-    return {s.name: s for s in loaded}
+    root = data_folder(spec)
+    kind = data_kind(root)
+    if kind in ("folder", "set"):  # one's own HR images, or one set folder: every image, one set
+        if wanted is not None and [w.lower() for w in wanted] != [root.name.lower()]:
+            raise ConfigError(f"--sets {names}: {root} is one folder of images, scored as the set "
+                              f"{root.name!r}; drop --sets (or point --data at a benchmark root)")
+        one = load_image_folder(root, scale)
+        return {one.name: one}, []
+    notes: list[str] = []
+    if wanted is None:
+        if kind == "div2k":
+            wanted = ["DIV2K"]
+        else:
+            present = {s.lower() for s in available_sets(root)}
+            defaults = DEFAULT_SETS.split(",")
+            wanted = [s for s in defaults if s.lower() in present] or defaults
+            missing = [s for s in defaults if s not in wanted]
+            if missing and len(wanted) < len(defaults):
+                notes.append(f"{', '.join(missing)} not found under {root} (`srnas data download benchmark`)")
+    return {s.name: s for s in load_benchmark_sets(root, wanted, scale)}, notes
+
+
+def _set_header(name: str, found: int, official: int | None) -> str:
+    return name if official is None or found >= official else f"{name} ({found} of {official} images)"
 
 
 def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult"], scale: int, label: str,
-                   params: int) -> Any:
+                   params: int, counts: dict[str, tuple[int, int | None]]) -> Any:
+    """The eval table: published rows (complete official sets only), bicubic and the model."""
     from rich.table import Table
 
     from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
 
     names = list(ours)
+    complete = {n for n in names if counts[n][1] is not None and counts[n][0] >= counts[n][1]}
+    incomplete = [n for n in names if counts[n][1] is not None and n not in complete]
     protocols = sorted({r.protocol for r in ours.values()})
     protocol = protocols[0] if len(protocols) == 1 else "/".join(protocols)
     what = {"benchmark": "Y channel, crop = scale", "div2k": "RGB, crop = scale + 6"}.get(protocol, protocol)
@@ -337,17 +368,30 @@ def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult
     table.add_column("model")
     table.add_column("params", justify="right")
     for n in names:
-        table.add_column(n, justify="right")
+        table.add_column(_set_header(n, *counts[n]), justify="right")
+
+    def published_cell(psnr: dict[str, float], ssim: dict[str, float], n: str) -> str:
+        if n not in complete or n not in psnr:
+            return ""
+        return f"{psnr[n]:.2f} / " + (f"{ssim[n]:.4f}" if n in ssim else "-")
+
+    shown = 0
+    published_cells: list[str] = []
     if protocol == "benchmark":
         for row in published_rows(scale):
-            if not any(n in row.psnr for n in names):
-                continue
-            table.add_row(f"{row.model} (published)", row.params,
-                          *[f"{row.psnr[n]:.2f}" if n in row.psnr else "" for n in names], style="dim")
+            cells = [published_cell(row.psnr, row.ssim, n) for n in names]
+            if any(cells):
+                table.add_row(f"{row.model} (published)", row.params, *cells, style="dim")
+                published_cells += cells
+                shown += 1
     elif protocol == "div2k":
         for model, by_scale in PUBLISHED_DIV2K.items():
             if scale in by_scale:
-                table.add_row(f"{model} (published, DIV2K val)", "-", *[f"{by_scale[scale]:.2f}" for _ in names], style="dim")
+                cells = [published_cell({n: by_scale[scale]}, {}, n) for n in names]
+                if any(cells):
+                    table.add_row(f"{model} (published, DIV2K val)", "-", *cells, style="dim")
+                    published_cells += cells
+                    shown += 1
     table.add_section()
 
     def cell(r: "EvalResult") -> str:
@@ -355,10 +399,17 @@ def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult
 
     table.add_row("Bicubic (measured)", "-", *[cell(bicubic[n]) for n in names])
     table.add_row(f"[bold]{label}[/bold]", f"{params:,}", *[cell(ours[n]) for n in names])
-    missing = [n for n in names if n not in BENCHMARK_SETS]
-    if missing and protocol == "benchmark":
-        table.caption = (f"no published numbers on record for {', '.join(missing)}; published x{scale} results "
-                         f"exist for {', '.join(BENCHMARK_SETS)} (--data BENCHMARK_ROOT --sets ...)")
+    captions = []
+    if incomplete:
+        captions.append(f"{', '.join(incomplete)}: incomplete (see `srnas data check`), so no published numbers "
+                        "beside them: those are for the complete sets")
+    own = [n for n in names if counts[n][1] is None]
+    if own and protocol == "benchmark":
+        captions.append(f"no published numbers on record for {', '.join(own)}; published x{scale} results "
+                        f"exist for {', '.join(BENCHMARK_SETS)} (--data BENCHMARK_ROOT --sets ...)")
+    if shown and any(" / -" in c for c in published_cells):
+        captions.append("published SSIM '-': not on record (docs/reference.md section 3)")
+    table.caption = "; ".join(captions) or None
     return table
 
 

@@ -3,9 +3,9 @@
 - `imresize`: MATLAB ``imresize(..., 'bicubic')`` for numpy arrays and torch tensors.
 - `load_image`, `save_image`, `modcrop`: files <-> uint8 ``H x W x 3`` arrays.
 - `SRImageSet` (`srnas.data.imageset`): decoded HR images and their LR images per scale.
-- `load_train_set`, `load_eval_set`, `load_benchmark_sets` (`srnas.data.sources`): one
-  ``--data`` spec -> a source (the offline demo data, DIV2K, the authors' benchmark folders,
-  plain folders) -> an `SRImageSet`.
+- `load_train_set`, `load_eval_set`, `load_benchmark_sets`, `load_image_folder`
+  (`srnas.data.sources`): one ``--data`` spec -> a source (the offline demo data, DIV2K, the
+  authors' benchmark folders, plain folders) -> an `SRImageSet`.
 - `describe_data_root` (`srnas.data.layout`): folder layouts and the `srnas data check` inventory.
 - `ImageCache`, `default_cache_dir` (`srnas.data.cache`): the decoded-image cache.
 - `demo_split`: the offline demo split (scikit-image photographs).
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from srnas.data.cache import ImageCache, default_cache_dir
     from srnas.data.imageset import SRImageSet
     from srnas.data.layout import describe_data_root
-    from srnas.data.sources import load_benchmark_sets, load_eval_set, load_train_set
+    from srnas.data.sources import load_benchmark_sets, load_eval_set, load_image_folder, load_train_set
 
 _EXPORTS = {
     "load_image": "srnas.data.images",
@@ -48,13 +48,14 @@ _EXPORTS = {
     "load_train_set": "srnas.data.sources",
     "load_eval_set": "srnas.data.sources",
     "load_benchmark_sets": "srnas.data.sources",
+    "load_image_folder": "srnas.data.sources",
     "demo_split": "srnas.data.demo",
     "PatchSampler": "srnas.data.patches",
 }
 
 __all__ = [
     "ImageCache", "PatchSampler", "SRImageSet", "default_cache_dir", "demo_split", "describe_data_root",
-    "imresize", "load_benchmark_sets", "load_eval_set", "load_image", "load_train_set", "modcrop",
+    "imresize", "load_benchmark_sets", "load_eval_set", "load_image", "load_image_folder", "load_train_set", "modcrop",
     "save_image",
 ]
 

@@ -31,7 +31,7 @@ from srnas.errors import DataError
 __all__ = [
     "BENCHMARK_SETS", "DIV2K_SPLITS", "DataKind", "DatasetStatus", "ImageEntry", "available_sets",
     "canonical_set_name", "data_folder", "data_kind", "describe_data_root", "div2k_entries", "div2k_root",
-    "find_set", "folder_entries", "held_out_indices", "is_official_set", "split_folder",
+    "find_set", "folder_entries", "held_out_indices", "is_official_set", "official_image_count", "split_folder",
 ]
 
 #: Official benchmark sets and their image counts.
@@ -199,6 +199,15 @@ def available_sets(root: Path) -> list[str]:
     if base is None:
         return []
     return sorted(c.name for c in base.iterdir() if c.is_dir() and _is_set_folder(c))
+
+
+def official_image_count(set_name: str) -> int | None:
+    """Images of the official set ``set_name`` (``Set5`` 5, ..., ``DIV2K`` validation 100);
+    None for a set of one's own. Published numbers hold for the complete set only."""
+    if set_name.lower() == "div2k":
+        first, last = DIV2K_SPLITS["valid"]
+        return last - first + 1
+    return next((n for name, n in BENCHMARK_SETS.items() if name.lower() == set_name.lower()), None)
 
 
 def canonical_set_name(folder: Path) -> str:

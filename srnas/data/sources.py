@@ -11,6 +11,8 @@ official set folder    refused (test set)               all its images
 any other folder       all images but the held-out      the held-out images
 =====================  ===============================  ===================================
 
+`load_image_folder` scores *every* image of one folder (one's own HR images, ``srnas eval``).
+
 Folder layouts and the held-out part of a folder are described in `srnas.data.layout`;
 `load_benchmark_sets` scores *every* image of a folder instead.
 
@@ -44,7 +46,7 @@ from srnas.data.layout import (
 )
 from srnas.errors import DataError
 
-__all__ = ["DataSource", "load_benchmark_sets", "load_eval_set", "load_train_set", "open_source"]
+__all__ = ["DataSource", "load_benchmark_sets", "load_eval_set", "load_image_folder", "load_train_set", "open_source"]
 
 # Part of the cache key of generated LR images: bump it when imresize's output changes.
 _GENERATED_LR_TAG = "matlab-bicubic-v1"
@@ -150,6 +152,20 @@ def load_benchmark_sets(root: PathLike, names: Sequence[str], scale: int, *, cac
         else:
             out.append(_benchmark_set(base, set_name, sc, store, max_images=max_images, progress=False))
     return out
+
+
+def load_image_folder(folder: PathLike, scale: int, *, cache_dir: PathLike | None = None, cache: bool = True,
+                      max_images: int | None = None) -> SRImageSet:
+    """Every image of one folder as a test set at ``scale`` (protocol "benchmark"), named after
+    the folder (an official set's folder gets its official spelling, ``set5`` -> ``Set5``).
+
+    ``folder`` holds HR images (LR made with the MATLAB-compatible bicubic) or is a set folder
+    (``HR/`` plus optional ``LR_bicubic/X{s}/``). Nothing is held out: this is for scoring.
+    """
+    path = data_folder(folder)
+    (sc,) = check_scales(scale)
+    return _decode(canonical_set_name(path), folder_entries(path, (sc,)), (sc,), "benchmark",
+                   open_cache(cache_dir, cache), max_images=max_images, progress=False)
 
 
 # ---- the sources -------------------------------------------------------------------------------

@@ -82,8 +82,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated or foreign file
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise TrainingError(f"{p}: unreadable checkpoint ({type(exc).__name__}: {first})") from None
+        from srnas.arch.checkpoint import unreadable_weights_reason
+
+        raise TrainingError(f"{p}: unreadable checkpoint: {unreadable_weights_reason(p, exc)}") from None
     if not isinstance(payload, dict) or "model" not in payload or "update" not in payload:
         raise TrainingError(f"{p}: not an srnas training checkpoint (no 'model'/'update' entries)")
     version = payload.get("version")
@@ -103,6 +104,10 @@ def find_weights(path: str | Path) -> Path:
         raise ConfigError(f"{p}: no model.pt or {CHECKPOINT_NAME} in this folder (expected a `srnas retrain` output)")
     if not p.is_file():
         raise ConfigError(f"{p}: model file or folder not found")
+    if p.suffix.lower() == ".onnx":
+        from srnas.arch.checkpoint import unreadable_weights_reason
+
+        raise ConfigError(f"{p}: {unreadable_weights_reason(p)}")
     return p
 
 

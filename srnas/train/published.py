@@ -14,7 +14,9 @@ BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
 
 @dataclasses.dataclass(frozen=True)
 class PublishedResult:
-    """One row of a paper's table: PSNR per benchmark set at one scale."""
+    """One row of a paper's table: PSNR (and SSIM where it is on record) per benchmark set at
+    one scale. ``ssim`` holds only values checked against the paper (docs/reference.md
+    section 3): none are on record yet, and a missing one is shown as ``-``, never guessed."""
 
     model: str
     scale: int
@@ -22,6 +24,7 @@ class PublishedResult:
     params: str = "-"
     mult_adds: str = "-"
     protocol: str = "benchmark"
+    ssim: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _row(model: str, scale: int, psnrs: tuple[float, ...], params: str = "-", mult_adds: str = "-") -> PublishedResult:
