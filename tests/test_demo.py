@@ -1,4 +1,4 @@
-"""The offline demo split built from scikit-image's photographs."""
+"""The offline demo split built from photographs shipped with scikit-image and scikit-learn."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from srnas.metrics import psnr, ssim
 def test_fixed_split_keeps_the_stereo_pair_together() -> None:
     train, val = demo_split()
     assert train.names == ["astronaut", "rocket", "chelsea", "motorcycle"]
-    assert val.names == ["coffee"]
+    assert val.names == ["coffee", "china", "flower"]  # coffee first: val_images 1 scores on it alone
     assert train.name == "demo-train" and val.name == "demo-val"
     assert train.protocol == val.protocol == "benchmark"
     everything = set(train.names) | set(val.names)
@@ -56,7 +56,9 @@ def test_loaders_return_the_demo_split() -> None:
     train = load_train_set("demo", [2, 4])
     assert train.names == ["astronaut", "rocket", "chelsea", "motorcycle"] and train.scales == (2, 4)
     val = load_eval_set("demo", 3)
-    assert val.names == ["coffee"] and val.hr[0].shape == (399, 600, 3) and val.lr[3][0].shape == (133, 200, 3)
+    assert val.names == ["coffee", "china", "flower"]
+    assert val.hr[0].shape == (399, 600, 3) and val.lr[3][0].shape == (133, 200, 3)
+    assert val.hr[1].shape == val.hr[2].shape == (426, 639, 3) and val.lr[3][2].shape == (142, 213, 3)
     assert load_train_set("demo", 2, max_images=2).names == ["astronaut", "rocket"]
 
 
@@ -74,6 +76,36 @@ def test_bicubic_baseline_on_the_validation_image() -> None:
     assert round(psnr(imresize(lr_once, 2), hr, scale=2), 2) == 30.60
 
 
+def test_scikit_learn_photographs_are_read_from_the_package_files() -> None:
+    from sklearn.datasets import load_sample_image
+
+    val = load_eval_set("demo", 2)
+    for i, name in enumerate(["china", "flower"], 1):
+        photo = load_sample_image(f"{name}.jpg")  # sklearn's own reader, for comparison
+        assert photo.shape == (427, 640, 3)
+        np.testing.assert_array_equal(val.hr[i], photo[:426, :640])
+    # Bicubic x2 per photograph (Y, crop 2): a dark detailed scene, a soft close-up, coffee between.
+    scores = [psnr(imresize(lr, 2), hr, scale=2) for hr, lr in zip(val.hr, val.lr[2])]
+    assert scores == pytest.approx([30.592, 24.349, 35.181], abs=2e-3)
+
+
+def test_a_missing_photograph_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from srnas.errors import DataError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    demo_module._photo.cache_clear()
+    try:
+        with pytest.raises(DataError) as err:
+            demo_split(2)
+        msg = str(err.value)
+        assert "sklearn/datasets/images/china.jpg" in msg and "scikit-learn" in msg and "\n" not in msg
+    finally:
+        demo_module._photo.cache_clear()
+
+
 def test_demo_loads_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise OSError("network disabled in this test")
@@ -83,4 +115,4 @@ def test_demo_loads_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     demo_module._photo.cache_clear()
     demo_module._lr.cache_clear()
     train, val = demo_split(2)
-    assert len(train) == 4 and len(val) == 1
+    assert len(train) == 4 and len(val) == 3

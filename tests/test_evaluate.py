@@ -156,7 +156,8 @@ def test_bicubic_skip_net_at_init_scores_like_bicubic() -> None:
     net = build_model(ArchConfig(n_resblocks=1, n_feats=4, global_skip="bicubic"))
     ours = evaluate_model(net, val, scale=2, with_ssim=False)
     bic = evaluate_bicubic(val, scale=2, with_ssim=False)
-    assert bic.method == "bicubic" and bic.psnr == pytest.approx(30.60, abs=0.02)
+    # Mean over the three demo validation photographs (coffee 30.59, china 24.35, flower 35.18 dB).
+    assert bic.method == "bicubic" and bic.psnr == pytest.approx(30.04, abs=0.02)
     assert ours.psnr == pytest.approx(bic.psnr, abs=0.02)
 
 

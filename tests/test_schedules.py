@@ -112,3 +112,19 @@ def test_import_does_not_pull_torch() -> None:
     code = "import sys, srnas.train.schedules, srnas.train; srnas.train.get_schedule('tiny'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_tiny_designs_of_the_fidelity_study() -> None:
+    step, cosine = get_schedule("tiny-step"), get_schedule("tiny-cosine")
+    # tiny-step is the first tiny, unchanged: studies recorded with it keep comparing with it.
+    assert step.fidelity_id == "u300-b16-p24-lr0.002-step-9075762d"
+    assert (step.updates, step.lr_milestones, step.val_images, step.eval_every) == (300, (200,), 4, 50)
+    # Same budget, batch, patch and peak lr; the lr annealed to zero instead of halved once.
+    assert (cosine.updates, cosine.batch, cosine.patch, cosine.lr) == (step.updates, step.batch, step.patch, step.lr)
+    assert cosine.lr_policy == "cosine" and cosine.lr_at(0) == 2e-3 and cosine.lr_at(299) < 1e-6
+    assert cosine.fidelity_id != step.fidelity_id and cosine.eval_points() == step.eval_points()
+    ref = get_schedule("tiny-cosine*10")
+    assert ref.updates == 3000 and ref.lr_policy == "cosine" and ref.lr_at(1500) == pytest.approx(1e-3)
+    # The default tiny is one of the studied designs under another name (same training and score).
+    assert get_schedule("tiny").fidelity_id in {step.fidelity_id, cosine.fidelity_id}
+    assert {"tiny-step", "tiny-cosine"} <= set(PROXY_FIDELITIES)

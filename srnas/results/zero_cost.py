@@ -16,7 +16,9 @@ Adaptations to EDSR-family networks (each changes what would otherwise be a dege
   default initialisation (seeded) before scoring, so the scores rate the learnable branch.
 - synflow runs with the mean shift's bias removed: subtracting the mean makes the all-ones
   input negative and the ReLUs of a positive-weight network would cut every path. Batch norm is
-  in eval mode (identity at initialisation), in float64 to avoid overflow in deep nets.
+  in eval mode (identity at initialisation). The networks compute in float32 (their first and
+  last stages cast to it), so the score of a very deep or wide net can overflow: it is then
+  ``inf`` (ties at the top of a ranking), which the CPU spaces never reach.
 
 >>> from srnas.arch import ArchConfig
 >>> cfg = ArchConfig(n_resblocks=2, n_feats=8)
@@ -52,7 +54,7 @@ def scoring_model(config: ArchConfig, *, seed: int = 0) -> nn.Module:
 
 def synflow(config: ArchConfig, *, seed: int = 0, lr_size: tuple[int, int] = SCORE_LR_SIZE) -> float:
     """SynFlow score at initialisation (larger: more "trainable signal"); see the module docstring."""
-    model = scoring_model(config, seed=seed).double().eval()
+    model = scoring_model(config, seed=seed).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, MeanShift):
@@ -60,11 +62,11 @@ def synflow(config: ArchConfig, *, seed: int = 0, lr_size: tuple[int, int] = SCO
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:
             p.abs_()
-    x = torch.ones(1, config.n_colors, *lr_size, dtype=torch.float64)
+    x = torch.ones(1, config.n_colors, *lr_size)
     model.zero_grad(set_to_none=True)
     model(x, scale=config.scale).sum().backward()
     with torch.no_grad():
-        score = sum(float((p * p.grad).abs().sum()) for p in params if p.grad is not None)
+        score = sum(float((p.double() * p.grad.double()).abs().sum()) for p in params if p.grad is not None)
     return score if math.isfinite(score) else math.inf
 
 
