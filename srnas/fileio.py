@@ -42,7 +42,7 @@ from typing import IO, NoReturn
 
 from srnas.errors import StorageFullError, WriteError
 
-__all__ = ["atomic_folder", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "write_error"]
 
 PathLike = str | os.PathLike[str]
 
@@ -213,6 +213,12 @@ def _os_error_in_chain(exc: BaseException) -> OSError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def write_error(target: PathLike, exc: OSError) -> WriteError:
+    """The one-line error for ``exc`` raised while writing ``target`` (a `StorageFullError` for
+    a full disk or quota), for writers that cannot be atomic (appends to a log or journal)."""
+    return _error(Path(target), exc)
 
 
 def _error(target: Path, exc: OSError) -> WriteError:

@@ -6,6 +6,11 @@ artifact folder, the retrain runs, the report and the logs. Every path of a stud
 here and nowhere else. `open_storage` turns a storage URL (SQLite, PostgreSQL, MySQL, a journal
 file) into an Optuna storage with one-line errors; `load_study` opens an existing study.
 
+Reliability (the same on every storage): a journal file is repaired when its last record was
+torn by a crash or a full disk (`JournalFile`), and its writes are all-or-nothing; creators of
+one study are serialised (`StudyHome.creating` on this machine, `storage_lock` across machines);
+a full disk or a broken storage becomes one line naming the file (`storage_errors`).
+
 >>> home = StudyHome("tiny-demo", root=Path("trials"))
 >>> str(home.artifacts), str(home.report)
 ('trials/tiny-demo/artifacts', 'trials/tiny-demo/report.html')
@@ -13,21 +18,36 @@ file) into an Optuna storage with one-line errors; `load_study` opens an existin
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import os
+import random
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.errors import SrnasError
+from srnas.errors import SrnasError, StorageFullError, WriteError
+from srnas.fileio import atomic_write_bytes, write_error
 
 if TYPE_CHECKING:
     import optuna
 
 DEFAULT_ROOT = Path("trials")
 STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-#: Seconds between heartbeats of a running trial on RDB storages; a trial whose heartbeat is
-#: older than twice this is failed by the next worker that looks (and retried).
+#: Seconds between the heartbeats a running trial records (``heartbeat_at``, every storage); a
+#: RUNNING trial of another machine whose heartbeat has not moved for twice this (the grace
+#: period) is failed by the next worker that looks, and retried.
 HEARTBEAT_INTERVAL = 20
+#: Seconds after which a journal lock file is taken to be left by a killed process and removed
+#: (a live writer holds it for milliseconds).
+JOURNAL_LOCK_GRACE = 30
+#: OS errors that make a storage unwritable (a full disk or quota, a read-only or failing disk).
+_WRITE_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EIO}
+#: Attempts at opening an RDB storage whose tables another process is creating at that moment.
+OPEN_ATTEMPTS = 6
 
 
 class StudyError(SrnasError):
@@ -110,16 +130,47 @@ class StudyHome:
         """The lock that serialises budget claims of the workers on this machine."""
         return self.dir / ".budget.lock"
 
+    @property
+    def claim_lock(self) -> Path:
+        """The lock under which a worker of this machine claims an architecture to train."""
+        return self.dir / ".claim.lock"
+
+    @property
+    def creation_marker(self) -> Path:
+        """Present while a command creates this study's SQLite file (a crash then leaves an
+        empty file that the next command may take over)."""
+        return self.dir / ".creating"
+
     def exists(self) -> bool:
         return self.db.is_file()
 
-    def storage(self, url: str | None = None, *, heartbeat: int | None = HEARTBEAT_INTERVAL,
-                create: bool = True) -> Any:
+    def storage(self, url: str | None = None, *, create: bool = True) -> Any:
         """The Optuna storage of this study: ``url``, or the default SQLite file (its folder is
-        created unless ``create`` is false)."""
-        if url is None and create:
+        created unless ``create`` is false). An empty (0-byte) SQLite file is refused unless a
+        creation of this study was interrupted (`creating`)."""
+        url = url or self.default_storage_url
+        if url == self.default_storage_url and create:
             self.dir.mkdir(parents=True, exist_ok=True)
-        return open_storage(url or self.default_storage_url, heartbeat=heartbeat)
+        db = sqlite_path(url)
+        if db is not None and db.is_file() and db.stat().st_size == 0 \
+                and not (create and self.creation_marker.is_file()):
+            raise StudyError(f"{db} is empty (0 bytes), not a study: restore it from a backup, or remove it "
+                             "to start a new study")
+        return open_storage(url)
+
+    @contextlib.contextmanager
+    def creating(self) -> Iterator[None]:
+        """Serialise the commands of this machine that create or resume this study (a file
+        lock in its folder); the creation marker stays until the body succeeds."""
+        from filelock import FileLock
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.dir / ".create.lock")):
+            new = not self.db.is_file() or self.db.stat().st_size == 0
+            if new and not self.creation_marker.is_file():
+                atomic_write_bytes(self.creation_marker, b"")
+            yield
+            self.creation_marker.unlink(missing_ok=True)
 
     def load(self, url: str | None = None) -> "optuna.Study":
         """The existing study (one clear line when it does not exist)."""
@@ -129,7 +180,7 @@ class StudyHome:
             known = list_study_names(self.root)
             hint = f"; studies here: {', '.join(known)}" if known else ""
             raise StudyError(f"no study {self.name!r} in {self.root}/{hint}")
-        storage = self.storage(url, heartbeat=None, create=False)
+        storage = self.storage(url, create=False)
         try:
             return optuna.load_study(study_name=self.name, storage=storage)
         except KeyError:
@@ -152,14 +203,13 @@ def load_study(study: str, storage: str | None = None, *, root: Path | None = No
 
 def quiet_optuna() -> None:
     """Silence Optuna's experimental-feature warnings and per-trial log lines (srnas shows its
-    own progress); our use of heartbeats outside study.optimize is deliberate."""
+    own progress)."""
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def _driver_hint(url: str) -> str:
@@ -174,24 +224,39 @@ def is_journal_url(url: str) -> bool:
     return url.startswith("journal:") or url.endswith((".log", ".jsonl"))
 
 
-def open_storage(url: str, *, heartbeat: int | None = HEARTBEAT_INTERVAL) -> Any:
+def journal_path(url: str) -> Path:
+    return Path(url.removeprefix("journal:"))
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other storages and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def open_storage(url: str) -> Any:
     """An Optuna storage for ``url``.
 
-    Journal files (``journal:PATH`` or a path ending in ``.log``/``.jsonl``) use Optuna's
-    JournalFileBackend; RDB URLs get a heartbeat so that trials of killed workers are failed.
-    Every failure becomes one line naming the URL (its password hidden).
+    Journal files (``journal:PATH`` or a path ending in ``.log``/``.jsonl``) use `JournalFile`
+    (torn records repaired, all-or-nothing writes). RDB URLs (SQLite, PostgreSQL, MySQL) are
+    opened again when another process is creating their tables at that moment. Every failure
+    becomes one line naming the URL (its password hidden). Stale trials are srnas's business
+    (``heartbeat_at``, `srnas.search.session`), not Optuna's RDB heartbeat.
     """
     import optuna
 
     quiet_optuna()
     if is_journal_url(url):
         from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url.removeprefix("journal:"))
+        from srnas.journal import JournalFile
+
+        path = journal_path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(JournalFile(path))
         except OSError as exc:
             raise StudyError(f"journal storage {path}: {exc.strerror or exc}") from None
     if "://" not in url:
@@ -205,23 +270,129 @@ def open_storage(url: str, *, heartbeat: int | None = HEARTBEAT_INTERVAL) -> Any
         engine_kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-            grace_period=None if heartbeat is None else 2 * heartbeat,
-            heartbeat_stale_trial_callback=(optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
-                                            if heartbeat else None),
-        )
-    except ImportError as exc:
-        raise StudyError(f"storage {redact(url)}: database driver missing ({exc}); {_driver_hint(url)}") from None
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError, OperationalError, ...
-        msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        first = msg[0] if msg else type(exc).__name__
-        if "Failed to import DB access module" in first or "No module named" in first:
-            raise StudyError(f"storage {redact(url)}: database driver missing; {_driver_hint(url)}") from None
-        raise StudyError(f"storage {redact(url)}: cannot connect ({type(exc).__name__}: {first})") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except ImportError as exc:
+            raise StudyError(f"storage {redact(url)}: database driver missing ({exc}); {_driver_hint(url)}") from None
+        except Exception as exc:  # sqlalchemy.exc.ArgumentError, OperationalError, IntegrityError ...
+            if _creation_race(exc) and attempt + 1 < OPEN_ATTEMPTS:
+                time.sleep(0.1 * (attempt + 1) + random.random() * 0.2)
+                continue
+            failure = storage_failure(exc, sqlite_path(url) or redact(url))
+            if failure is not None:
+                raise failure from None
+            first = _first_line(exc)
+            if "Failed to import DB access module" in first or "No module named" in first:
+                raise StudyError(f"storage {redact(url)}: database driver missing; {_driver_hint(url)}") from None
+            raise StudyError(f"storage {redact(url)}: cannot connect ({type(exc).__name__}: {first})") from None
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _creation_race(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from another process creating the same tables at the same time
+    (Optuna creates them and stamps the alembic version on first use)."""
+    text = _first_line(exc).lower()
+    return type(exc).__name__ == "IntegrityError" or "already exists" in text or "duplicate key" in text
 
 
 def redact(url: str) -> str:
     """The URL without its password."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def storage_location(storage: Any) -> str:
+    """The file or URL (password hidden) behind an Optuna storage, for messages."""
+    from srnas.journal import JournalFile
+
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, JournalFile):
+        return str(backend.path)
+    url = getattr(storage, "url", None)
+    if isinstance(url, str):
+        return str(sqlite_path(url) or redact(url))
+    return type(storage).__name__
+
+
+def storage_failure(exc: BaseException, where: str | Path) -> SrnasError | None:
+    """The one-line error for ``exc`` when it says a disk is full or a database file is
+    unusable (SQLite, PostgreSQL, an `OSError` anywhere in its chain), else None. The path an
+    `OSError` names wins over ``where``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, WriteError):
+            return current
+        if isinstance(current, OSError) and current.errno in _WRITE_ERRNOS:
+            return write_error(Path(str(current.filename or where)), current)
+        orig = getattr(current, "orig", None)
+        text = str(orig or current).strip().splitlines()[0] if str(orig or current).strip() else ""
+        sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if "database or disk is full" in text or sqlstate == "53100" or "No space left on device" in text:
+            err = StorageFullError(f"{where}: disk full, the storage cannot record trials ({text}); free some "
+                                   "space and re-run the same command to resume")
+            err.errno = errno.ENOSPC
+            return err
+        if "database disk image is malformed" in text or "file is not a database" in text:
+            return StudyError(f"{where}: not a readable SQLite study ({text}); restore it from a backup")
+        if "disk I/O error" in text:
+            return StudyError(f"{where}: disk I/O error while writing the study; check the disk and re-run")
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextlib.contextmanager
+def storage_errors(storage: Any) -> Iterator[None]:
+    """Turn a full disk or an unusable storage file raised inside the block into one line
+    naming the file (`storage_failure`); other exceptions pass unchanged."""
+    try:
+        yield
+    except (SrnasError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        failure = storage_failure(exc, storage_location(storage))
+        if failure is None:
+            raise
+        raise failure from None
+
+
+@contextlib.contextmanager
+def storage_lock(storage: Any, name: str) -> Iterator[None]:
+    """Serialise the creators of study ``name`` on a shared storage, across machines: a
+    PostgreSQL advisory lock, a MySQL named lock, a lock file beside a journal file (NFS-safe).
+    SQLite needs none beyond `StudyHome.creating` (one machine)."""
+    from srnas.journal import JournalFile, JournalLock
+
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, JournalFile):
+        with JournalLock(str(backend.path) + ".create", what="the creation lock of this journal's studies").held():
+            yield
+        return
+    url = getattr(storage, "url", "")
+    if not isinstance(url, str) or not url.startswith(("postgresql", "mysql")):
+        yield
+        return
+    from sqlalchemy import text
+
+    key = int.from_bytes(hashlib.sha256(f"srnas-create:{name}".encode()).digest()[:8], "big", signed=True)
+    postgres = url.startswith("postgresql")
+    with storage.engine.connect() as conn:
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        else:
+            conn.execute(text("SELECT GET_LOCK(:k, 600)"), {"k": f"srnas-{key}"})
+        conn.commit()
+        try:
+            yield
+        finally:
+            if postgres:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            else:
+                conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"srnas-{key}"})
+            conn.commit()

@@ -110,7 +110,7 @@ def test_retrain_top_k_of_a_study(tmp_path: Path) -> None:
 
     from srnas.studies import StudyHome
 
-    storage = StudyHome("demo-study", tmp_path).storage(heartbeat=None)
+    storage = StudyHome("demo-study", tmp_path).storage()
     study = optuna.create_study(study_name="demo-study", storage=storage, direction="maximize")
     configs = [ArchConfig(n_resblocks=b, n_feats=4, global_skip="bicubic") for b in (1, 2, 3)]
     for value, cfg in zip((31.0, 32.0, 30.0), configs):

@@ -12,6 +12,7 @@ from srnas.errors import ConfigError, SrnasError
 from srnas.log import FILE_ONLY, get_logger, log_file
 from srnas.search.nni_engine import NNIEngine
 from srnas.search.optuna_engine import OptunaEngine
+from srnas.search.processes import terminate_as_interrupt
 from srnas.search.session import Engine, Session
 from srnas.search.settings import SearchSettings
 
@@ -40,6 +41,11 @@ def run_search(settings: SearchSettings, *, console: "Console | None" = None, pr
     `srnas.search.progress`). Every line is also appended to the study's log file
     (``trials/<study>/search.log``), between a start line and an end line.
     """
+    with terminate_as_interrupt():  # SIGTERM stops a search as Ctrl-C does
+        return _run_search(settings, console=console, progress=progress)
+
+
+def _run_search(settings: SearchSettings, *, console: "Console | None", progress: bool) -> "optuna.Study":
     from rich.console import Console
     from rich.text import Text
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,9 +21,11 @@ from filelock import FileLock
 
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import arch_of, is_trained
+from srnas.search.processes import die_with_parent, terminate_as_interrupt
 from srnas.search.progress import SearchProgress
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings, auto_workers
+from srnas.studies import storage_errors
 from srnas.train.schedules import ProxySchedule
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class Worker:
                     return None
                 if counts.finished + counts.running < self.settings.budget:
                     trial = self.study.ask()
-                    trial.set_user_attr("worker", self.runner.worker_tag)
+                    for key, value in self.runner.worker.items():  # who runs it, before anything else
+                        trial.set_user_attr(key, value)
                     return trial if self._within_budget(trial) else None
             time.sleep(1.0)  # others hold the remaining slots; take one if they fail
 
@@ -131,7 +133,12 @@ class Worker:
     # ---- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run trials until done; returns how many this worker finished."""
+        """Run trials until done; returns how many this worker finished. A full disk or an
+        unusable storage ends it with one line naming the file (`storage_errors`)."""
+        with storage_errors(self.study._storage):
+            return self._run()
+
+    def _run(self) -> int:
         done = repeats = 0
         prune = not self.settings.multi_objective
         while True:
@@ -189,7 +196,9 @@ class OptunaEngine:
                 # Settings name the study explicitly so that workers open the same one.
                 payload = dataclasses.replace(settings, study=session.name).to_json()
                 for i in range(settings.workers):
-                    procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i)]))
+                    # Workers end with this process however it ends (its PID: `die_with_parent`).
+                    procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i),
+                                                   str(os.getpid())]))
                 codes = [p.wait() for p in procs]
                 bad = [c for c in codes if c != 0]
                 if bad:
@@ -216,16 +225,21 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID``)."""
+    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID [PARENT_PID]``).
+
+    SIGTERM (from the coordinator, or sent when the coordinator dies) and SIGINT fail the
+    running trial ("interrupted") and end the worker with 130.
+    """
     settings = SearchSettings.from_json(argv[0])
     worker_id = int(argv[1])
-    # SIGTERM from the coordinator: fail the running trial cleanly, then exit.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        Worker.attach(settings, worker_id).run()
-    except KeyboardInterrupt:
-        return 130
-    except SrnasError as exc:
-        print(f"srnas: error: worker {worker_id}: {exc}", file=sys.stderr)
-        return 2
+    with terminate_as_interrupt(once=True):
+        try:
+            if len(argv) > 2:
+                die_with_parent(int(argv[2]))
+            Worker.attach(settings, worker_id).run()
+        except KeyboardInterrupt:
+            return 130
+        except SrnasError as exc:
+            print(f"srnas: error: worker {worker_id}: {exc}", file=sys.stderr)
+            return 2
     return 0

@@ -9,21 +9,37 @@ Budget accounting: a trial counts once it is COMPLETE, or PRUNED by the pruner. 
 violate the space's constraints are recorded as PRUNED with the user attribute ``infeasible``
 (never trained) and do not count, nor do FAILED ones (a killed worker's trial is failed and
 retried).
+
+Stale trials (`StaleTrials`): a RUNNING trial whose worker is gone is failed and retried by
+the next worker that looks, on every storage: at once when the worker ran on this machine (its
+PID is gone, or now belongs to another process), otherwise once its ``heartbeat_at`` has not
+moved for the grace period (twice ``settings.heartbeat``, 40 s by default). Only how long a
+value stays the same is measured, on this machine's clock, so clocks of other machines need
+not agree.
+
+Creation (`Session.create`): every check that can fail without a study (name, devices,
+constraints against the space's smallest config, memory, data) runs first; then creators are
+serialised (a lock file in the study folder, and `srnas.studies.storage_lock` on shared
+storages), so two commands starting the same new study both succeed and enqueue the space's
+presets once.
 """
 
 from __future__ import annotations
 
-import os
 import socket
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from srnas.errors import SrnasError
+from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_counts
+from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.objective import Objective, check_data
+from srnas.search.processes import worker_alive, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner
-from srnas.space import SearchSpace, canonical_changes
-from srnas.studies import StudyError, StudyHome
+from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
+from srnas.studies import StudyError, StudyHome, storage_errors, storage_lock
 from srnas.train.schedules import ProxySchedule, Schedule, get_schedule
 
 if TYPE_CHECKING:
@@ -46,48 +62,65 @@ class Engine(Protocol):
     def run(self, session: "Session", *, console: "Console", progress: bool) -> None: ...
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+#: Times a trial whose worker died is retried (a new WAITING trial with its parameters).
+MAX_RETRIES = 2
+#: User attributes a retried trial keeps (the rest belonged to the run that died).
+RETRY_KEEPS = ("preset",)
 
 
-def worker_tag() -> str:
-    """``host:pid`` of this process, recorded in each trial it runs (``worker``)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+class StaleTrials:
+    """Finds RUNNING trials whose worker is gone (see the module docstring); one per process,
+    since it remembers since when each trial's heartbeat has stood still."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._since: dict[int, tuple[Any, float]] = {}
+
+    def find(self, running: Iterable[Any]) -> list[tuple[Any, str]]:
+        """(trial, reason) for each trial of ``running`` that is stale now."""
+        host, now = socket.gethostname(), time.monotonic()
+        out, seen = [], set()
+        for t in running:
+            seen.add(t._trial_id)
+            worker = t.user_attrs.get("worker")
+            w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
+            if w_host == host and w_pid.isdigit():
+                if not worker_alive(int(w_pid), t.user_attrs.get("worker_start")):
+                    out.append((t, f"worker {worker} died (killed?)"))
+                continue
+            beat = t.user_attrs.get("heartbeat_at")
+            since = self._since.get(t._trial_id)
+            if since is None or since[0] != beat:
+                self._since[t._trial_id] = (beat, now)
+            elif now - since[1] >= self.grace:
+                out.append((t, f"worker {worker or '(unknown)'} sent no heartbeat for {self.grace:.0f} s "
+                               "(its machine is down, or it was killed)"))
+        for trial_id in set(self._since) - seen:
+            del self._since[trial_id]
+        return out
 
 
-def fail_dead_local_trials(study: "optuna.Study") -> list[int]:
-    """Fail RUNNING trials whose worker process on this host is gone (and re-enqueue them).
-
-    The local counterpart of the RDB heartbeat: immediate, and it also covers the journal
-    storage, which has no heartbeat.
-    """
+def fail_and_retry(study: "optuna.Study", t: Any, reason: str) -> bool:
+    """Fail the stale RUNNING trial ``t`` with ``reason`` and enqueue it again (up to
+    `MAX_RETRIES` times); False when another worker failed it first."""
     import optuna
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker")
-        if not isinstance(worker, str) or ":" not in worker:
-            continue
-        w_host, _, w_pid = worker.rpartition(":")
-        if w_host != host or not w_pid.isdigit() or _pid_alive(int(w_pid)):
-            continue
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "error", f"worker {worker} died (killed?)")
-            ok = study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except Exception:  # another worker failed it first
-            continue
-        if ok:
-            failed.append(t.number)
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
-    return failed
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(t._trial_id, "error", reason)
+        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            return False
+    except Exception:  # finished meanwhile, or failed by another worker first
+        return False
+    history = [*t.system_attrs.get("retry_history", []), t.number]
+    if len(history) <= MAX_RETRIES:
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=t.params, distributions=t.distributions,
+            user_attrs={k: t.user_attrs[k] for k in RETRY_KEEPS if k in t.user_attrs},
+            system_attrs={**t.system_attrs, "failed_trial": t.system_attrs.get("failed_trial", t.number),
+                          "retry_history": history}))
+    return True
 
 
 def load_space(settings: SearchSettings) -> SearchSpace:
@@ -95,6 +128,56 @@ def load_space(settings: SearchSettings) -> SearchSpace:
     space = SearchSpace.load(settings.space)
     return space.constrained(max_params=settings.max_params, max_mult_adds=settings.max_mult_adds,
                              max_activation_mb=settings.max_activation_mb)
+
+
+#: How each constraint's quantity is named in messages.
+_CONSTRAINT_UNITS = {"max_params": "parameters", "max_mult_adds": "Mult-Adds", "max_activation_mb": "MB of activations"}
+
+
+def check_constraints_reachable(space: SearchSpace, settings: SearchSettings) -> None:
+    """`ConfigError` when a constraint is below the space's smallest config (no config could
+    satisfy it: the search would only draw infeasible configs)."""
+    given = {"max_params": settings.max_params, "max_mult_adds": settings.max_mult_adds,
+             "max_activation_mb": settings.max_activation_mb}
+    for key, limit in space.constraints.items():
+        quantity = CONSTRAINTS[key]
+        smallest = space.cheapest(lambda c: float(getattr(ConfigCosts.of(c), quantity)))
+        least = float(getattr(ConfigCosts.of(smallest), quantity))
+        if least <= limit:
+            continue
+        unit = _CONSTRAINT_UNITS[key]
+        fmt = f"{least:,.1f}" if key == "max_activation_mb" else f"{least:,.0f}"
+        where = (f"--{key.replace('_', '-')} {given[key]:g}" if given[key] is not None and float(given[key]) == limit
+                 else f"{space.source}: constraints.{key} {limit:g}")
+        raise ConfigError(f"{where} is below the smallest config of space {space.name!r} ({fmt} {unit}: "
+                          f"{smallest.describe()}): no config can satisfy it; use at least {fmt}")
+
+
+def check_devices(settings: SearchSettings) -> list[Any]:
+    """The settings' devices resolved (one per worker), or `ConfigError` naming ``--devices``."""
+    from srnas.train.device import resolve_device
+
+    workers = settings.workers if isinstance(settings.workers, int) else 1
+    resolved = {}
+    for name in dict.fromkeys(settings.devices):
+        try:
+            resolved[name] = resolve_device(name)
+        except ConfigError as exc:
+            raise ConfigError(f"--devices {','.join(settings.devices)}: {exc}") from None
+    return [resolved[settings.devices[i % len(settings.devices)]] for i in range(workers)]
+
+
+def check_memory(space: SearchSpace, schedule: ProxySchedule, devices: list[Any]) -> None:
+    """`ConfigError` when even the space's smallest config cannot train on a worker's device
+    (its memory shared by the workers on it), before anything is built."""
+    smallest = space.cheapest(lambda c: training_bytes(c, batch=schedule.batch, patch=schedule.patch))
+    for device in dict.fromkeys(devices):
+        share = sum(1 for d in devices if d == device)
+        short = memory_shortfall(smallest, batch=schedule.batch, patch=schedule.patch, device=device, share=share)
+        if short is not None:
+            raise ConfigError(f"space {space.name!r}: even its smallest config ({smallest.describe()}, "
+                              f"{ConfigCosts.of(smallest).params:,} parameters) cannot train with proxy "
+                              f"{schedule.name}: {short}; use a smaller space, fewer workers or another device")
 
 
 def resolve_proxy(settings: SearchSettings, space: SearchSpace) -> ProxySchedule:
@@ -124,6 +207,7 @@ class Session:
         self.space_size = space.size()
         #: Trials recorded PRUNED at their last evaluation that `create` repaired.
         self.repaired: list[int] = []
+        self.stale = StaleTrials(grace=2 * settings.heartbeat)
 
     @property
     def name(self) -> str:
@@ -134,28 +218,38 @@ class Session:
     @classmethod
     def create(cls, settings: SearchSettings) -> "Session":
         """Create or resume the study (checking that a resumed one searched the same thing)
-        and enqueue the space's presets idempotently. Bad data fails before a study is touched."""
-        import optuna
-
+        and enqueue the space's presets once. Everything that can fail without a study (name,
+        devices, constraints, memory, data) fails before one is touched; creators of one study
+        are serialised, so concurrent commands both succeed."""
         space = load_space(settings)
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
+        check_constraints_reachable(space, settings)
+        check_memory(space, schedule, check_devices(settings))
         check_data(settings.data, space.scales)
-        storage = home.storage(settings.storage, heartbeat=settings.heartbeat)
         directions = [OBJECTIVES[o] for o in settings.objectives]
+        with home.creating():
+            storage = home.storage(settings.storage)
+            with storage_errors(storage), storage_lock(storage, home.name):
+                study = cls._create_study(home, storage, directions)
+                session = cls(settings, space, schedule, home, study)
+                session._check_or_record_identity(directions)
+                if not settings.multi_objective:
+                    session.repaired = session.repair()
+                for label, params in space.preset_assignments():
+                    study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
+        return session
+
+    @staticmethod
+    def _create_study(home: StudyHome, storage: Any, directions: list[str]) -> "optuna.Study":
+        import optuna
+
         try:
-            study = optuna.create_study(study_name=home.name, storage=storage, directions=directions,
-                                        load_if_exists=True)
+            return optuna.create_study(study_name=home.name, storage=storage, directions=directions,
+                                       load_if_exists=True)
         except Exception as exc:
             raise StudyError(f"study {home.name!r}: cannot create or open "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
-        session = cls(settings, space, schedule, home, study)
-        session._check_or_record_identity(directions)
-        if not settings.multi_objective:
-            session.repaired = session.repair()
-        for label, params in space.preset_assignments():
-            study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
-        return session
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
     @classmethod
     def attach(cls, settings: SearchSettings) -> "Session":
@@ -166,8 +260,9 @@ class Session:
         space = load_space(settings)
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
-        storage = home.storage(settings.storage, heartbeat=settings.heartbeat)
-        study = optuna.load_study(study_name=home.name, storage=storage)
+        storage = home.storage(settings.storage, create=False)
+        with storage_errors(storage):
+            study = optuna.load_study(study_name=home.name, storage=storage)
         return cls(settings, space, schedule, home, study)
 
     def identity(self) -> dict[str, Any]:
@@ -250,7 +345,8 @@ class Session:
         counts = counts or self.counts()
         if counts.infeasible > MAX_INFEASIBLE_PER_BUDGET * max(self.settings.budget, 1):
             raise SrnasError(f"study {self.name!r}: {counts.infeasible} sampled configs violated the "
-                             "constraints; loosen --max-params/--max-mult-adds or the space's constraints")
+                             "constraints or did not fit the device's memory; loosen --max-params/--max-mult-adds "
+                             "or the space's constraints")
         if self.exhausted(counts):
             return 0
         return max(0, self.settings.budget - counts.finished)
@@ -299,16 +395,12 @@ class Session:
         return repaired
 
     def fail_stale(self) -> list[int]:
-        """Fail (and re-enqueue) trials whose worker died: on this host at once, elsewhere
-        after the RDB heartbeat's grace period."""
-        import optuna
+        """Fail (and re-enqueue) the RUNNING trials whose worker is gone (`StaleTrials`);
+        returns their numbers."""
+        from optuna.trial import TrialState
 
-        failed = fail_dead_local_trials(self.study)
-        try:
-            optuna.storages.fail_stale_trials(self.study)
-        except Exception:  # storages without a heartbeat
-            pass
-        return failed
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t.number for t, reason in self.stale.find(running) if fail_and_retry(self.study, t, reason)]
 
     # ---- trials --------------------------------------------------------------------------
 
@@ -319,7 +411,9 @@ class Session:
                               seed=self.settings.seed or 0, engine=engine, sample_dir=self.home.tmp,
                               threads=threads)
         return TrialRunner(self.study, self.space, objective, artifacts=self.home.artifacts,
-                           seed=self.settings.seed, device=device, worker_tag=worker_tag())
+                           seed=self.settings.seed, device=device, worker=worker_identity(),
+                           claim_lock=self.home.claim_lock, heartbeat=self.settings.heartbeat,
+                           on_wait=self.fail_stale)
 
     def describe(self, engine: str) -> str:
         """The header line of a search."""

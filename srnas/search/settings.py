@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from srnas.errors import ConfigError
-from srnas.studies import HEARTBEAT_INTERVAL, safe_study_name
+from srnas.studies import HEARTBEAT_INTERVAL, check_study_name, safe_study_name
 
 #: Objective names and their optimisation directions.
 OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize"}
@@ -60,12 +60,16 @@ class SearchSettings:
     max_params: float | None = None
     max_mult_adds: float | None = None
     max_activation_mb: float | None = None
-    heartbeat: int = HEARTBEAT_INTERVAL
+    #: Seconds between a running trial's heartbeats; twice this is the grace period after
+    #: which a RUNNING trial of another machine with a silent heartbeat is failed.
+    heartbeat: float = HEARTBEAT_INTERVAL
     nni_strategy: str = "evolution"
     nni_webui: int | None = None
     root: str | None = None
 
     def __post_init__(self) -> None:
+        if self.study is not None:
+            check_study_name(self.study)  # before anything is written, whatever the storage
         self.objectives = parse_objectives(self.objectives)
         self.devices = tuple(self.devices)
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -80,6 +84,8 @@ class SearchSettings:
         if self.multi_objective and self.pruner not in (None, "none"):
             raise ConfigError("pruning is not available for multi-objective searches (Optuna raises "
                               "there); drop --pruner or use --objectives psnr")
+        if isinstance(self.heartbeat, bool) or not isinstance(self.heartbeat, (int, float)) or self.heartbeat <= 0:
+            raise ConfigError(f"--heartbeat must be positive seconds, got {self.heartbeat!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
 

@@ -1,29 +1,47 @@
 """One study trial of one config, the same for every engine: record costs and constraints,
 reuse an earlier result of the same architecture at the same fidelity, otherwise train with a
-heartbeat, then record the outcome (attributes, sample-image artifact, values or state)."""
+heartbeat, then record the outcome (attributes, sample-image artifact, values or state).
+
+One architecture is trained once per fidelity, also by concurrent workers: a trial *claims* its
+architecture by recording ``arch_id`` and ``fidelity`` under a lock file shared by this
+machine's workers; a trial that finds another RUNNING trial training the same architecture
+waits for it (``waiting_for``, heartbeat going) and takes its result. Across machines, where no
+lock is shared, the lower trial number keeps training: the other notices at its next
+evaluation, stops and waits. A config whose training would not fit the device's memory is
+recorded infeasible without building it (`srnas.search.memory`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
+from srnas.fileio import atomic_write
 from srnas.outcomes import pruned_at_last_step
+from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
 from srnas.space import SearchSpace
+from srnas.studies import HEARTBEAT_INTERVAL, storage_failure, storage_location
 
 if TYPE_CHECKING:
     import optuna
 
 #: Stop a search after this many trials in a row failed with an unexpected error.
 MAX_CONSECUTIVE_FAILURES = 5
+#: Seconds between two looks at the trial a waiting trial waits for.
+WAIT_POLL_S = 1.0
+#: User attributes about a trial's own run, never copied from the trial whose result it reuses.
+_OWN_ATTRS = frozenset({"worker", "worker_start", "heartbeat_at", "waiting_for", "preset", "reused_from",
+                        "repaired_from", "nni_trial", "engine", "seed", "device"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,28 +56,30 @@ class Outcome:
 
 
 class Heartbeat:
-    """Records a trial's heartbeat on RDB storages while it trains (Optuna's own thread is
-    tied to study.optimize, which cannot enforce a global budget across workers)."""
+    """Records ``heartbeat_at`` (seconds since the epoch) in a trial every ``interval`` seconds
+    while it trains or waits, on every storage (`srnas.search.session.StaleTrials` reads it)."""
 
-    def __init__(self, storage: Any, trial_id: int) -> None:
+    def __init__(self, storage: Any, trial_id: int, interval: float = HEARTBEAT_INTERVAL) -> None:
         self.storage = storage
         self.trial_id = trial_id
-        self.interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def beat(self) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, "heartbeat_at", round(time.time(), 1))
+
     def __enter__(self) -> "Heartbeat":
-        if self.interval:
-            self.storage.record_heartbeat(self.trial_id)
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="srnas-heartbeat", daemon=True)
+        self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception:
+                self.beat()
+            except Exception:  # finished meanwhile, or the storage is briefly unreachable
                 pass
 
     def __exit__(self, *exc: Any) -> None:
@@ -68,19 +88,94 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
 
+class _Superseded(Exception):
+    """A lower-numbered trial on another machine trains the same architecture (raised from an
+    evaluation callback to stop this training)."""
+
+    def __init__(self, holder: Any) -> None:
+        super().__init__(f"trial {holder.number} trains the same architecture")
+        self.holder = holder
+
+
+def _artifact_store(base: Path) -> Any:
+    """Optuna's file-system artifact store writing each artifact atomically (`atomic_write`:
+    the file appears whole or not at all, with the umask's mode; a full disk is one line)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
+        def write(self, artifact_id: str, content_body: Any) -> None:
+            import shutil
+
+            atomic_write(self._get_filepath(artifact_id), lambda handle: shutil.copyfileobj(content_body, handle))
+            self.written = artifact_id
+
+    return AtomicFileSystemArtifactStore(str(base))
+
+
 class TrialRunner:
     """Runs study trials for one worker (Optuna) or one NNI experiment."""
 
     def __init__(self, study: "optuna.Study", space: SearchSpace, objective: Objective, *, artifacts: Path,
-                 seed: int | None, device: str, worker_tag: str) -> None:
+                 seed: int | None, device: str, worker: dict[str, str], claim_lock: Path | None = None,
+                 heartbeat: float = HEARTBEAT_INTERVAL, on_wait: Callable[[], object] | None = None) -> None:
         self.study = study
         self.space = space
         self.objective = objective
         self.artifacts = artifacts
         self.seed = seed
         self.device = device
-        self.worker_tag = worker_tag
+        #: ``worker`` (host:pid) and ``worker_start``, recorded in every trial this runner runs.
+        self.worker = dict(worker)
+        self.claim_lock = claim_lock
+        self.heartbeat = heartbeat
+        #: Called at every look while waiting for another trial (the session fails stale ones there).
+        self.on_wait = on_wait
         self.consecutive_failures = 0
+
+    @property
+    def worker_tag(self) -> str:
+        return self.worker["worker"]
+
+    # ---- claims ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _claiming(self) -> Iterator[None]:
+        if self.claim_lock is None:
+            yield
+            return
+        from filelock import FileLock
+
+        self.claim_lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.claim_lock)):
+            yield
+
+    def _trainers(self, trial: Any, arch_id: str) -> list[Any]:
+        """Other RUNNING trials training (not waiting for) ``arch_id`` at this fidelity."""
+        from optuna.trial import TrialState
+
+        fidelity = self.objective.schedule.fidelity_id
+        return sorted((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if t.number != trial.number and t.user_attrs.get("arch_id") == arch_id
+                       and t.user_attrs.get("fidelity") == fidelity and t.user_attrs.get("waiting_for") is None),
+                      key=lambda t: t.number)
+
+    def _holder(self, trial: Any, arch_id: str, *, waited: bool) -> Any | None:
+        """Claim ``arch_id`` for ``trial`` (lock held by the caller): the trial training it
+        already, or None when ``trial`` is to train it."""
+        if waited:
+            trial.set_user_attr("waiting_for", None)
+        trainers = self._trainers(trial, arch_id)
+        return trainers[0] if trainers else None
+
+    def _wait_for(self, trial: Any, holder: Any) -> None:
+        """Wait (heartbeat going) until ``holder`` is no longer RUNNING."""
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("waiting_for", holder.number)
+        while self.study._storage.get_trial(holder._trial_id).state == TrialState.RUNNING:
+            time.sleep(WAIT_POLL_S)
+            if self.on_wait is not None:
+                self.on_wait()
 
     def find_previous(self, arch_id: str) -> Any | None:
         """A trial that trained ``arch_id`` at this fidelity (complete, or pruned by the pruner)."""
@@ -109,15 +204,15 @@ class TrialRunner:
 
         seed = (self.seed or 0) * 100_003 + trial.number  # one seeded CPU search is reproducible
         costs = self.space.costs(cfg)  # once per trial; the objective receives them
-        for key, value in {**self.objective.describe(cfg, costs), "seed": seed, "device": self.device,
-                           "worker": self.worker_tag}.items():
-            trial.set_user_attr(key, value)
-        for key, value in self.space.violations(costs).items():
+        violations = self.space.violations(costs)
+        feasible = all(v <= 0 for v in violations.values())
+        with self._claiming():
+            for key, value in {**self.objective.describe(cfg, costs), "seed": seed, "device": self.device,
+                               **self.worker}.items():
+                trial.set_user_attr(key, value)
+            holder = self._holder(trial, cfg.arch_id, waited=False) if feasible else None
+        for key, value in violations.items():
             trial.set_constraint(key, float(value))
-
-        reuse = self.find_previous(cfg.arch_id)
-        if reuse is not None:
-            return self._reuse(trial, reuse)
 
         curve: list[list[float]] = []
         final_step = self.objective.schedule.updates
@@ -126,6 +221,10 @@ class TrialRunner:
         record = len(self.study.directions) == 1
 
         def on_eval(step: int, psnr: float) -> None:
+            # Another machine started this architecture first (no lock is shared with it).
+            earlier = [t for t in self._trainers(trial, cfg.arch_id) if t.number < trial.number]
+            if earlier:
+                raise _Superseded(earlier[0])
             curve.append([int(step), float(psnr)])
             if not math.isfinite(psnr):
                 return
@@ -140,8 +239,26 @@ class TrialRunner:
 
         t0 = time.perf_counter()
         try:
-            with Heartbeat(self.study._storage, trial._trial_id):
-                evaluation = self.objective.evaluate(cfg, trial_seed=seed, costs=costs, on_eval=on_eval)
+            with Heartbeat(self.study._storage, trial._trial_id, self.heartbeat):
+                while True:
+                    reuse = self.find_previous(cfg.arch_id)
+                    if reuse is not None:
+                        return self._reuse(trial, reuse)
+                    if holder is not None:
+                        self._wait_for(trial, holder)
+                        with self._claiming():
+                            holder = self._holder(trial, cfg.arch_id, waited=True)
+                        continue
+                    short = memory_shortfall(cfg, batch=self.objective.schedule.batch,
+                                             patch=self.objective.schedule.patch, device=self.device) if feasible else None
+                    if short is not None:
+                        return self._infeasible(trial, f"memory: {short}")
+                    try:
+                        evaluation = self.objective.evaluate(cfg, trial_seed=seed, costs=costs, on_eval=on_eval)
+                    except _Superseded as exc:
+                        holder, curve[:] = exc.holder, []
+                        continue
+                    break
         except optuna.TrialPruned:
             trial.set_user_attr("psnr_curve", curve)
             trial.set_user_attr("wall_time_s", round(time.perf_counter() - t0, 3))
@@ -151,16 +268,24 @@ class TrialRunner:
             self.consecutive_failures = 0
             return Outcome("pruned", curve[-1][1] if curve else None)
         except TrainingError as exc:
+            self._remove_samples(cfg)
             trial.set_user_attr("psnr_curve", curve)
             self.fail(trial, str(exc))
             return Outcome("failed")
         except (KeyboardInterrupt, SystemExit):
+            self._remove_samples(cfg)
             self.fail(trial, "interrupted")
             raise
         except SrnasError as exc:
+            self._remove_samples(cfg)
             self.fail(trial, str(exc))
             raise
         except Exception as exc:
+            self._remove_samples(cfg)
+            failure = storage_failure(exc, storage_location(self.study._storage))
+            if failure is not None:  # a full disk: no later trial can be recorded either
+                self.fail(trial, str(failure))
+                raise failure from None
             self.fail(trial, f"{type(exc).__name__}: {exc}")
             print(f"srnas: trial {trial.number} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             self.consecutive_failures += 1
@@ -170,9 +295,7 @@ class TrialRunner:
             return Outcome("failed")
         self.consecutive_failures = 0
         if evaluation.values is None:
-            trial.set_user_attr("infeasible", evaluation.attrs["infeasible"])
-            self.study.tell(trial, state=TrialState.PRUNED)
-            return Outcome("infeasible")
+            return self._infeasible(trial, evaluation.attrs["infeasible"])
         for key, value in evaluation.attrs.items():
             trial.set_user_attr(key, value)
         if evaluation.sample_png is not None:
@@ -180,11 +303,29 @@ class TrialRunner:
         self.study.tell(trial, list(evaluation.values))
         return Outcome("complete", float(evaluation.values[0]))
 
+    def _infeasible(self, trial: Any, why: str) -> Outcome:
+        """Record ``trial`` PRUNED with ``infeasible`` = ``why`` (never trained)."""
+        from optuna.trial import TrialState
+
+        if why.startswith("memory:"):
+            trial.set_constraint("memory", 1.0)
+        trial.set_user_attr("infeasible", why)
+        self.study.tell(trial, state=TrialState.PRUNED)
+        return Outcome("infeasible")
+
+    def _remove_samples(self, cfg: ArchConfig) -> None:
+        """Remove the sample image a failed trial may have left half written (the claim makes
+        this worker the only one training ``cfg`` here)."""
+        folder = self.objective.sample_dir
+        if folder is not None and folder.is_dir():
+            for leftover in folder.glob(f"sample-{cfg.arch_id}-*.png"):
+                leftover.unlink(missing_ok=True)
+
     def _reuse(self, trial: Any, reuse: Any) -> Outcome:
         from optuna.trial import TrialState
 
         for key, value in reuse.user_attrs.items():
-            if key not in ("worker", "preset", "reused_from", "repaired_from", "nni_trial", "engine", "seed", "device"):
+            if key not in _OWN_ATTRS:
                 trial.set_user_attr(key, value)
         trial.set_user_attr("reused_from", reuse.number)
         self.consecutive_failures = 0
@@ -206,13 +347,21 @@ class TrialRunner:
         return Outcome("pruned", float(last) if last is not None else None, reused=True)
 
     def _upload(self, trial: Any, png: Path) -> None:
-        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+        """Store the sample image as the trial's artifact; on any failure no artifact file is
+        left that the study does not reference."""
+        from optuna.artifacts import upload_artifact
 
+        store = _artifact_store(self.artifacts)
         try:
             self.artifacts.mkdir(parents=True, exist_ok=True)
-            artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(self.artifacts)),
-                                          file_path=str(png), study_or_trial=trial, mimetype="image/png")
+            artifact_id = upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,
+                                          mimetype="image/png")
             trial.set_user_attr("sample_artifact", artifact_id)
+        except BaseException:
+            written = getattr(store, "written", None)
+            if written is not None:
+                (self.artifacts / written).unlink(missing_ok=True)
+            raise
         finally:
             png.unlink(missing_ok=True)
 

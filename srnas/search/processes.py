@@ -1,0 +1,145 @@
+"""Worker processes: who runs a trial, whether that process still lives, and how workers end
+with the command that started them.
+
+- `worker_identity` is what a trial records about its worker: ``worker`` (``host:pid``) and
+  ``worker_start`` (the boot and the start time of that PID, Linux), so that a PID reused after
+  the worker died (or after a reboot) is not taken for the worker (`worker_alive`).
+- `die_with_parent` makes a worker process end when its coordinator ends, however it ends
+  (SIGKILL included): Linux's parent-death signal, and a thread watching the parent PID
+  elsewhere (and in case the parent died before the signal was armed).
+- `terminate_as_interrupt` turns SIGTERM into `KeyboardInterrupt` (the same clean stop as
+  Ctrl-C: the running trial is marked FAIL "interrupted", workers are stopped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Seconds between two looks of the parent watch.
+PARENT_POLL_S = 1.0
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "?"
+
+
+def process_start(pid: int) -> str | None:
+    """``BOOT:TICKS``: which boot and when (clock ticks after it) process ``pid`` started;
+    None where /proc is missing or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and ")"
+    if len(fields) < 20:
+        return None
+    return f"{_boot_id()}:{fields[19]}"  # field 22 of proc(5): starttime
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def worker_tag() -> str:
+    """``host:pid`` of this process, recorded in each trial it runs (``worker``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_identity() -> dict[str, str]:
+    """The user attributes a trial records about the process that runs it."""
+    out = {"worker": worker_tag()}
+    start = process_start(os.getpid())
+    if start is not None:
+        out["worker_start"] = start
+    return out
+
+
+def worker_alive(pid: int, start: str | None = None) -> bool:
+    """Whether the worker process ``pid`` of this machine still runs: the PID exists, is no
+    zombie, and (when ``start`` was recorded) is the same process, not a reused PID."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    if _zombie(pid):
+        return False
+    if start is not None:
+        now = process_start(pid)
+        if now is not None and now != start:
+            return False
+    return True
+
+
+def _arm_parent_death_signal() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        return libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Send this process SIGTERM when ``parent_pid`` (its coordinator) is gone: at once on Linux
+    (PR_SET_PDEATHSIG), within `PARENT_POLL_S` elsewhere (a daemon thread watching the PID)."""
+    _arm_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(PARENT_POLL_S):
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="srnas-parent-watch", daemon=True).start()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    # A worker stopping cleanly (failing its trial) must not be cut short by a second signal:
+    # Ctrl-C reaches it directly and again through the coordinator's SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt(*, once: bool = False) -> Iterator[None]:
+    """Within the block SIGTERM raises `KeyboardInterrupt` in the main thread, as Ctrl-C does
+    (a no-op outside the main thread, where signals cannot be handled). ``once``: the first
+    SIGTERM or SIGINT interrupts, later ones are ignored (worker processes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = _interrupt_once if once else _interrupt
+    previous = {sig: signal.signal(sig, handler) for sig in ((signal.SIGTERM, signal.SIGINT) if once else (signal.SIGTERM,))}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
