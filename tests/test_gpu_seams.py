@@ -246,3 +246,20 @@ def test_the_device_check_runs_its_cpu_parts_and_skips_the_cuda_ones(tmp_path: A
     assert set(statuses.values()) == {expected} and len(statuses) == 10
     if expected == "SKIP":
         assert out.stdout.count("SKIP  ") == 10 and "no CUDA device here" in out.stdout
+
+
+def test_workers_per_device_and_each_worker_bound_to_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import srnas.search.optuna_engine as engine
+    from srnas.search.settings import SearchSettings, auto_workers
+    from srnas.train.device import bind_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert auto_workers(("auto",), 3) == (6, ("cuda:0", "cuda:1"))
+    assert auto_workers(("cuda:1",), 2) == (2, ("cuda:1",))
+    settings = SearchSettings(workers=4, devices=("cuda:0", "cuda:1"), workers_per_device=2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    bound = [bind_device(engine.worker_device(settings, i)) for i in range(4)]
+    assert bound == [({"CUDA_VISIBLE_DEVICES": "0"}, "cuda:0"), ({"CUDA_VISIBLE_DEVICES": "1"}, "cuda:0")] * 2
+    with pytest.raises(Exception, match="--workers-per-device"):
+        SearchSettings(workers_per_device=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from srnas.cli._args import add_command, stderr_console, stdout_console, workers
+from srnas.cli._args import add_command, positive_int, stderr_console, stdout_console, workers
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,8 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=workers, default="auto",
                    help="local worker processes: a number, or auto (default: one per GPU, else one per CPU core, up to 8)")
     p.add_argument("--devices", default="auto", help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
+    p.add_argument("--workers-per-device", type=positive_int, default=1, metavar="K",
+                   help="with --workers auto: K workers per GPU (small proxies share a GPU well)")
     p.add_argument("--timeout", type=float, default=None,
                    help="stop starting trials after this many seconds (default: no limit)")
     p.add_argument("--seed", type=int, default=None,
@@ -86,6 +88,7 @@ def _search(args: argparse.Namespace) -> int:
         study=args.study, space=args.space, budget=args.budget, data=args.data, proxy=args.proxy,
         engine=args.engine, sampler=args.sampler, pruner=args.pruner, objectives=args.objectives,
         storage=args.storage, workers=args.workers, devices=tuple(args.devices.split(",")),
+        workers_per_device=args.workers_per_device,
         timeout=args.timeout, seed=args.seed, max_params=args.max_params,
         max_mult_adds=args.max_mult_adds, max_activation_mb=args.max_activation_mb,
         heartbeat=args.heartbeat or HEARTBEAT_INTERVAL, nni_strategy=args.nni_strategy,

@@ -73,8 +73,12 @@ def make_pruner(settings: SearchSettings, schedule: ProxySchedule) -> "optuna.pr
 class Worker:
     """Pulls trials from the study until the budget is met, the timeout passes or it is stopped."""
 
-    def __init__(self, session: Session, *, worker_id: int = 0,
+    def __init__(self, session: Session, *, worker_id: int = 0, device: str | None = None,
                  on_trial_end: Callable[[Any], None] | None = None) -> None:
+        """``device``: the worker's own device name (a process bound with `bind_device` sees
+        its GPU as ``cuda:0``); default ``devices[worker_id % len(devices)]``."""
+        import torch
+
         from srnas.train.device import resolve_device
 
         settings = session.settings
@@ -82,22 +86,25 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id
         self.study = session.study
-        self.device = resolve_device(settings.devices[worker_id % len(settings.devices)])
-        # Several CPU workers share the cores instead of each taking all of them.
+        self.device = resolve_device(device or worker_device(settings, worker_id))
+        # Several workers share the CPU cores instead of each taking all of them (GPU workers too:
+        # their host-side work would otherwise oversubscribe the cores).
         threads = None
-        if self.device.type == "cpu" and isinstance(settings.workers, int) and settings.workers > 1:
+        if isinstance(settings.workers, int) and settings.workers > 1:
             threads = max(1, (os.cpu_count() or 1) // settings.workers)
+            if self.device.type != "cpu":
+                torch.set_num_threads(threads)
         self.runner = session.trial_runner(device=str(self.device), engine="optuna", threads=threads)
         self.on_trial_end = on_trial_end
         self._deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
 
     @classmethod
-    def attach(cls, settings: SearchSettings, worker_id: int) -> "Worker":
+    def attach(cls, settings: SearchSettings, worker_id: int, device: str | None = None) -> "Worker":
         """A worker of its own process on the study that the coordinator prepared."""
         session = Session.attach(settings)
         session.study.sampler = make_sampler_for_worker(settings, worker_id)
         session.study.pruner = make_pruner(settings, session.schedule)
-        return cls(session, worker_id=worker_id)
+        return cls(session, worker_id=worker_id, device=device)
 
     # ---- budget -------------------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class OptunaEngine:
 
     def validate(self, settings: SearchSettings) -> SearchSettings:
         if settings.workers == "auto":
-            workers, devices = auto_workers(settings.devices)
+            workers, devices = auto_workers(settings.devices, settings.workers_per_device)
             return dataclasses.replace(settings, workers=workers, devices=devices)
         return settings
 
@@ -193,12 +200,17 @@ class OptunaEngine:
             if settings.workers == 1:
                 Worker(session, worker_id=0).run()
             else:
+                from srnas.train.device import bind_device
+
                 # Settings name the study explicitly so that workers open the same one.
                 payload = dataclasses.replace(settings, study=session.name).to_json()
                 for i in range(settings.workers):
-                    # Workers end with this process however it ends (its PID: `die_with_parent`).
+                    # Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): every allocation,
+                    # stream and graph capture lands there. Workers end with this process however
+                    # it ends (its PID: `die_with_parent`).
+                    env, device = bind_device(worker_device(settings, i))
                     procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i),
-                                                   str(os.getpid())]))
+                                                   str(os.getpid()), device], env={**os.environ, **env}))
                 codes = [p.wait() for p in procs]
                 bad = [c for c in codes if c != 0]
                 if bad:
@@ -213,6 +225,11 @@ class OptunaEngine:
         console.print(session.end_note())
 
 
+def worker_device(settings: SearchSettings, worker_id: int) -> str:
+    """The device of worker ``worker_id``: the devices in turn."""
+    return settings.devices[worker_id % len(settings.devices)]
+
+
 def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     for p in procs:
         if p.poll() is None:
@@ -225,18 +242,19 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID [PARENT_PID]``).
+    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID [PARENT_PID [DEVICE]]``).
 
     SIGTERM (from the coordinator, or sent when the coordinator dies) and SIGINT fail the
     running trial ("interrupted") and end the worker with 130.
     """
     settings = SearchSettings.from_json(argv[0])
     worker_id = int(argv[1])
+    device = argv[3] if len(argv) > 3 else None
     with terminate_as_interrupt(once=True):
         try:
             if len(argv) > 2:
                 die_with_parent(int(argv[2]))
-            Worker.attach(settings, worker_id).run()
+            Worker.attach(settings, worker_id, device).run()
         except KeyboardInterrupt:
             return 130
         except SrnasError as exc:

@@ -55,6 +55,7 @@ class SearchSettings:
     storage: str | None = None
     workers: int | str = 1
     devices: tuple[str, ...] = ("auto",)
+    workers_per_device: int = 1
     timeout: float | None = None
     seed: int | None = None
     max_params: float | None = None
@@ -77,6 +78,9 @@ class SearchSettings:
         if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                        or self.workers < 1):
             raise ConfigError(f"--workers must be a positive integer or auto, got {self.workers!r}")
+        k = self.workers_per_device
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"--workers-per-device must be a positive integer, got {k!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler: unknown sampler {self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
         if self.pruner is not None and self.pruner not in PRUNERS:
@@ -120,17 +124,18 @@ class SearchSettings:
         return Path(self.root) if self.root else None
 
 
-def auto_workers(devices: Sequence[str]) -> tuple[int, tuple[str, ...]]:
-    """``--workers auto``: one worker per visible GPU, else one single-threaded worker per CPU
-    core (up to 8): short proxies of small nets train ~1.4x faster in total that way than one
-    worker using every core (measured on 2 cores, benchmarks/README.md)."""
+def auto_workers(devices: Sequence[str], per_device: int = 1) -> tuple[int, tuple[str, ...]]:
+    """``--workers auto``: ``per_device`` workers per visible GPU (several small proxies share a
+    GPU better than one leaves it busy), else one single-threaded worker per CPU core (up to 8):
+    short proxies of small nets train ~1.4x faster in total that way than one worker using every
+    core (measured on 2 cores, benchmarks/README.md). Workers cycle through the devices."""
     if tuple(devices) == ("auto",):
         import torch
 
         if torch.cuda.is_available():
             n = torch.cuda.device_count()
-            return n, tuple(f"cuda:{i}" for i in range(n))
+            return n * per_device, tuple(f"cuda:{i}" for i in range(n))
         return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), ("cpu",)
     if all(d.startswith("cuda") for d in devices):
-        return len(devices), tuple(devices)
+        return len(devices) * per_device, tuple(devices)
     return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), tuple(devices)
