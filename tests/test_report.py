@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import numpy as np
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
@@ -120,7 +122,7 @@ def test_report_has_named_figures_and_no_external_scripts(trials_dir: Path, caps
     for div_id in ("fig-history", "fig-pareto-params", "fig-pareto-macs", "fig-importance", "fig-res-scale", "fig-curves"):
         assert div_id in ids, div_id
         assert FIGURE_TITLES[div_id] in text, div_id
-    assert "id=\"table-best-trials\"" in text and "sortable" in text
+    assert "id='table-best-trials'" in text and "sortable" in text
     # Offline: no script loaded from anywhere, and plotly.js inline exactly once.
     assert not re.search(r"<script[^>]*\bsrc=", text, flags=re.I)
     assert text.count("* plotly.js v") == 1
@@ -248,3 +250,76 @@ def test_report_unknown_study_is_one_line(trials_dir: Path, capsys: pytest.Captu
     assert main(["report", "--study", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no study 'nope'" in err and "hand" in err
+
+
+def _png_strip(seed: int) -> bytes:
+    from PIL import Image
+
+    arr = np.random.default_rng(seed).integers(0, 256, (24, 80, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_report_uses_human_units_names_fidelities_and_cautions_on_few_trials(trials_dir: Path) -> None:
+    build_study(trials_dir, "few", n_complete=8)
+    text = write_report("few", static_images=False).html.read_text(encoding="utf-8")
+    table = text.split("id='table-best-trials'")[1].split("</table>")[0]
+    assert not re.search(r"\d{1,3}(,\d{3}){2,}", table)  # no 28,668,211,200
+    assert re.search(r"data-v='\d+(\.0)?'>\d+(\.\d+)?K<", table) and re.search(r">\d+\.\d\dG<", table)
+    assert "<th>proxy</th>" in table and ">tiny<" in table and SCHEDULE["fidelity_id"] not in table
+    assert ">5s<" in table and "10 MB" in table
+    assert "id='importance-caution'" in text and "rest on 8 complete trials" in text
+    build_study(trials_dir, "many", n_complete=24, seed=1)
+    text = write_report("many", static_images=False).html.read_text(encoding="utf-8")
+    assert "id='fig-importance'" in text.replace('"', "'") and "importance-caution" not in text
+
+
+def test_report_embeds_the_best_trials_samples(trials_dir: Path) -> None:
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    source = build_study(trials_dir, "strips-source", n_complete=4)
+    store = trials_dir / "strips" / "artifacts"
+    store.mkdir(parents=True)
+    complete = sorted((t for t in source.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.values[0])
+    study = optuna.create_study(study_name="strips", storage=f"sqlite:///{trials_dir / 'strips' / 'study.db'}",
+                                direction="maximize")
+    for key, value in source.user_attrs.items():
+        study.set_user_attr(key, value)
+    strips = {}
+    for i, t in enumerate(complete):
+        png = trials_dir / f"s{i}.png"
+        png.write_bytes(_png_strip(i))
+        # A storage that names a path instead of an artifact id is not followed (the last trial).
+        artifact = "../../study.db" if i == 3 else upload_artifact(
+            artifact_store=FileSystemArtifactStore(str(store)), file_path=str(png), study_or_trial=study,
+            mimetype="image/png")
+        study.add_trial(create_trial(state=TrialState.COMPLETE, values=t.values, params=t.params,
+                                     distributions=t.distributions,
+                                     user_attrs={**t.user_attrs, "sample_artifact": artifact}))
+        strips[study.trials[-1].number] = png.read_bytes()
+    complete = sorted(study.trials, key=lambda t: -t.values[0])
+    text = write_report("strips", static_images=False, samples=2).html.read_text(encoding="utf-8")
+    import base64
+
+    shown = re.findall(r"<img src='data:image/png;base64,([A-Za-z0-9+/=]+)' alt='trial (\d+)", text)
+    assert [int(n) for _, n in shown] == [t.number for t in complete[:2]]  # the best two, best first
+    assert all(base64.b64decode(data) == strips[int(n)] for data, n in shown)
+    assert not re.search(r"<img[^>]+src=['\"](?!data:)", text)  # nothing outside the file
+    text = write_report("strips", static_images=False, samples=0).html.read_text(encoding="utf-8")
+    assert "<img src='data:" not in text and "id='samples-note'" in text
+
+
+def test_report_output_path_under_a_file_is_one_line(trials_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    build_study(trials_dir, "hand")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder\n")
+    assert main(["report", "--study", "hand", "-o", str(blocker / "sub" / "report.html"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("srnas: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{blocker} is a file, not a folder" in err
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["report", "--study", "hand", "-o", str(folder), "--no-png"]) == 0  # a folder: report.html in it
+    assert (folder / "report.html").is_file() and (folder / "trials.csv").is_file()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srnas.cli._args import add_command, positive_int, trial_number
+from srnas.cli._args import add_command, non_negative_int, positive_int, trial_number
 
 
 def _register_report(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,8 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
                    help="HTML file (default trials/<study>/report.html)")
     r.add_argument("--top", type=positive_int, default=20, help="rows of the best-trials table")
+    r.add_argument("--samples", type=non_negative_int, default=6, metavar="K",
+                   help="embed the LR | SR | HR strips of the best K architectures (0: none)")
     r.add_argument("--no-png", action="store_true",
                    help="do not try static PNGs (default: try them when kaleido and a Chromium are installed)")
     r.set_defaults(func=_report)
@@ -78,7 +80,7 @@ def _report(args: argparse.Namespace) -> int:
     from srnas.results.report import write_report
 
     result = write_report(args.study, out=args.out, storage=args.storage, top=args.top,
-                          static_images=not args.no_png)
+                          static_images=not args.no_png, samples=args.samples)
     print(f"report: {result.html} ({result.n_trials} trials, {result.n_trained} trained)")
     print(f"table:  {result.csv}")
     for note in result.notes:

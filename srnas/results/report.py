@@ -13,7 +13,8 @@ id                      content
 ``fig-importance``      Parameter importances (res_scale highlighted)
 ``fig-res-scale``       PSNR by res_scale value (docs/reference.md section 4b)
 ``fig-curves``          Intermediate PSNR curves
-``table-best-trials``   Best trials (sortable: click a column header)
+``table-best-trials``   Best trials (sortable: click a column header), counts in K/M/G
+``samples``             LR | SR | HR strips of the best trials, embedded as data: URIs
 ``retrained``           Retrained results (from ``trials/<study>/retrain/``)
 ``fig-proxy-vs-retrained``  Proxy vs retrained PSNR with Kendall tau (>= 2 retrained)
 ``static-export``       which static PNGs were written, or why none were
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from srnas.results.frame import (
     complete_trials, pareto_mask, retrained_results, study_frame, trial_config,
 )
+from srnas.units import human_count, human_duration
 
 if TYPE_CHECKING:
     import optuna
@@ -59,9 +61,19 @@ FIGURE_TITLES: dict[str, str] = {
     "fig-curves": "Intermediate PSNR curves",
     "fig-proxy-vs-retrained": "Proxy vs retrained PSNR",
 }
-#: Columns of the best-trials table, in order.
+#: Columns of the best-trials table, in order (``schedule``: the proxy fidelity by name).
 TABLE_COLUMNS = ("number", "psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb",
-                 "describe", "arch_id", "protocol", "fidelity", "wall_time_s", "reused_from", "preset")
+                 "describe", "arch_id", "protocol", "schedule", "wall_time_s", "reused_from", "preset")
+#: What the best-trials table calls its columns.
+COLUMN_LABELS = {"number": "#", "psnr": "PSNR (dB)", "ssim": "SSIM", "bicubic_psnr": "bicubic (dB)",
+                 "params": "params", "mult_adds": "Mult-Adds (720p)", "activation_mb": "train activations",
+                 "describe": "architecture", "arch_id": "arch_id", "protocol": "protocol", "schedule": "proxy",
+                 "wall_time_s": "time", "reused_from": "reused from", "preset": "preset"}
+#: Below this many complete trials parameter importances are flagged as a rough hint.
+IMPORTANCE_MIN_TRIALS = 20
+#: LR | SR | HR strips embedded by default (the best trials with a sample image).
+DEFAULT_SAMPLES = 6
+_MAX_SAMPLE_BYTES = 4 << 20
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
@@ -170,15 +182,6 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _human(n: float | None) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "-"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{n:.0f}"
-
-
 def _style(fig: Any, div_id: str) -> Any:
     """Title (unless the builder set a more specific one), template and size of a figure."""
     if not fig.layout.title.text:
@@ -258,7 +261,7 @@ def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[di
                                  text=[p["model"] for p in points], textposition="top center",
                                  customdata=[p["source"] for p in points],
                                  hovertemplate="%{text}<br>%{customdata}<br>%{x:.4s} · %{y:.2f} dB<extra></extra>"))
-    fig.update_xaxes(title=label, type="log")
+    fig.update_xaxes(title=label, type="log", exponentformat="SI")  # 25G, not plotly's default 25B
     fig.update_yaxes(title="validation PSNR (dB)")
     return fig
 
@@ -302,14 +305,21 @@ def _importance_figure(study: "optuna.Study", frame: "pd.DataFrame") -> tuple[An
     colors = ["firebrick" if n == "res_scale" else "steelblue" for n in names]
     fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", marker={"color": colors}))
     fig.update_xaxes(title=f"importance for PSNR ({method}, normalised)")
+    fig.update_layout(title={"text": f"{FIGURE_TITLES['fig-importance']} ({method}, {n_complete} complete trials)"})
     ranked = list(importances)
+    caution = ""
+    if n_complete < IMPORTANCE_MIN_TRIALS:
+        caution = _note(f"Caution: these importances rest on {n_complete} complete trials. {method} fits a model "
+                        f"of PSNR over the searched parameters; with fewer than {IMPORTANCE_MIN_TRIALS} trials its "
+                        "ranking is a rough hint that more trials can overturn, not a measurement.",
+                        "importance-caution")
     if "res_scale" in importances:
         text = (f"<p id='res-scale-importance'><b>res_scale</b> importance: {importances['res_scale']:.3f} "
                 f"(rank {ranked.index('res_scale') + 1} of {len(ranked)}, {method}).</p>")
     else:
         text = _note("res_scale is not among the varied parameters of the complete trials "
                      "(fixed in the space, or too few trials).", "res-scale-importance")
-    return fig, text
+    return fig, caution + text
 
 
 def _res_scale_figure(frame: "pd.DataFrame") -> tuple[Any, str]:
@@ -360,7 +370,8 @@ function srnasSort(th) {
   const asc = th.dataset.order !== 'asc';
   table.querySelectorAll('th').forEach(h => delete h.dataset.order);
   th.dataset.order = asc ? 'asc' : 'desc';
-  const key = r => { const t = r.cells[idx].innerText.trim(); const n = parseFloat(t.replace(/,/g, ''));
+  const key = r => { const c = r.cells[idx]; if (c.dataset.v !== undefined) return parseFloat(c.dataset.v);
+                     const t = c.innerText.trim(); const n = parseFloat(t.replace(/,/g, ''));
                      return isNaN(n) || !/^[-+0-9.,eE]+$/.test(t) ? t.toLowerCase() : n; };
   const rows = Array.from(body.rows).sort((a, b) => { const x = key(a), y = key(b);
     if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
@@ -373,21 +384,93 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 
 
+def _cell(column: str, value: Any) -> tuple[str, Any]:
+    """(text shown, value sorted by) of one best-trials cell: counts in K/M/G, times in s/m/h."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-", None
+    if column in ("params", "mult_adds"):
+        return human_count(float(value)), float(value)
+    if column == "activation_mb":
+        return f"{float(value):,.0f} MB", float(value)
+    if column == "wall_time_s":
+        return human_duration(float(value)), float(value)
+    if column in ("reused_from", "number"):
+        return f"{int(value)}", int(value)
+    if column == "ssim" or (column.startswith("value_") and isinstance(value, float) and abs(value) < 10):
+        return f"{float(value):.4f}", float(value)
+    if column.startswith("value_"):
+        return human_count(float(value)), float(value)
+    if isinstance(value, float):
+        return f"{value:.3f}", value
+    return str(value), None
+
+
 def _best_table(frame: "pd.DataFrame", top: int) -> str:
     done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna()] if not frame.empty else frame
     if done.empty:
         return _note("No complete trials yet.", "table-best-trials")
+    done = done.copy()
+    if "schedule" in done and "fidelity" in done:  # trials of older srnas recorded only the fidelity id
+        done["schedule"] = done["schedule"].where(done["schedule"].notna(), done["fidelity"])
     cols = [c for c in TABLE_COLUMNS if c in done.columns]
     extra = [c for c in done.columns if c.startswith("value_")]
-    best = done.sort_values(["psnr", "number"], ascending=[False, True]).head(top)[cols[:2] + extra + cols[2:]].copy()
-    for c in ("params", "mult_adds"):
-        if c in best:
-            best[c] = best[c].map(lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{int(v):,}")
-    for c in best.columns:
-        if best[c].dtype == object:
-            best[c] = best[c].map(lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-    return best.to_html(index=False, table_id="table-best-trials", classes="sortable", na_rep="-",
-                        float_format=lambda v: f"{v:.3f}", escape=True, border=0)
+    best = done.sort_values(["psnr", "number"], ascending=[False, True]).head(top)
+    order = cols[:2] + extra + cols[2:]
+    head = "".join(f"<th>{html.escape(COLUMN_LABELS.get(c, c.removeprefix('value_')))}</th>" for c in order)
+    rows = []
+    for _, row in best.iterrows():
+        cells = []
+        for c in order:
+            text, key = _cell(c, row[c])
+            sort = "" if key is None else f" data-v='{key}'"
+            cells.append(f"<td{sort}>{html.escape(text)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<table id='table-best-trials' class='sortable'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _samples(study: "optuna.Study", artifacts: Path, k: int) -> str:
+    """The LR | SR | HR strips of the best ``k`` architectures that have one, embedded as
+    data: URIs (the file stays self-contained); a note when there are none."""
+    import base64
+    import re
+
+    from optuna.artifacts import FileSystemArtifactStore
+
+    if k <= 0:
+        return _note("Sample images not embedded (--samples 0).", "samples-note")
+    store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+    figures, seen = [], set()
+    for t in complete_trials(study):
+        if len(figures) >= k:
+            break
+        artifact = t.user_attrs.get("sample_artifact")
+        arch = t.user_attrs.get("arch_id")
+        # The id comes from the storage: only a plain id may name a file in the store.
+        if store is None or arch in seen or not isinstance(artifact, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", artifact):
+            continue
+        try:
+            with store.open_reader(artifact) as reader:
+                data = reader.read(_MAX_SAMPLE_BYTES + 1)
+        except Exception:  # removed or unreadable artifact: the report goes on without it
+            continue
+        if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) > _MAX_SAMPLE_BYTES:
+            continue
+        seen.add(arch)
+        cfg = trial_config(t)
+        a = t.user_attrs
+        caption = (f"#{t.number}: {t.values[0]:.2f} dB (bicubic {a.get('bicubic_psnr', math.nan):.2f} dB), "
+                   f"{human_count(a.get('params'))} params, {human_count(a.get('mult_adds'))} Mult-Adds, "
+                   f"{cfg.describe() if cfg else '-'}")
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        figures.append(f"<figure class='sample'><img src='{uri}' alt='trial {t.number}: bicubic | SR | HR'>"
+                       f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if not figures:
+        return _note("No sample images: trials trained by srnas search store an LR | SR | HR strip in "
+                     f"{artifacts}; none was found for the complete trials.", "samples-note")
+    return ("<p>The centre of the first validation image, left to right: bicubic upscaling of the LR input, the "
+            "trial's SR output, the HR original (each shown at 2x, pixels kept sharp).</p>"
+            f"<div id='samples'>{''.join(figures)}</div>")
 
 
 def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tuple[str, Any, str]:
@@ -474,6 +557,9 @@ th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; }
 th { background: #f4f4f4; } table.sortable th { cursor: pointer; }
 table.sortable th[data-order=asc]::after { content: " \\25B2"; } table.sortable th[data-order=desc]::after { content: " \\25BC"; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; } dt { font-weight: bold; }
+#samples { display: flex; flex-wrap: wrap; gap: 12px; }
+figure.sample { margin: 0; } figure.sample img { width: 592px; image-rendering: pixelated; border: 1px solid #ddd; }
+figure.sample figcaption { font-size: 0.85em; max-width: 592px; }
 """
 
 
@@ -492,14 +578,36 @@ def html_document(title: str, body: str) -> str:
 """
 
 
+def _report_target(out: str | Path | None, default: Path) -> Path:
+    """The HTML file to write (``out`` may be a folder: ``out/report.html``), its folder
+    created; a path that cannot be a file is one `WriteError` line naming it."""
+    from srnas.errors import WriteError
+
+    target = Path(out) if out is not None else default
+    if target.is_dir():
+        target = target / default.name
+    folder = target.parent
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise WriteError(f"{target}: cannot write the report there: {blocking} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{target}: cannot create the folder {folder} ({exc.strerror or exc})") from None
+    return target
+
+
 def write_report(study_name: str, *, out: str | Path | None = None, storage: str | None = None,
-                 root: Path | None = None, top: int = 20, static_images: bool = True) -> ReportResult:
+                 root: Path | None = None, top: int = 20, static_images: bool = True,
+                 samples: int = DEFAULT_SAMPLES) -> ReportResult:
     """Write the HTML report of a study and ``trials.csv`` next to it; return what was written.
 
-    ``out`` defaults to ``trials/<study>/report.html``; ``top`` is the number of rows of the
-    best-trials table. Static PNGs go to ``<out stem>-figures/`` when kaleido and a Chromium
-    are present (``static_images=False`` skips them). Raises `StudyError` (one line) for an
-    unknown study.
+    ``out`` defaults to ``trials/<study>/report.html`` (a folder: ``report.html`` in it);
+    ``top`` is the number of rows of the best-trials table; ``samples`` how many of the best
+    architectures' LR | SR | HR strips are embedded (from the study's artifact store). Static
+    PNGs go to ``<out stem>-figures/`` when kaleido and a Chromium are present
+    (``static_images=False`` skips them). Raises `StudyError` (one line) for an unknown study
+    and `WriteError` for an output path that cannot be written.
     """
     from srnas import __version__
     from srnas.fileio import atomic_write_text
@@ -507,7 +615,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
 
     home = StudyHome(study_name, root)
     study = home.load(storage)
-    target = Path(out) if out is not None else home.report
+    target = _report_target(out, home.report)
     csv_path = target.parent / "trials.csv"
     frame = study_frame(study)
     attrs = study.user_attrs
@@ -532,7 +640,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         "space": attrs.get("space", "-"),
         "objectives": ", ".join(attrs.get("objectives") or ["psnr"]),
         "data": attrs.get("data", "-"),
-        "proxy fidelity": (f"{schedule.get('name', '-')} ({attrs.get('fidelity', '-')}): "
+        "proxy fidelity": (f"{schedule.get('name', '-')}: "
                            f"{schedule.get('updates', '-')} updates, batch {schedule.get('batch', '-')}, "
                            f"LR patch {schedule.get('patch', '-')}, "
                            f"{schedule.get('val_images') or 'all'} validation image(s)"),
@@ -542,8 +650,8 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         "trials": (", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())) or "none")
                   + (f" (infeasible, never trained: {infeasible})" if infeasible else ""),
         "best trial": (f"#{best.number}: {best.values[0]:.3f} dB, {best_cfg.describe() if best_cfg else '-'}, "
-                       f"{_human(best.user_attrs.get('params'))} params, "
-                       f"{_human(best.user_attrs.get('mult_adds'))} Mult-Adds" if best is not None else "-"),
+                       f"{human_count(best.user_attrs.get('params'))} params, "
+                       f"{human_count(best.user_attrs.get('mult_adds'))} Mult-Adds" if best is not None else "-"),
         "generated": f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by srnas {__version__}",
     }
     summary_html = "<dl id='summary'>" + "".join(
@@ -604,11 +712,11 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
 {block("fig-importance")}{texts["importance"]}{block("fig-res-scale")}{texts["res_scale"]}</section>
 <section id="section-curves"><h2>Intermediate PSNR curves</h2>{block("fig-curves")}</section>
 <section id="section-best"><h2>Best trials</h2><p>Click a column header to sort.</p>{_best_table(frame, top)}</section>
+<section id="section-samples"><h2>Samples of the best trials</h2>{_samples(study, home.artifacts, samples)}</section>
 <section id="retrained"><h2>Retrained results</h2>{texts["retrained"]}</section>
 <section id="section-proxy-vs-retrained"><h2>Proxy vs retrained</h2>{block("fig-proxy-vs-retrained")}{texts["proxy"]}</section>
 <section id="static-export"><h2>Static images</h2>{_note(png_note, "static-export-note")}</section>"""
     document = html_document(f"srnas report: {study_name}", body)
-    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(csv_path, frame.to_csv(index=False))
     atomic_write_text(target, document)
     return ReportResult(html=target, csv=csv_path, pngs=pngs, notes=notes, n_trials=len(frame),
