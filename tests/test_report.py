@@ -323,3 +323,5 @@ def test_report_output_path_under_a_file_is_one_line(trials_dir: Path, tmp_path:
     folder.mkdir()
     assert main(["report", "--study", "hand", "-o", str(folder), "--no-png"]) == 0  # a folder: report.html in it
     assert (folder / "report.html").is_file() and (folder / "trials.csv").is_file()
+    assert main(["report", "--study", "hand", "-o", f"{tmp_path / 'new'}/", "--no-png"]) == 0  # "DIR/": a new folder
+    assert (tmp_path / "new" / "report.html").is_file()

@@ -16,8 +16,8 @@ def _register_report(sub: argparse._SubParsersAction) -> None:
                                 "correlation; trials.csv next to it.")
     r.add_argument("--study", required=True)
     r.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db)")
-    r.add_argument("-o", "--out", type=Path, default=None, metavar="FILE",
-                   help="HTML file (default trials/<study>/report.html)")
+    r.add_argument("-o", "--out", default=None, metavar="FILE",
+                   help="HTML file, or a folder for report.html (default trials/<study>/report.html)")
     r.add_argument("--top", type=positive_int, default=20, help="rows of the best-trials table")
     r.add_argument("--samples", type=non_negative_int, default=6, metavar="K",
                    help="embed the LR | SR | HR strips of the best K architectures (0: none)")

@@ -35,6 +35,7 @@ import html
 import importlib.util
 import json
 import math
+import os
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -579,12 +580,12 @@ def html_document(title: str, body: str) -> str:
 
 
 def _report_target(out: str | Path | None, default: Path) -> Path:
-    """The HTML file to write (``out`` may be a folder: ``out/report.html``), its folder
+    """The HTML file to write (``out`` may be a folder, or end with ``/``: ``out/report.html``), its folder
     created; a path that cannot be a file is one `WriteError` line naming it."""
     from srnas.errors import WriteError
 
     target = Path(out) if out is not None else default
-    if target.is_dir():
+    if target.is_dir() or str(out or "").endswith(("/", os.sep)):  # "-o DIR/": a folder, even a new one
         target = target / default.name
     folder = target.parent
     blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
