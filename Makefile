@@ -1,27 +1,40 @@
-# One entry point for a fresh machine. `make demo` sets up and runs the demo search;
-# `make test` sets up and runs the test suite (what .ci/run calls).
+# One entry point for a fresh machine. `make demo` installs what the demo search needs (srnas and
+# its base dependencies, no extras) and runs it; `make test` adds the extras the test suite needs
+# and runs it (what .ci/run calls). pip's own output shows what is being downloaded and installed.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
 BUDGET ?= 200
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test clean
 
-$(BIN)/srnas: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[all]"
-	touch $(BIN)/srnas
+$(BIN)/python:
+	@echo ">>> creating the virtual environment $(VENV) ($(PYTHON))"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24"
 
-setup: $(BIN)/srnas
+# torch first, on its own line, pinned: its wheel is the large download (see README, "On a fresh machine").
+$(VENV)/.demo-deps: $(BIN)/python pyproject.toml constraints.txt
+	@echo ">>> installing PyTorch (pinned in constraints.txt; the first install downloads for minutes)"
+	$(PIP) install -c constraints.txt torch
+	@echo ">>> installing srnas and its base dependencies (Optuna, optuna-dashboard, scikit-image, ...)"
+	$(PIP) install -c constraints.txt -e .
+	@touch $@
 
-demo: setup
+$(VENV)/.test-deps: $(VENV)/.demo-deps
+	@echo ">>> installing the extras of the test suite: nni, export (onnx, onnxruntime), postgres, test"
+	$(PIP) install -c constraints.txt -e ".[all]"
+	@touch $@
+
+setup: $(VENV)/.demo-deps
+
+demo: $(VENV)/.demo-deps
+	@echo ">>> srnas search --budget $(BUDGET) (demo photographs, tiny space; re-run to resume)"
 	$(BIN)/srnas search --budget $(BUDGET)
 
-test: setup
+test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -4,6 +4,7 @@ of it names a section that exists, and no file points to a document outside the 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -64,3 +65,18 @@ def test_published_numbers_are_the_ones_on_record() -> None:
     x4 = next(ln for ln in text.splitlines() if ln.startswith("x4:"))
     assert all(f"{v:.2f}" in x4 for row in PUBLISHED_X4 for v in row.psnr.values())
     assert all(f"{v:.2f}" in text for by in PUBLISHED_DIV2K.values() for v in by.values())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_installs_the_base_package_only_and_shows_it(tmp_path: Path) -> None:
+    def dry_run(target: str) -> str:
+        return subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout
+
+    demo = dry_run("demo")
+    installs = [line for line in demo.splitlines() if " pip install" in line]
+    assert any(line.endswith("-e .") for line in installs), demo
+    assert ".[all]" not in demo and "[" not in "".join(installs)  # no extras for the demo
+    assert not re.search(r"(^|\s)(-q|--quiet)(\s|$)", demo, flags=re.M), demo  # pip's progress stays visible
+    assert demo.count("echo \">>> ") >= 3  # and each step says what it does
+    assert '-e ".[all]"' in dry_run("test")
