@@ -239,13 +239,18 @@ def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys:
     html = (out / "fidelity.html").read_text()
     assert 'id="fig-fidelity"' in html and "id='table-designs'" in html
     assert not re.search(r"<script[^>]*\bsrc=", html, flags=re.I)
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # Progress lines (stderr): each run and each finished architecture, with the ETA.
+    assert re.search(rf"^\[{len(runs)}/{len(runs)}\] .*; elapsed \S+, ETA 0s$", captured.err, flags=re.M)
+    assert re.search(rf"^architecture {len(archs)}/{len(archs)} done: EDSR .*; elapsed \S+, ETA 0s$", captured.err,
+                     flags=re.M), captured.err
     assert "searchable: Kendall tau" in printed and "global_skip=bicubic: Kendall tau" in printed
     assert "grad-norm" in printed and "best tau per CPU second" in printed
     # A re-run trains nothing and keeps the same runs; another sample in the same folder is refused.
     before = (out / "runs.csv").read_text()
     assert main(argv) == 0
-    assert f"({len(runs)} already done)" in capsys.readouterr().out
+    assert f"({len(runs)} already done)" in capsys.readouterr().err
     assert (out / "runs.csv").read_text() == before
     assert main([*argv[:-2], "--seed", "5", "-o", str(out)]) == 2
     assert "other settings (seed differ" in capsys.readouterr().err

@@ -101,12 +101,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
+    from srnas.log import get_logger
     from srnas.results.fidelity import parse_fix, run_fidelity
 
     result = run_fidelity(args.space, args.n, args.proxy, args.reference, data=args.data, out_dir=args.out,
                           seed=args.seed, seeds=args.seeds, per_band=args.per_band, fix=parse_fix(args.fix),
                           val_images=args.val_images, device=args.device, workers=args.workers,
-                          log=lambda msg: print(msg, flush=True))
+                          log=get_logger("fidelity").info)
 
     def interval(value: float | None, lo: float | None, hi: float | None) -> str:
         if value is None:

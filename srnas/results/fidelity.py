@@ -48,6 +48,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,9 @@ import numpy as np
 from srnas.arch.config import ArchConfig
 from srnas.arch.cost import count_mult_adds, count_params
 from srnas.errors import ConfigError, SrnasError, TrainingError
+from srnas.log import ProgressClock
 from srnas.space import SearchSpace
+from srnas.units import human_duration
 
 RUNS_NAME, ARCHS_NAME, TABLE_NAME, DESIGNS_NAME = "runs.csv", "archs.csv", "fidelity.csv", "designs.csv"
 RUN_COLUMNS = ("arch_id", "schedule", "train_id", "seed", "updates", "psnr", "images", "curve", "fit_cpu_s",
@@ -647,6 +650,9 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
 
     archs = _arch_rows(out / ARCHS_NAME, configs.values(), seed=seed)
     counter = {"k": 0}
+    clock = ProgressClock(len(todo))
+    runs_left = Counter(c.arch_id for c, _, _ in todo)  # an architecture is done with its last run
+    archs_todo = len(runs_left)
 
     def finished(row: dict[str, Any]) -> None:
         counter["k"] += 1
@@ -654,8 +660,14 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
                                          "config": row["config"]})
         done[(row["arch_id"], row["train_id"], row["seed"])] = row | {"config": json.loads(row["config"])}
         what = f"{row['psnr']:.3f} dB" if not row["error"] else f"FAILED ({row['error'][:80]})"
+        eta = f"elapsed {human_duration(clock.elapsed())}, ETA {human_duration(clock.eta(counter['k']))}"
         say(f"[{counter['k']}/{len(todo)}] {configs[row['arch_id']].describe()} {row['schedule']} seed {row['seed']}: "
-            f"{what} ({row['fit_cpu_s']:.0f} CPU s)")
+            f"{what} ({row['fit_cpu_s']:.0f} CPU s); {eta}")
+        runs_left[row["arch_id"]] -= 1
+        if runs_left[row["arch_id"]] == 0:
+            n_done = archs_todo - sum(1 for v in runs_left.values() if v > 0)
+            say(f"architecture {n_done}/{archs_todo} done: {configs[row['arch_id']].describe()} "
+                f"({row['arch_id']}); {eta}")
 
     n_workers = min(workers, max(1, len(todo)))
     per_worker = threads or (max(1, cpu_count() // n_workers) if n_workers > 1 else None)
