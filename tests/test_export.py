@@ -359,7 +359,7 @@ def test_load_exported_errors_are_one_line(trials_dir: Path, tmp_path: Path) -> 
         srnas.load_exported(empty)
     cases.append(err)
     (item.folder / "model.pt").write_bytes(b"not a torch file")
-    with pytest.raises(ConfigError, match=r"model\.pt: cannot read weights") as err:
+    with pytest.raises(ConfigError, match=r"model\.pt: not a PyTorch weights file") as err:
         srnas.load_exported(item.folder)
     cases.append(err)
     other = ArchConfig(n_resblocks=1, n_feats=4)
