@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from srnas.cli._args import add_command, add_group
+from srnas.units import human_count
 
 
 def _hr_size(text: str) -> tuple[int, int]:
@@ -60,13 +61,6 @@ def load_arch_target(target: str, scale: int | None = None):
     raise ConfigError(f"{target!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
 
 
-def _human(n: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:,.2f}{unit}"
-    return f"{n:,.0f}"
-
-
 def _arch_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -85,7 +79,7 @@ def _arch_show(args: argparse.Namespace) -> int:
     model = None
     for s in cfg.scales:
         c = cost_of(cfg, scale=s, hr_size=args.hr_size, batch=args.batch, patch=args.patch)
-        row = [f"x{s}", f"{c.params:,}", f"{_human(c.mult_adds)} ({c.mult_adds:,})",
+        row = [f"x{s}", f"{c.params:,}", f"{human_count(c.mult_adds)} ({c.mult_adds:,})",
                f"{c.activation_bytes / 2**20:,.1f} MiB"]
         if args.latency:
             from srnas.arch.cost import measure_latency
@@ -126,7 +120,7 @@ def _space_show(args: argparse.Namespace) -> int:
     if summary["params"]:
         (p0, p1), (m0, m1) = summary["params"], summary["mult_adds"]
         console.print(f"params: {p0:,} .. {p1:,}")
-        console.print(f"Mult-Adds (x{space.scales[0]}, 720x1280 output): {_human(m0)} .. {_human(m1)}{approx}")
+        console.print(f"Mult-Adds (x{space.scales[0]}, 720x1280 output): {human_count(m0)} .. {human_count(m1)}{approx}")
     presets = space.preset_assignments()
     if presets:
         console.print("presets enqueued first: " + ", ".join(label for label, _ in presets))
