@@ -306,16 +306,25 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def _layers(storage: Any) -> Iterator[Any]:
+    """``storage`` and what it wraps (Optuna's cache around an RDB storage, a journal backend)."""
+    for _ in range(4):
+        if storage is None:
+            return
+        yield storage
+        storage = getattr(storage, "_backend", None)
+
+
 def storage_location(storage: Any) -> str:
     """The file or URL (password hidden) behind an Optuna storage, for messages."""
     from srnas.journal import JournalFile
 
-    backend = getattr(storage, "_backend", None)
-    if isinstance(backend, JournalFile):
-        return str(backend.path)
-    url = getattr(storage, "url", None)
-    if isinstance(url, str):
-        return str(sqlite_path(url) or redact(url))
+    for layer in _layers(storage):
+        if isinstance(layer, JournalFile):
+            return str(layer.path)
+        url = getattr(layer, "url", None)
+        if isinstance(url, str):
+            return str(sqlite_path(url) or redact(url))
     return type(storage).__name__
 
 
@@ -369,15 +378,18 @@ def storage_lock(storage: Any, name: str) -> Iterator[None]:
     SQLite needs none beyond `StudyHome.creating` (one machine)."""
     from srnas.journal import JournalFile, JournalLock
 
-    backend = getattr(storage, "_backend", None)
-    if isinstance(backend, JournalFile):
-        with JournalLock(str(backend.path) + ".create", what="the creation lock of this journal's studies").held():
+    layers = list(_layers(storage))
+    journal = next((layer for layer in layers if isinstance(layer, JournalFile)), None)
+    if journal is not None:
+        with JournalLock(str(journal.path) + ".create", what="the creation lock of this journal's studies").held():
             yield
         return
-    url = getattr(storage, "url", "")
-    if not isinstance(url, str) or not url.startswith(("postgresql", "mysql")):
+    rdb = next((layer for layer in layers if isinstance(getattr(layer, "url", None), str)), None)
+    url = rdb.url if rdb is not None else ""
+    if not url.startswith(("postgresql", "mysql")):
         yield
         return
+    storage = rdb
     from sqlalchemy import text
 
     key = int.from_bytes(hashlib.sha256(f"srnas-create:{name}".encode()).digest()[:8], "big", signed=True)

@@ -131,7 +131,8 @@ def _retrain(args: argparse.Namespace) -> int:
 
     log = get_logger("retrain")
     console = stderr_console(args)
-    home = StudyHome(args.study or "manual", args.out if args.out is not None else trials_root())
+    # An empty --study is refused by the name check, not taken as "manual".
+    home = StudyHome("manual" if args.study is None else args.study, args.out if args.out is not None else trials_root())
     schedule = get_schedule(args.schedule)
     if args.max_updates is not None:
         schedule = schedule.shortened(args.max_updates)

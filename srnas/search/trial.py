@@ -240,14 +240,18 @@ class TrialRunner:
         t0 = time.perf_counter()
         try:
             with Heartbeat(self.study._storage, trial._trial_id, self.heartbeat):
+                waited = False
                 while True:
                     reuse = self.find_previous(cfg.arch_id)
                     if reuse is not None:
                         return self._reuse(trial, reuse)
-                    if holder is not None:
-                        self._wait_for(trial, holder)
+                    if waited:  # the trial waited for failed or was stopped: claim again
                         with self._claiming():
                             holder = self._holder(trial, cfg.arch_id, waited=True)
+                        waited = False
+                    if holder is not None:
+                        self._wait_for(trial, holder)
+                        waited = True
                         continue
                     short = memory_shortfall(cfg, batch=self.objective.schedule.batch,
                                              patch=self.objective.schedule.patch, device=self.device) if feasible else None
@@ -296,10 +300,14 @@ class TrialRunner:
         self.consecutive_failures = 0
         if evaluation.values is None:
             return self._infeasible(trial, evaluation.attrs["infeasible"])
-        for key, value in evaluation.attrs.items():
-            trial.set_user_attr(key, value)
-        if evaluation.sample_png is not None:
-            self._upload(trial, evaluation.sample_png)
+        try:
+            for key, value in evaluation.attrs.items():
+                trial.set_user_attr(key, value)
+            if evaluation.sample_png is not None:
+                self._upload(trial, evaluation.sample_png)
+        finally:
+            if evaluation.sample_png is not None:  # stored as the artifact, or not at all
+                evaluation.sample_png.unlink(missing_ok=True)
         self.study.tell(trial, list(evaluation.values))
         return Outcome("complete", float(evaluation.values[0]))
 
@@ -362,8 +370,6 @@ class TrialRunner:
             if written is not None:
                 (self.artifacts / written).unlink(missing_ok=True)
             raise
-        finally:
-            png.unlink(missing_ok=True)
 
     def fail(self, trial: Any, reason: str) -> None:
         """Mark ``trial`` FAILED with ``reason`` (best effort: the storage may be the problem)."""

@@ -1,0 +1,625 @@
+"""Reliability (issue 12): nothing lost or hung on any storage, no orphan workers, no races on a
+new study, bounded input, and every failure one line.
+
+Full disks are small tmpfs mounts (skipped where mounting is not allowed) or an injected
+``ENOSPC``; killed processes are real processes killed with real signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from srnas.cli import main
+from srnas.outcomes import arch_of, is_trained
+from srnas.search.processes import process_start, worker_alive
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAST = ["--proxy", "tiny@20", "--no-progress", "--workers", "1", "--heartbeat", "1"]
+MICRO_SPACE = """\
+name: micro
+family: edsr
+scales: [2]
+parameters:
+  n_resblocks: [1, 2]
+  n_feats: [4, 8]
+  global_skip: [bicubic]
+"""
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ, "SRNAS_TRIALS_DIR": str(root), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _srnas(root: Path, *args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "srnas", *args], env=_env(root), capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def _start(root: Path, *args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "srnas", *args], env=_env(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _load(url: str, name: str) -> optuna.Study:
+    from srnas.studies import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _sqlite(root: Path, name: str) -> str:
+    return f"sqlite:///{root / name / 'study.db'}"
+
+
+def _error_line(stderr: str) -> str:
+    """The one error line a failed command ends with (no traceback before it)."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("srnas: error:")]
+    assert len(errors) == 1, stderr[-3000:]
+    return errors[0]
+
+
+def _trained_twice(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials():
+        if is_trained(t):
+            counts[arch_of(t)] = counts.get(arch_of(t), 0) + 1
+    return {a: n for a, n in counts.items() if n > 1}
+
+
+# ---- D1: journal files ---------------------------------------------------------------------
+
+
+def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "study.log"
+    argv = ["search", "--study", "torn", "--storage", f"journal:{journal}", "--seed", "1", *FAST]
+    assert main([*argv, "--budget", "2"]) == 0
+    before = {t.number: t.values for t in _load(f"journal:{journal}", "torn").get_trials()
+              if t.state == TrialState.COMPLETE}
+    assert len(before) == 2
+    # A crash (or a full disk) in the middle of an append: half a record, no newline.
+    head = journal.read_bytes()
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":8,"worker_id":"x","trial_id":1,"user_attr":{"ps')
+    result = _srnas(trials_dir, *argv, "--budget", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "torn" in result.stderr and str(journal) in result.stderr
+    assert journal.with_name("study.log.torn").read_bytes().startswith(b'{"op_code":8,"worker_id":"x"')
+    study = _load(f"journal:{journal}", "torn")
+    trials = {t.number: t for t in study.get_trials()}
+    for number, values in before.items():  # every earlier finished trial is still there, unchanged
+        assert trials[number].values == values
+    assert len([t for t in trials.values() if is_trained(t)]) == 3
+    assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+    assert journal.read_bytes().startswith(head)  # the complete records before the torn one, byte for byte
+
+
+def _journal_with_trials(path: Path, n: int = 3) -> None:
+    from srnas.studies import open_storage
+
+    study = optuna.create_study(study_name="j", storage=open_storage(f"journal:{path}"))
+    for i in range(n):
+        study.add_trial(optuna.trial.create_trial(value=float(i), params={"x": i},
+                                                  distributions={"x": optuna.distributions.IntDistribution(0, 9)}))
+
+
+def test_a_torn_record_continued_by_a_later_append_is_salvaged(tmp_path: Path, capsys) -> None:
+    # What srnas before the repair left after a full disk: the next run appended to the torn
+    # line, and every later read failed with a JSONDecodeError.
+    path = tmp_path / "old.log"
+    _journal_with_trials(path, 3)
+    lines = path.read_bytes().split(b"\n")
+    lines[-3] = b'{"op_code":8,"worker_id":"x","tri' + lines[-3]
+    path.write_bytes(b"\n".join(lines))
+    study = _load(f"journal:{path}", "j")
+    assert [t.value for t in study.get_trials()] == [0.0, 1.0, 2.0]
+    assert b'"tri' in path.with_name("old.log.torn").read_bytes()
+    assert "torn" in capsys.readouterr().err
+
+
+def test_a_corrupt_journal_line_is_one_line_naming_the_file(tmp_path: Path, trials_dir: Path, capsys) -> None:
+    path = tmp_path / "bad.log"
+    _journal_with_trials(path, 3)
+    lines = path.read_bytes().split(b"\n")
+    lines.insert(2, b"\x00\x00 garbage from a bad disk")
+    path.write_bytes(b"\n".join(lines))
+    assert main(["search", "--study", "j", "--storage", f"journal:{path}", "--budget", "4", *FAST]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert str(path) in line and "line 3" in line and "backup" in line
+
+
+def test_a_failed_journal_append_leaves_no_partial_record(tmp_path: Path, monkeypatch) -> None:
+    import srnas.journal
+    from srnas.errors import StorageFullError
+
+    path = tmp_path / "full.log"
+    _journal_with_trials(path, 1)
+    study = _load(f"journal:{path}", "j")
+    size = path.stat().st_size
+    real_write = os.write
+
+    def half_then_enospc(fd: int, data) -> int:  # a disk that fills in the middle of a record
+        if len(data) > 8:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(srnas.journal.os, "write", half_then_enospc)
+    with pytest.raises(StorageFullError, match=f"{path}: disk full"):
+        study.set_user_attr("k", "v" * 100)
+    assert path.stat().st_size == size
+    monkeypatch.setattr(srnas.journal.os, "write", real_write)
+    study.set_user_attr("k", "v")
+    assert _load(f"journal:{path}", "j").user_attrs["k"] == "v"
+
+
+def test_a_stale_journal_lock_is_named_and_removed(tmp_path: Path, capsys) -> None:
+    from srnas.journal import JournalLock
+
+    target = str(tmp_path / "x.log")
+    lock = JournalLock(target, grace=30)
+    os.symlink(target, lock.lock_file)  # left by a process killed while writing, an hour ago
+    os.utime(lock.lock_file, (time.time() - 3600,) * 2, follow_symlinks=False)
+    t0 = time.monotonic()
+    with lock.held():
+        pass
+    assert time.monotonic() - t0 < 5
+    assert "left by a process killed while writing" in capsys.readouterr().err
+    # A lock held by a live writer: the waiter says what it waits for, then gets it.
+    os.symlink(target, lock.lock_file)
+    import threading
+
+    threading.Timer(2.5, lambda: os.unlink(lock.lock_file)).start()
+    with lock.held():
+        pass
+    assert f"waiting for the lock of journal {target}" in capsys.readouterr().err
+
+
+# ---- D2: stale trials, any storage ---------------------------------------------------------
+
+
+def _fake_trial(number: int, **attrs) -> types.SimpleNamespace:
+    return types.SimpleNamespace(_trial_id=number, number=number, user_attrs=attrs)
+
+
+def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
+    from srnas.search.session import StaleTrials
+
+    host = socket.gethostname()
+    me = f"{host}:{os.getpid()}"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    watch = StaleTrials(grace=0.5)
+    alive = _fake_trial(0, worker=me, worker_start=process_start(os.getpid()))
+    reused = _fake_trial(1, worker=me, worker_start="another-boot:42")  # same PID, another process
+    gone = _fake_trial(2, worker=f"{host}:{dead.pid}")
+    beating = _fake_trial(3, worker="elsewhere:7", heartbeat_at=1.0)
+    silent = _fake_trial(4, worker="elsewhere:8", heartbeat_at=1.0)
+    first = {t.number for t, _ in watch.find([alive, reused, gone, beating, silent])}
+    assert first == {1, 2}  # local processes: at once; other machines: not before the grace period
+    time.sleep(0.6)
+    beating.user_attrs["heartbeat_at"] = 2.0
+    later = dict((t.number, why) for t, why in watch.find([alive, beating, silent]))
+    assert set(later) == {4} and "no heartbeat" in later[4]
+    assert worker_alive(os.getpid(), process_start(os.getpid()))
+
+
+def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(trials_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    journal = tmp_path / "hosts.log"
+    url = f"journal:{journal}"
+    argv = ["search", "--study", "hosts", "--storage", url, "--seed", "2", *FAST]
+    assert main([*argv, "--budget", "1"]) == 0
+    study = _load(url, "hosts")
+    params = study.trials[0].params
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.RUNNING, params=params, distributions=study.trials[0].distributions,
+        user_attrs={"worker": "node-17.cluster:4242", "heartbeat_at": time.time() - 3600}))
+    t0 = time.monotonic()
+    assert main([*argv, "--budget", "2"]) == 0  # would wait forever without srnas's heartbeat
+    assert time.monotonic() - t0 < 120
+    trials = _load(url, "hosts").get_trials()
+    foreign = [t for t in trials if t.user_attrs.get("worker") == "node-17.cluster:4242"]
+    assert [t.state for t in foreign] == [TrialState.FAIL]
+    assert "no heartbeat for 2 s" in foreign[0].user_attrs["error"]
+    assert len([t for t in trials if is_trained(t)]) == 2
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+# ---- D3: workers belong to their coordinator -----------------------------------------------
+
+
+def _wait_running(url: str, name: str, proc: subprocess.Popen, n: int, timeout: float = 180) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            running = [t for t in _load(url, name).get_trials() if t.state == TrialState.RUNNING
+                       and "heartbeat_at" in t.user_attrs]
+        except Exception:
+            continue
+        if len(running) >= n:
+            return running
+    proc.kill()
+    raise AssertionError(f"no {n} running trials: {proc.stderr.read()[-3000:] if proc.stderr else ''}")
+
+
+def _pids(trials: list) -> list[tuple[int, str | None]]:
+    return [(int(t.user_attrs["worker"].rpartition(":")[2]), t.user_attrs.get("worker_start")) for t in trials]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Path, sig: int) -> None:
+    name = f"coord{int(sig)}"
+    argv = ["search", "--study", name, "--budget", "3", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
+            "--workers", "2", "--heartbeat", "1", "--sampler", "random"]
+    proc = _start(trials_dir, *argv)
+    running = _wait_running(_sqlite(trials_dir, name), name, proc, 2)
+    workers = _pids(running)
+    assert all(pid != proc.pid for pid, _ in workers)
+    proc.send_signal(sig)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(worker_alive(pid, start) for pid, start in workers):
+        time.sleep(0.2)
+    assert not any(worker_alive(pid, start) for pid, start in workers), "workers outlived their coordinator"
+    proc.wait(timeout=30)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130
+    study = _load(_sqlite(trials_dir, name), name)
+    by_number = {t.number: t for t in study.get_trials()}
+    for t in running:  # each worker failed its own trial on the way out
+        assert by_number[t.number].state == TrialState.FAIL
+        assert by_number[t.number].user_attrs["error"] == "interrupted"
+    before = {n: t.values for n, t in by_number.items() if t.state == TrialState.COMPLETE}
+    result = _srnas(trials_dir, *argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _load(_sqlite(trials_dir, name), name)
+    trials = study.get_trials()
+    assert len([t for t in trials if is_trained(t)]) == 3
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert all(t.values == before[t.number] for t in trials if t.number in before)
+
+
+@pytest.mark.slow
+def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -> None:
+    argv = ["search", "--study", "one", "--budget", "2", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
+            "--workers", "1", "--heartbeat", "1"]
+    proc = _start(trials_dir, *argv)
+    (running,) = _wait_running(_sqlite(trials_dir, "one"), "one", proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in proc.stderr.read()
+    t = {t.number: t for t in _load(_sqlite(trials_dir, "one"), "one").get_trials()}[running.number]
+    assert t.state == TrialState.FAIL and t.user_attrs["error"] == "interrupted"
+
+
+# ---- D4: concurrent creators -----------------------------------------------------------------
+
+
+def _create_twice(root: Path, name: str, storage: list[str]) -> optuna.Study:
+    argv = ["search", "--study", name, "--budget", "1", "--seed", "5", *FAST, *storage]
+    procs = [_start(root, *argv) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
+    return _load(storage[1] if storage else _sqlite(root, name), name)
+
+
+@pytest.mark.slow
+def test_two_commands_creating_one_new_sqlite_study_both_succeed(trials_dir: Path) -> None:
+    for attempt in range(2):
+        study = _create_twice(trials_dir, f"race{attempt}", [])
+        presets = [t for t in study.get_trials() if t.user_attrs.get("preset")]
+        assert len(presets) == 1, [(t.number, t.state, t.user_attrs.get("preset")) for t in study.get_trials()]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir: Path) -> None:
+    url = os.environ.get("SRNAS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("SRNAS_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+    name = f"race{os.getpid()}{int(time.time())}"
+    try:
+        study = _create_twice(trials_dir, name, ["--storage", url])
+        assert len([t for t in study.get_trials() if t.user_attrs.get("preset")]) == 1
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=url)
+
+
+# ---- D5: one architecture, one training ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_four_workers_never_train_an_architecture_twice(trials_dir: Path, tmp_path: Path) -> None:
+    space = tmp_path / "micro.yaml"
+    space.write_text(MICRO_SPACE)  # 4 configs: 4 workers with a random sampler propose repeats
+    result = _srnas(trials_dir, "search", "--space", str(space), "--study", "four", "--budget", "4",
+                    "--sampler", "random", "--seed", "11", "--proxy", "tiny@40", "--no-progress",
+                    "--workers", "4", "--heartbeat", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _load(_sqlite(trials_dir, "four"), "four")
+    assert not _trained_twice(study)
+    assert len({arch_of(t) for t in study.get_trials() if is_trained(t)}) == 4
+    assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+
+
+def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: Path) -> None:
+    import threading
+
+    from srnas.search.session import Session
+    from srnas.search.settings import SearchSettings
+
+    session = Session.create(SearchSettings(study="wait", budget=3, proxy="tiny@20", seed=0, workers=1,
+                                            heartbeat=1, pruner="none"))
+    study, space = session.study, session.space
+    params = space.params_of(space.sample_random(1, seed=3)[0])
+    for _ in range(2):
+        study.enqueue_trial(params)
+    study.ask()  # the space's preset, not needed here
+    first, second = study.ask(), study.ask()
+    cfg = space.sample(first)
+    assert space.sample(second) == cfg
+    slow = session.trial_runner(device="cpu", engine="optuna")
+    evaluate = slow.objective.evaluate
+
+    def slow_evaluate(*args, **kwargs):  # a worker that is still training when the second one starts
+        time.sleep(3)
+        return evaluate(*args, **kwargs)
+
+    slow.objective.evaluate = slow_evaluate
+    outcomes = {}
+    thread = threading.Thread(target=lambda: outcomes.setdefault("first", slow.run(first, cfg)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while "heartbeat_at" not in study._storage.get_trial(first._trial_id).user_attrs:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    outcome = session.trial_runner(device="cpu", engine="optuna").run(second, cfg)
+    thread.join()
+    assert outcomes["first"].state == "complete" and not outcomes["first"].reused
+    assert outcome.reused and outcome.state == "complete"
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[second.number].user_attrs["reused_from"] == first.number
+    assert trials[second.number].user_attrs["waiting_for"] == first.number
+    assert trials[second.number].values == trials[first.number].values
+    assert not _trained_twice(study)
+
+
+# ---- D6/D7: names and paths ----------------------------------------------------------------
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")} if folder.exists() else set()
+
+
+@pytest.mark.parametrize("study", ["../x", "../../escaped", "", "a/b", ".hidden"])
+def test_retrain_with_a_bad_study_name_is_refused_with_nothing_written(tmp_path: Path, trials_dir: Path,
+                                                                       capsys, study: str) -> None:
+    before = _files(tmp_path)
+    code = main(["retrain", "--preset", "edsr-baseline", "--study", study, "--max-updates", "1",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "invalid study name" in _error_line(capsys.readouterr().err)
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("study", ["../evil", "", "x/../../y"])
+def test_search_with_a_bad_study_name_writes_nothing_even_to_shared_storage(tmp_path: Path, trials_dir: Path,
+                                                                            capsys, study: str) -> None:
+    journal = tmp_path / "shared.log"
+    code = main(["search", "--study", study, "--storage", f"journal:{journal}", "--budget", "1", *FAST])
+    assert code == 2
+    assert "invalid study name" in _error_line(capsys.readouterr().err)
+    assert not journal.exists() and not trials_dir.exists()
+
+
+def test_default_study_names_are_sanitised() -> None:
+    from srnas.search.settings import SearchSettings
+
+    assert SearchSettings(data="/home/me/my photos").resolved_study("tiny") == "tiny-my-photos"
+    from srnas.studies import check_study_name
+
+    for data in ("/data/../..", "C:\\Users\\Zoë\\Bilder (2024)", "-x-", "./"):
+        name = SearchSettings(data=data).resolved_study("tiny")
+        assert check_study_name(name) == name and ".." not in name and "/" not in name
+
+
+# ---- D11 and 13.5: refused before a study exists -------------------------------------------------
+
+
+HUGE_SPACE = """\
+name: huge
+family: edsr
+scales: [2]
+parameters:
+  n_resblocks: [256]
+  n_feats: [1024]
+  kernel_size: [7]
+"""
+
+
+def _limit_memory(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def test_a_26g_parameter_space_is_refused_in_one_line_within_a_small_memory_limit(trials_dir: Path,
+                                                                                   tmp_path: Path) -> None:
+    space = tmp_path / "huge.yaml"
+    space.write_text(HUGE_SPACE)
+    result = _srnas(trials_dir, "search", "--space", str(space), "--study", "huge", "--budget", "2",
+                    "--no-progress", "--workers", "1", "--devices", "cpu", timeout=120,
+                    preexec_fn=_limit_memory(3 << 30))
+    assert result.returncode == 2
+    line = _error_line(result.stderr)
+    assert "26,354,446,339 parameters" in line and "cannot train" in line and "GB" in line
+    assert not (trials_dir / "huge").exists()
+
+
+def test_a_config_that_does_not_fit_memory_is_infeasible_not_built(trials_dir: Path, monkeypatch) -> None:
+    import srnas.search.memory as memory
+    from srnas.search.session import Session
+    from srnas.search.settings import SearchSettings
+
+    session = Session.create(SearchSettings(study="mem", budget=2, proxy="tiny@20", seed=0, workers=1))
+    from srnas.search.objective import Objective
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1 << 20)  # 1 MB left
+    monkeypatch.setattr(Objective, "evaluate", lambda *a, **k: pytest.fail("a config over the memory budget was built"))
+    runner = session.trial_runner(device="cpu", engine="optuna")
+    trial = session.study.ask()
+    outcome = runner.run(trial, session.space.sample(trial))
+    assert outcome.state == "infeasible"
+    (t,) = [t for t in session.study.get_trials() if t.number == trial.number]
+    assert t.state == TrialState.PRUNED and t.user_attrs["infeasible"].startswith("memory: training needs about")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--max-params", "10"], "--max-params 10 is below the smallest config of space 'tiny' (4,531 parameters"),
+    (["--max-mult-adds", "1000"], "--max-mult-adds 1000 is below the smallest config"),
+    (["--study", ""], "invalid study name ''"),
+])
+def test_impossible_settings_are_refused_before_a_study_exists(trials_dir: Path, capsys, argv: list[str],
+                                                               message: str) -> None:
+    assert main(["search", "--study", "never", "--budget", "2", "--no-progress", *argv]) == 2
+    assert message in _error_line(capsys.readouterr().err)
+    assert not trials_dir.exists()
+
+
+def test_unusable_devices_are_refused_before_a_study_exists(trials_dir: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    assert main(["search", "--study", "never", "--devices", "cuda:0", "--budget", "2", "--no-progress"]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith("srnas: error: --devices cuda:0:") and "--device " not in line
+    assert not trials_dir.exists()
+
+
+# ---- D12: every failure one line -----------------------------------------------------------
+
+
+def test_an_empty_study_db_is_refused_not_taken_for_a_new_study(trials_dir: Path, capsys) -> None:
+    db = trials_dir / "empty" / "study.db"
+    db.parent.mkdir(parents=True)
+    db.touch()
+    for argv in (["search", "--study", "empty", "--budget", "1", *FAST], ["report", "--study", "empty"]):
+        assert main(argv) == 2
+        line = _error_line(capsys.readouterr().err)
+        assert f"{db} is empty (0 bytes)" in line
+        assert db.stat().st_size == 0
+
+
+def test_an_interrupted_creation_is_taken_over(trials_dir: Path) -> None:
+    home = trials_dir / "crashed"
+    home.mkdir(parents=True)
+    (home / "study.db").touch()  # SQLite had made the file when the creator was killed
+    (home / ".creating").touch()
+    assert main(["search", "--study", "crashed", "--budget", "1", *FAST]) == 0
+    assert not (home / ".creating").exists()
+
+
+@contextlib.contextmanager
+def _small_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up to ``leave`` free bytes."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        while True:
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            if free <= leave:
+                break
+            try:
+                f.write(b"\0" * min(1 << 16, free - leave))
+                f.flush()
+            except OSError:
+                break
+    return filler
+
+
+def _referenced_artifacts(study: optuna.Study) -> set[str]:
+    ids = set()
+    for t in study.get_trials():
+        for key in t.system_attrs:
+            if key.startswith("artifacts:"):
+                ids.add(key.removeprefix("artifacts:"))
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+@pytest.mark.parametrize("leave", [0, 48 << 10])
+def test_a_full_disk_during_search_is_one_line_and_the_next_run_resumes(tmp_path: Path, storage: str,
+                                                                        leave: int) -> None:
+    with _small_disk(tmp_path, "8m") as disk:
+        root = disk / "trials"
+        url = f"journal:{disk / 'study.log'}" if storage == "journal" else _sqlite(root, "full")
+        argv = ["search", "--study", "full", "--seed", "4", *FAST, *(["--storage", url] if storage == "journal" else [])]
+        first = _srnas(root, *argv, "--budget", "1")
+        assert first.returncode == 0, first.stderr[-3000:]
+        filler = _fill(disk, leave)
+        failed = _srnas(root, *argv, "--budget", "6")
+        if failed.returncode == 0:  # everything fitted into what was left: nothing to check here
+            pytest.skip(f"{leave} bytes were enough for the whole search")
+        assert failed.returncode == 2
+        line = _error_line(failed.stderr)
+        assert "disk full" in line and str(disk) in line
+        filler.unlink()
+        again = _srnas(root, *argv, "--budget", "6")
+        assert again.returncode == 0, again.stderr[-3000:]
+        study = _load(url, "full")
+        trials = study.get_trials()
+        assert len([t for t in trials if is_trained(t)]) == 6
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        artifacts = root / "full" / "artifacts"
+        assert {p.name for p in artifacts.iterdir()} <= _referenced_artifacts(study)  # no orphan
+        scratch = root / "full" / "tmp"
+        assert not (list(scratch.iterdir()) if scratch.exists() else [])  # no half-written sample image
+        assert not [p for p in disk.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_fault_injection_script_runs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "fault_injection.py"
+    result = subprocess.run([sys.executable, str(script), "--tries", "2", "--storages", "sqlite,journal",
+                             "--budget", "2", "--proxy", "tiny@20", "--max-wait", "6", "--root", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for storage in ("sqlite", "journal"):
+        assert summary[storage]["tries"] == 2 and summary[storage]["trials_lost"] == 0
+        assert summary[storage]["final_trained"] == 2 and summary[storage]["final_running"] == 0
