@@ -188,8 +188,10 @@ def test_recommend_best_tau_per_second_that_beats_params() -> None:
 
     rows = [row("params", "cost", 0.3, 0.0), row("a", "proxy", 0.6, 10.0), row("b", "proxy", 0.7, 30.0),
             row("c", "zero-cost", 0.2, 0.1), row("d", "extrapolation", 0.5, 5.0)]
-    assert recommend(rows)["design"] == "d"  # 0.1 tau/s beats a's 0.06 and b's 0.023; c is below #params
-    assert recommend([r for r in rows if r["design"] in ("params", "c")]) is None
+    assert recommend(rows)["design"] == "a"  # trained proxies only: 0.06 tau/s beats b's 0.023
+    # Among every kind d's 0.1 tau/s wins; c (zero-cost) is below #params.
+    assert recommend(rows, kinds=("proxy", "extrapolation", "zero-cost"))["design"] == "d"
+    assert recommend([r for r in rows if r["design"] in ("params", "c")], kinds=("zero-cost",)) is None
     assert recommend(rows, "other") is None
 
 

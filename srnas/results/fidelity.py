@@ -550,15 +550,19 @@ def _score(design: Design, arch: Mapping[str, Any], runs: Mapping[str, list[dict
     return sum(values) / len(values), cost
 
 
-def recommend(designs: Sequence[Mapping[str, Any]], variant: str = MAIN_VARIANT) -> dict[str, Any] | None:
-    """Of ``variant``'s trained designs (proxy, extrapolation) and zero-cost scores whose overall
-    tau beats #params', the one with the best tau per CPU second (None if none beats #params)."""
+def recommend(designs: Sequence[Mapping[str, Any]], variant: str = MAIN_VARIANT, *,
+              kinds: Sequence[str] = ("proxy",)) -> dict[str, Any] | None:
+    """Of ``variant``'s designs of ``kinds`` whose overall tau beats #params', the one with the
+    best tau per CPU second (None if none beats #params).
+
+    Only trained proxies by default: a search's objective is a PSNR on the validation set, which
+    neither an extrapolated curve nor a zero-cost score gives (their rows are reported beside).
+    """
     rows = [d for d in designs if d["variant"] == variant]
     base = next((d["tau"] for d in rows if d["design"] == "params"), None)
     if base is None:
         base = -1.0
-    better = [d for d in rows if d["kind"] in ("proxy", "extrapolation", "zero-cost")
-              and d["tau"] is not None and d["tau"] > base and d["cpu_s"] > 0]
+    better = [d for d in rows if d["kind"] in kinds and d["tau"] is not None and d["tau"] > base and d["cpu_s"] > 0]
     return max(better, key=lambda d: d["tau"] / d["cpu_s"]) if better else None
 
 
