@@ -43,8 +43,11 @@ def _url(storage: str, root: Path, name: str) -> str:
 
 
 def _read(url: str, name: str) -> list[Any] | None:
-    from srnas.studies import open_storage
+    from srnas.studies import open_storage, sqlite_path
 
+    db = sqlite_path(url)
+    if db is not None and (not db.is_file() or db.stat().st_size == 0):
+        return None  # killed before SQLite had the study: the next run takes the creation over
     try:
         return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     except KeyError:  # killed before the study existed

@@ -159,15 +159,16 @@ class StudyHome:
         return open_storage(url)
 
     @contextlib.contextmanager
-    def creating(self) -> Iterator[None]:
-        """Serialise the commands of this machine that create or resume this study (a file
-        lock in its folder); the creation marker stays until the body succeeds."""
+    def creating(self, url: str | None = None) -> Iterator[None]:
+        """Serialise the commands of this machine that create or resume this study on storage
+        ``url`` (a file lock in its folder); while a SQLite file is new, a creation marker
+        stays until the body succeeds."""
         from filelock import FileLock
 
         self.dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir / ".create.lock")):
-            new = not self.db.is_file() or self.db.stat().st_size == 0
-            if new and not self.creation_marker.is_file():
+            db = sqlite_path(url or self.default_storage_url)
+            if db is not None and not db.exists():  # an empty file found later is this creation's
                 atomic_write_bytes(self.creation_marker, b"")
             yield
             self.creation_marker.unlink(missing_ok=True)
@@ -351,7 +352,9 @@ def storage_failure(exc: BaseException, where: str | Path) -> SrnasError | None:
         if "database disk image is malformed" in text or "file is not a database" in text:
             return StudyError(f"{where}: not a readable SQLite study ({text}); restore it from a backup")
         if "disk I/O error" in text:
-            return StudyError(f"{where}: disk I/O error while writing the study; check the disk and re-run")
+            code = getattr(orig, "sqlite_errorname", None)
+            return StudyError(f"{where}: disk I/O error{f' ({code})' if code else ''} while reading or writing "
+                              "the study; check the disk and re-run the same command")
         current = current.__cause__ or current.__context__
     return None
 

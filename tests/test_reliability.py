@@ -485,7 +485,7 @@ def test_a_config_that_does_not_fit_memory_is_infeasible_not_built(trials_dir: P
     session = Session.create(SearchSettings(study="mem", budget=2, proxy="tiny@20", seed=0, workers=1))
     from srnas.search.objective import Objective
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 1 << 20)  # 1 MB left
+    monkeypatch.setattr(memory, "available_bytes", lambda device, now=True: 1 << 20)  # 1 MB left
     monkeypatch.setattr(Objective, "evaluate", lambda *a, **k: pytest.fail("a config over the memory budget was built"))
     runner = session.trial_runner(device="cpu", engine="optuna")
     trial = session.study.ask()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from srnas.arch.config import ArchConfig
-from srnas.arch.cost import activation_memory
+from srnas.arch.cost import activation_memory, count_params
 
 #: fp32 weights, gradients and Adam's first and second moments.
 TRAINING_BYTES_PER_PARAM = 16
@@ -29,8 +29,6 @@ HEADROOM = 1.25
 
 def training_bytes(cfg: ArchConfig, *, batch: int, patch: int) -> int:
     """Estimated peak memory of training ``cfg`` with ``batch`` LR patches of ``patch`` pixels."""
-    from srnas.arch.cost import count_params
-
     activations = max(activation_memory(cfg, batch=batch, patch=patch, scale=s) for s in cfg.scales)
     return int(HEADROOM * (activations + TRAINING_BYTES_PER_PARAM * count_params(cfg)))
 
@@ -78,13 +76,16 @@ def _address_space_room() -> int | None:
     return soft
 
 
-def available_bytes(device: Any) -> int | None:
+def available_bytes(device: Any, *, now: bool = True) -> int | None:
     """Memory a training on ``device`` (a `torch.device` or its name) may use now; None when
-    unknown (MPS)."""
+    unknown (MPS). ``now=False`` on CUDA: the card's total memory, read without creating a CUDA
+    context (the coordinator of GPU workers trains nothing and should hold no GPU memory)."""
     import torch
 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if dev.type == "cuda":
+        if not now:
+            return int(torch.cuda.get_device_properties(dev).total_memory)
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
     if dev.type != "cpu":
@@ -100,10 +101,11 @@ def gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
 
-def memory_shortfall(cfg: ArchConfig, *, batch: int, patch: int, device: Any, share: int = 1) -> str | None:
+def memory_shortfall(cfg: ArchConfig, *, batch: int, patch: int, device: Any, share: int = 1,
+                     now: bool = True) -> str | None:
     """Why ``cfg`` cannot train on ``device`` (one phrase), or None when it fits; ``share``:
-    workers training on the same memory at the same time."""
-    have = available_bytes(device)
+    workers training on the same memory at the same time; ``now``: see `available_bytes`."""
+    have = available_bytes(device, now=now)
     if have is None:
         return None
     need = training_bytes(cfg, batch=batch, patch=patch)

@@ -173,7 +173,8 @@ def check_memory(space: SearchSpace, schedule: ProxySchedule, devices: list[Any]
     smallest = space.cheapest(lambda c: training_bytes(c, batch=schedule.batch, patch=schedule.patch))
     for device in dict.fromkeys(devices):
         share = sum(1 for d in devices if d == device)
-        short = memory_shortfall(smallest, batch=schedule.batch, patch=schedule.patch, device=device, share=share)
+        short = memory_shortfall(smallest, batch=schedule.batch, patch=schedule.patch, device=device, share=share,
+                                 now=False)
         if short is not None:
             raise ConfigError(f"space {space.name!r}: even its smallest config ({smallest.describe()}, "
                               f"{ConfigCosts.of(smallest).params:,} parameters) cannot train with proxy "
@@ -228,7 +229,7 @@ class Session:
         check_memory(space, schedule, check_devices(settings))
         check_data(settings.data, space.scales)
         directions = [OBJECTIVES[o] for o in settings.objectives]
-        with home.creating():
+        with home.creating(settings.storage):
             storage = home.storage(settings.storage)
             with storage_errors(storage), storage_lock(storage, home.name):
                 study = cls._create_study(home, storage, directions)
