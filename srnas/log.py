@@ -104,6 +104,32 @@ def is_terminal(stream: Any = None) -> bool:
         return False
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A log file that stops, with one note on stderr, when it cannot be written (a full disk):
+    the command goes on, and a failing command ends with its own one-line error (no
+    ``--- Logging error ---`` traceback)."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            exc = sys.exc_info()[1]
+            reason = getattr(exc, "strerror", None) or exc
+            sys.stderr.write(f"srnas: note: {self.baseFilename}: cannot write the log file ({reason}); "
+                             "going on without it\n")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # the last flush of a full disk; the stream is closed already
+            pass
+
+
 @contextmanager
 def log_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Append every ``srnas`` message of the block to ``path`` (time-stamped; created with the
@@ -111,7 +137,7 @@ def log_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(target, mode="a", encoding="utf-8")
+        handler = _LogFileHandler(target, mode="a", encoding="utf-8")
     except OSError as exc:
         raise WriteError(f"{target}: cannot write the log file ({exc.strerror or exc})") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))

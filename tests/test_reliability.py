@@ -623,3 +623,16 @@ def test_fault_injection_script_runs(tmp_path: Path) -> None:
     for storage in ("sqlite", "journal"):
         assert summary[storage]["tries"] == 2 and summary[storage]["trials_lost"] == 0
         assert summary[storage]["final_trained"] == 2 and summary[storage]["final_running"] == 0
+
+
+def test_a_log_file_on_a_full_disk_is_one_note_not_a_traceback(tmp_path: Path, capfd) -> None:
+    from srnas.log import get_logger, log_file
+
+    with _small_disk(tmp_path, "64k") as disk:
+        _fill(disk, 0)
+        with log_file(disk / "search.log"):
+            get_logger("search").warning("first")
+            get_logger("search").warning("second")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert err.count("cannot write the log file (No space left on device)") == 1
