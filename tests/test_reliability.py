@@ -404,6 +404,46 @@ def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: P
     assert not _trained_twice(study)
 
 
+def test_a_trainer_on_another_machine_with_a_lower_number_wins_at_the_next_evaluation(trials_dir: Path) -> None:
+    import threading
+
+    from srnas.search.session import Session
+    from srnas.search.settings import SearchSettings
+
+    session = Session.create(SearchSettings(study="race", budget=3, proxy="tiny@20", seed=0, workers=1,
+                                            heartbeat=1, pruner="none"))
+    study, space = session.study, session.space
+    params = space.params_of(space.sample_random(1, seed=4)[0])
+    for _ in range(2):
+        study.enqueue_trial(params)
+    study.ask()  # the space's preset
+    first, second = study.ask(), study.ask()
+    cfg = space.sample(first)
+    assert space.sample(second) == cfg
+    runner = session.trial_runner(device="cpu", engine="optuna")
+    evaluate = runner.objective.evaluate
+
+    def claimed_elsewhere_meanwhile(*args, **kwargs):  # no lock is shared with another machine
+        first.set_user_attr("arch_id", cfg.arch_id)
+        first.set_user_attr("fidelity", session.schedule.fidelity_id)
+        return evaluate(*args, **kwargs)
+
+    runner.objective.evaluate = claimed_elsewhere_meanwhile
+    outcomes = {}
+    thread = threading.Thread(target=lambda: outcomes.setdefault("second", runner.run(second, cfg)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while study._storage.get_trial(second._trial_id).user_attrs.get("waiting_for") != first.number:
+        assert time.monotonic() < deadline and thread.is_alive(), "the higher-numbered trainer did not yield"
+        time.sleep(0.1)
+    first_outcome = session.trial_runner(device="cpu", engine="optuna").run(first, cfg)
+    thread.join()
+    assert first_outcome.state == "complete" and not first_outcome.reused
+    assert outcomes["second"].reused
+    assert study._storage.get_trial(second._trial_id).user_attrs["reused_from"] == first.number
+    assert not _trained_twice(study)
+
+
 # ---- D6/D7: names and paths ----------------------------------------------------------------
 
 

@@ -161,11 +161,14 @@ class TrialRunner:
 
     def _holder(self, trial: Any, arch_id: str, *, waited: bool) -> Any | None:
         """Claim ``arch_id`` for ``trial`` (lock held by the caller): the trial training it
-        already, or None when ``trial`` is to train it."""
+        already, or None when ``trial`` is to train it. A trial that waited shows as waiting
+        until it has found no trainer (so that no trainer elsewhere yields to it meanwhile)."""
+        trainers = self._trainers(trial, arch_id)
+        if trainers:
+            return trainers[0]
         if waited:
             trial.set_user_attr("waiting_for", None)
-        trainers = self._trainers(trial, arch_id)
-        return trainers[0] if trainers else None
+        return None
 
     def _wait_for(self, trial: Any, holder: Any) -> None:
         """Wait (heartbeat going) until ``holder`` is no longer RUNNING."""
