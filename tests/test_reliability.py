@@ -655,7 +655,7 @@ def test_a_full_disk_during_search_is_one_line_and_the_next_run_resumes(tmp_path
 def test_fault_injection_script_runs(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "fault_injection.py"
     result = subprocess.run([sys.executable, str(script), "--tries", "2", "--storages", "sqlite,journal",
-                             "--budget", "2", "--proxy", "tiny@20", "--max-wait", "6", "--root", str(tmp_path)],
+                             "--budget", "2", "--proxy", "tiny@20", "--max-wait", "60", "--root", str(tmp_path)],
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
