@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import random
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -44,15 +45,33 @@ def _note(message: str) -> None:
 
 class JournalLock:
     """A lock file ``FILE.lock`` made with ``symlink`` (atomic on NFS too), as Optuna's
-    ``JournalFileSymlinkLock``. Waiting longer than 2 s gets one line saying for what; a lock
-    older than ``grace`` seconds was left by a process killed while writing (a live writer
-    holds it for milliseconds) and is removed at once."""
+    ``JournalFileSymlinkLock``; the link's target names its holder (``FILE#owner=HOST:PID``).
+    Waiting longer than 2 s gets one line saying for what. A lock whose holder was a process of
+    this machine that is gone, or older than ``grace`` seconds (a live writer holds it for
+    milliseconds), was left by a process killed while writing and is removed at once."""
 
     def __init__(self, filepath: str, *, grace: float = JOURNAL_LOCK_GRACE, what: str = "") -> None:
         self._target = filepath
         self.lock_file = filepath + ".lock"
         self.grace = grace
         self.what = what or f"the lock of journal {filepath}"
+
+    def _dead_holder(self) -> str | None:
+        """The holder ``HOST:PID`` when it was a process of this machine that is gone."""
+        try:
+            owner = os.readlink(self.lock_file).rpartition("#owner=")[2]
+        except OSError:
+            return None
+        host, _, pid = owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return None
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return owner
+        except PermissionError:
+            pass
+        return None
 
     def _age(self) -> float | None:
         try:
@@ -64,10 +83,15 @@ class JournalLock:
         delay, told, start = 0.001, False, time.monotonic()
         while True:
             try:
-                os.symlink(self._target, self.lock_file)
+                os.symlink(f"{self._target}#owner={socket.gethostname()}:{os.getpid()}", self.lock_file)
                 return True
             except FileExistsError:
                 pass
+            dead = self._dead_holder()
+            if dead is not None:
+                _note(f"{self.lock_file} was left by process {dead}, killed while writing: removing it")
+                self._remove()
+                continue
             age = self._age()
             if age is not None and age > self.grace:
                 _note(f"{self.lock_file} is {age:.0f} s old, left by a process killed while writing: removing it")

@@ -189,6 +189,15 @@ def test_a_stale_journal_lock_is_named_and_removed(tmp_path: Path, capsys) -> No
     with lock.held():
         pass
     assert f"waiting for the lock of journal {target}" in capsys.readouterr().err
+    # A lock of a process of this machine that is gone (SIGKILLed while appending): no wait.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.symlink(f"{target}#owner={socket.gethostname()}:{dead.pid}", lock.lock_file)
+    t0 = time.monotonic()
+    with lock.held():
+        assert os.readlink(lock.lock_file).endswith(f"#owner={socket.gethostname()}:{os.getpid()}")
+    assert time.monotonic() - t0 < 2
+    assert f"left by process {socket.gethostname()}:{dead.pid}, killed while writing" in capsys.readouterr().err
 
 
 # ---- D2: stale trials, any storage ---------------------------------------------------------
