@@ -36,6 +36,10 @@ class MissingExtraError(SrnasError, ImportError):
         self.extra = extra
 
 
+class StudyError(SrnasError):
+    """A study or its storage cannot be used."""
+
+
 class WriteError(SrnasError, OSError):
     """A file cannot be written; the message names the target file (not a temporary one)."""
 

@@ -30,8 +30,12 @@ from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
 
+from srnas.errors import StudyError
 from srnas.fileio import atomic_write_bytes, write_error
-from srnas.studies import JOURNAL_LOCK_GRACE, StudyError
+
+#: Seconds after which a journal lock file is taken to be left by a killed process and removed
+#: (a live writer holds it for milliseconds).
+JOURNAL_LOCK_GRACE = 30
 
 #: How an Optuna journal record begins (to find a whole record behind a torn one on a line).
 _RECORD_START = b'{"op_code":'

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.errors import SrnasError, StorageFullError, WriteError
+from srnas.errors import SrnasError, StorageFullError, StudyError, WriteError
 from srnas.fileio import atomic_write_bytes, write_error
 
 if TYPE_CHECKING:
@@ -41,17 +41,10 @@ STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 #: RUNNING trial of another machine whose heartbeat has not moved for twice this (the grace
 #: period) is failed by the next worker that looks, and retried.
 HEARTBEAT_INTERVAL = 20
-#: Seconds after which a journal lock file is taken to be left by a killed process and removed
-#: (a live writer holds it for milliseconds).
-JOURNAL_LOCK_GRACE = 30
 #: OS errors that make a storage unwritable (a full disk or quota, a read-only or failing disk).
 _WRITE_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EIO}
 #: Attempts at opening an RDB storage whose tables another process is creating at that moment.
 OPEN_ATTEMPTS = 6
-
-
-class StudyError(SrnasError):
-    """A study or its storage cannot be used."""
 
 
 def trials_root() -> Path:
