@@ -1,7 +1,9 @@
 """srnas: neural architecture search for single-image super-resolution.
 
 The public API is re-exported here lazily, so that ``import srnas`` stays fast and never
-imports torch, NNI, onnx or kaleido until a name that needs them is used.
+imports torch, NNI, onnx or kaleido until a name that needs them is used. ``srnas.search(...)``,
+``srnas.retrain(...)`` and ``srnas.evaluate(...)`` run what the commands of the same names run
+(`srnas.api`); ``srnas.search`` is also the subpackage `srnas.search`, callable.
 
 >>> import srnas
 >>> cfg = srnas.preset_config("edsr-baseline", scale=2)
@@ -26,12 +28,23 @@ _EXPORTS = {
     "load_weights": "srnas.arch.checkpoint",
     "load_exported": "srnas.results.export",
     "SearchSpace": "srnas.space",
+    "retrain": "srnas.api",
+    "evaluate": "srnas.api",
+    "study_overview": "srnas.results.overview",
     "SrnasError": "srnas.errors",
     "ConfigError": "srnas.errors",
     "DataError": "srnas.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted([*_EXPORTS, "search"]) + ["__version__"]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name == "search":  # the subpackage, whose module is callable: srnas.search(...) runs srnas.search.entry.search
+        import importlib
+
+        return importlib.import_module("srnas.search")
+    return _lazy_getattr(name)

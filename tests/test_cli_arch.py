@@ -47,6 +47,18 @@ def test_space_show(capsys) -> None:
     assert "5,376 configs" in out and "max_params = 1,400,000" in out and "edsr-baseline" in out
 
 
+def test_arch_and_space_show_json(capsys) -> None:
+    assert main(["arch", "show", "edsr-baseline", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["arch_id"] == "edsr-9c41d01931" and shown["config"]["n_feats"] == 64
+    (cost,) = shown["costs"]
+    assert cost["scale"] == 2 and cost["params"] == 1_369_859
+    assert main(["space", "show", "lightweight", "--json"]) == 0
+    space = json.loads(capsys.readouterr().out)
+    assert space["name"] == "lightweight" and space["constraints"]["max_params"] == 1_400_000
+    assert "edsr-baseline" in space["presets"] and space["size"] == 5376
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["space", "show", "galaxy"], "unknown search space 'galaxy'"),
     (["arch", "show", "vdsr"], "'vdsr' is neither a preset"),

@@ -49,23 +49,29 @@ def _get(url: str, timeout: float = 5.0) -> bytes:
         return body
 
 
-def _make_study(trials_dir: Path) -> tuple[int, int, str]:
-    """A one-trial study in the default layout (trials/<study>/study.db + artifacts/), made by
-    hand as `srnas search` would leave it; returns (study id, trial id, artifact id)."""
+def _make_study(trials_dir: Path, name: str = STUDY, value: float = 30.5,
+                artifacts: Path | None = None) -> tuple[int, int, str]:
+    """A one-trial study in the default layout (trials/<study>/study.db + artifacts/, or the
+    store ``artifacts`` recorded as --artifacts does), made by hand as `srnas search` would leave
+    it; returns (study id, trial id, artifact id)."""
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-    folder = trials_dir / STUDY
-    (folder / "artifacts").mkdir(parents=True)
-    study = optuna.create_study(study_name=STUDY, storage=f"sqlite:///{folder / 'study.db'}",
+    folder = trials_dir / name
+    store = artifacts or folder / "artifacts"
+    folder.mkdir(parents=True)
+    store.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}",
                                 direction="maximize")
+    if artifacts is not None:
+        study.set_user_attr("artifacts", str(artifacts))
     trial = study.ask()
     trial.suggest_categorical("n_feats", [8, 16])
     trial.set_user_attr("arch_id", "edsr-test")
     sample = folder / "sample.png"
-    sample.write_bytes(b"\x89PNG\r\n\x1a\n-not-really-an-image")
-    artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(folder / "artifacts")),
+    sample.write_bytes(b"\x89PNG\r\n\x1a\n-not-really-an-image-of-" + name.encode())
+    artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(str(store)),
                                   file_path=str(sample), study_or_trial=trial, mimetype="image/png")
-    study.tell(trial, 30.5)
+    study.tell(trial, value)
     return study._study_id, trial._trial_id, artifact_id
 
 
@@ -95,7 +101,8 @@ def test_dashboard_serves_study_and_artifacts(tmp_path: Path) -> None:
         detail = json.loads(_get(f"{base}/api/studies/{study_id}"))
         assert [t["values"] for t in detail["trials"]] == [[30.5]]
         # The study's artifacts folder is served too (the SR sample images of the trials).
-        assert _get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}") == b"\x89PNG\r\n\x1a\n-not-really-an-image"
+        assert _get(f"{base}/artifacts/{study_id}/{trial_id}/{artifact_id}") == \
+            b"\x89PNG\r\n\x1a\n-not-really-an-image-of-" + STUDY.encode()
     finally:
         proc.terminate()
         try:
@@ -239,3 +246,55 @@ def test_dashboard_busy_port_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"srnas: error: port {port} on 127.0.0.1 is in use; pass --port N"]
     assert proc.stdout == ""
+
+
+def test_all_studies_side_by_side_each_with_its_own_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`srnas dashboard` without --study: every study under trials/ (each its own SQLite file)
+    in one optuna-dashboard, each serving the images of its own store; new studies appear."""
+    from srnas.results.dashboard import StudiesStorage, make_dashboard_server
+
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path))
+    made = {"alpha": _make_study(tmp_path, "alpha", 30.5), "beta": _make_study(tmp_path, "beta", 31.25),
+            "gamma": _make_study(tmp_path, "gamma", 29.0, artifacts=tmp_path / "shared-store")}
+    assert {ids[0] for ids in made.values()} == {1}  # every file numbers its study 1: the dashboard must not
+    server = make_dashboard_server(StudiesStorage(tmp_path), None, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        status, body = _call(port, "GET", "/api/studies")
+        assert status == 200
+        summaries = {s["study_name"]: s for s in json.loads(body)["study_summaries"]}
+        assert sorted(summaries) == ["alpha", "beta", "gamma"]
+        assert len({s["study_id"] for s in summaries.values()}) == 3
+        for name, value in (("alpha", 30.5), ("beta", 31.25), ("gamma", 29.0)):
+            study_id = summaries[name]["study_id"]
+            detail = json.loads(_call(port, "GET", f"/api/studies/{study_id}")[1])
+            (trial,) = detail["trials"]
+            assert trial["values"] == [value] and trial["study_id"] == study_id
+            artifact_id = made[name][2]
+            status, image = _call(port, "GET", f"/artifacts/{study_id}/{trial['trial_id']}/{artifact_id}")
+            assert status == 200 and image.endswith(name.encode()), name  # from the study's own store
+            # Another study's artifact id under this study is not served.
+            other = made["beta" if name == "alpha" else "alpha"][2]
+            assert _call(port, "GET", f"/artifacts/{study_id}/{trial['trial_id']}/{other}")[0] == 404
+        # Read-only: writes refused as for one study.
+        alpha = summaries["alpha"]["study_id"]
+        assert _call(port, "POST", f"/api/studies/{alpha}/rename", body={"study_name": "x"})[0] == 403
+        # A study created while the dashboard runs shows at the next listing.
+        _make_study(tmp_path, "delta", 28.0)
+        assert "delta" in _study_names(port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_dashboard_without_studies_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from srnas.cli import main
+
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path / "empty"))
+    assert main(["dashboard", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no studies in" in err and "srnas search" in err and "\n" not in err

@@ -56,7 +56,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if text == argparse.SUPPRESS or "default" in text.lower():
             return action.help
-        default = action.default
+        default = getattr(action, "shown_default", action.default)
         if not action.option_strings or any(default is v for v in (None, False, True, argparse.SUPPRESS)):
             return action.help
         if isinstance(default, (tuple, list)):
@@ -106,6 +106,50 @@ def add_group(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: 
 
     parser.set_defaults(func=show_help)
     return parser, actions
+
+
+def track_given(parser: argparse.ArgumentParser, *, keep: tuple[str, ...] = ("help", "verbosity")) -> None:
+    """Leave an option's attribute unset unless the command line gives it (its default
+    becomes ``argparse.SUPPRESS``; ``--help`` still shows the real one), so that a handler can
+    tell given flags, which override a run file and a study's record, from defaults."""
+    for action in parser._actions:
+        if action.option_strings and action.dest not in keep and action.default is not argparse.SUPPRESS:
+            action.shown_default = action.default  # type: ignore[attr-defined]
+            action.default = argparse.SUPPRESS
+
+
+def given(args: argparse.Namespace, keys: Any) -> dict[str, Any]:
+    """The options among ``keys`` that the command line gave (see `track_given`)."""
+    return {key: getattr(args, key) for key in keys if hasattr(args, key)}
+
+
+def add_run_file_options(parser: argparse.ArgumentParser, command: str, *aliases: str) -> None:
+    """``--run FILE`` (and ``aliases``) and ``--print-config [FILE]`` for a command whose flags
+    a run file may hold."""
+    group = parser.add_argument_group("run files")
+    group.add_argument("--run", *aliases, dest="run", metavar="FILE",
+                       help=f"YAML run file: every flag of srnas {command} is a key (max_params or max-params); "
+                            "flags on the command line override it (default: none)")
+    group.add_argument("--print-config", nargs="?", const="-", metavar="FILE",
+                       help="write the effective run file (YAML) to stdout, or to FILE, and exit (default: run)")
+
+
+def write_run_file(target: str, text: str) -> None:
+    """``--print-config``: ``text`` to stdout (``-``) or to the file ``target``."""
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    from srnas.fileio import atomic_write_text
+
+    atomic_write_text(target, text)
+    print(f"run file: {target}")
+
+
+def print_json(data: Any) -> None:
+    """``--json`` output: ``data`` as indented JSON on stdout."""
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def stderr_console(args: argparse.Namespace) -> Any:

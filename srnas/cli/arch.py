@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from srnas.cli._args import add_command, add_group
+from srnas.cli._args import add_command, add_group, print_json
 from srnas.units import human_count
 
 
@@ -30,6 +29,7 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--patch", type=int, default=48, help="LR training patch for the memory estimate")
     show.add_argument("--latency", action="store_true", help="also measure forward latency (default: no)")
     show.add_argument("--device", default="cpu", help="device for --latency")
+    show.add_argument("--json", action="store_true", help="JSON on stdout (config, arch_id, costs per scale)")
     show.set_defaults(func=_arch_show)
 
 
@@ -37,6 +37,8 @@ def _register_space(sub: argparse._SubParsersAction) -> None:
     _space, space_sub = add_group(sub, "space", help="inspect search spaces")
     sshow = add_command(space_sub, "show", help="print a space's parameters, size and cost range")
     sshow.add_argument("target", help="shipped space name (tiny, edsr, mdsr, lightweight, mixed) or a YAML file")
+    sshow.add_argument("--json", action="store_true",
+                       help="JSON on stdout (parameters, size, feasible count, cost ranges, constraints, presets)")
     sshow.set_defaults(func=_space_show)
     slist = add_command(space_sub, "list", help="list the shipped spaces")
     slist.set_defaults(func=_space_list)
@@ -45,29 +47,31 @@ def _register_space(sub: argparse._SubParsersAction) -> None:
 COMMANDS = {"arch": _register_arch, "space": _register_space}
 
 
-def load_arch_target(target: str, scale: int | None = None):
-    """A preset name or a config file -> ArchConfig."""
-    from srnas.arch.config import ArchConfig
-    from srnas.arch.presets import PRESETS, preset_config
-    from srnas.errors import ConfigError
-
-    if target.lower().replace("_", "-") in PRESETS:
-        return preset_config(target, scale=scale)
-    if Path(target).suffix.lower() in (".yaml", ".yml", ".json") or Path(target).exists():
-        cfg = ArchConfig.load(target)
-        if scale is not None and scale not in cfg.scales:
-            raise ConfigError(f"{target}: scale {scale} not in the config's scales {list(cfg.scales)}")
-        return cfg
-    raise ConfigError(f"{target!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
-
-
 def _arch_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from srnas.arch.cost import cost_of, lr_size_for
 
-    cfg = load_arch_target(args.target, args.scale)
+    from srnas.api import load_arch
+
+    cfg = load_arch(args.target, args.scale)
+    costs = [cost_of(cfg, scale=s, hr_size=args.hr_size, batch=args.batch, patch=args.patch) for s in cfg.scales]
+    latency: dict[int, float] = {}
+    if args.latency:
+        from srnas.arch.cost import measure_latency
+        from srnas.arch.networks import build_model
+
+        model = build_model(cfg)
+        latency = {s: measure_latency(model, lr_size_for(args.hr_size, s), scale=s, device=args.device, repeats=3,
+                                      warmup=1) for s in cfg.scales}
+    if args.json:
+        print_json({"arch_id": cfg.arch_id, "describe": cfg.describe(), "config": cfg.to_dict(),
+                    "hr_size": list(args.hr_size), "batch": args.batch, "patch": args.patch,
+                    "costs": [{**c.to_dict(), "activation_mb": c.activation_bytes / 2**20,
+                               **({"latency_ms": latency[c.scale], "device": args.device} if latency else {})}
+                              for c in costs]})
+        return 0
     console = Console()
     console.print(f"[bold]{cfg.describe()}[/bold]   arch_id {cfg.arch_id}")
     console.print(cfg.to_yaml().rstrip(), markup=False, highlight=False)  # "[rcab, res]" is YAML, not markup
@@ -76,17 +80,11 @@ def _arch_show(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right")
     if args.latency:
         table.add_column(f"latency ({args.device})", justify="right")
-    model = None
-    for s in cfg.scales:
-        c = cost_of(cfg, scale=s, hr_size=args.hr_size, batch=args.batch, patch=args.patch)
-        row = [f"x{s}", f"{c.params:,}", f"{human_count(c.mult_adds)} ({c.mult_adds:,})",
+    for c in costs:
+        row = [f"x{c.scale}", f"{c.params:,}", f"{human_count(c.mult_adds)} ({c.mult_adds:,})",
                f"{c.activation_bytes / 2**20:,.1f} MiB"]
-        if args.latency:
-            from srnas.arch.cost import measure_latency
-            from srnas.arch.networks import build_model
-
-            model = model or build_model(cfg)
-            row.append(f"{measure_latency(model, lr_size_for(args.hr_size, s), scale=s, device=args.device, repeats=3, warmup=1):.1f} ms")
+        if latency:
+            row.append(f"{latency[c.scale]:.1f} ms")
         table.add_row(*row)
     console.print(table)
     if len(cfg.scales) > 1:
@@ -102,6 +100,14 @@ def _space_show(args: argparse.Namespace) -> int:
 
     space = SearchSpace.load(args.target)
     summary = space.summary()
+    presets = space.preset_assignments()
+    if args.json:
+        print_json({"name": space.name, "source": str(space.source), "family": space.family,
+                    "scales": list(space.scales), "proxy": space.proxy, "description": space.description,
+                    "parameters": dict(space.describe_params()), "canonical": space.canonical(),
+                    "constraints": dict(space.constraints), "presets": [label for label, _ in presets],
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in summary.items()}})
+        return 0
     console = Console()
     console.print(f"[bold]space {space.name}[/bold] ({space.source}): {space.family.upper()} "
                   f"x{','.join(map(str, space.scales))}" + (f", default proxy {space.proxy}" if space.proxy else ""))
@@ -121,7 +127,6 @@ def _space_show(args: argparse.Namespace) -> int:
         (p0, p1), (m0, m1) = summary["params"], summary["mult_adds"]
         console.print(f"params: {p0:,} .. {p1:,}")
         console.print(f"Mult-Adds (x{space.scales[0]}, 720x1280 output): {human_count(m0)} .. {human_count(m1)}{approx}")
-    presets = space.preset_assignments()
     if presets:
         console.print("presets enqueued first: " + ", ".join(label for label, _ in presets))
     return 0

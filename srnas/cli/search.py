@@ -3,63 +3,93 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from srnas.cli._args import add_command, positive_int, stderr_console, stdout_console, workers
+from srnas.cli._args import (
+    add_command,
+    add_run_file_options,
+    given,
+    positive_int,
+    print_json,
+    stderr_console,
+    stdout_console,
+    track_given,
+    workers,
+    write_run_file,
+)
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
+    from srnas.search.settings import SearchSettings
+
+    d = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
     p = add_command(sub, "search", help="run an architecture search (Optuna by default, or NNI)",
                     description="Search a space with short proxy trainings. With no --data the embedded demo "
                                 "photographs, the tiny space and the tiny proxy are used. Re-running the same "
-                                "command resumes the study. Off a terminal (a file, nohup, a batch scheduler) "
-                                "it prints one line per finished trial and a progress line every minute; "
-                                "trials/<study>/search.log keeps the same lines.")
-    p.add_argument("--budget", type=int, default=200,
+                                "command resumes the study with the settings it recorded (flags given override "
+                                "them). Off a terminal (a file, nohup, a batch scheduler) it prints one line per "
+                                "finished trial and a progress line every minute; trials/<study>/search.log "
+                                "keeps the same lines.")
+    p.add_argument("--budget", type=int, default=d["budget"],
                    help="distinct architectures the study should hold trained, all workers together")
-    p.add_argument("--space", default="tiny", help="shipped space name or YAML file")
-    p.add_argument("--data", default="demo", help="demo, a DIV2K root, or a folder of images")
-    p.add_argument("--proxy", default=None,
+    p.add_argument("--space", default=d["space"], help="shipped space name or YAML file")
+    p.add_argument("--data", default=d["data"], help="demo, a DIV2K root, or a folder of images")
+    p.add_argument("--proxy", default=d["proxy"],
                    help="proxy fidelity: tiny, short, medium; NAME@N cuts it to N updates, NAME*F trains F "
                         "times longer (default: the space's, else tiny)")
-    p.add_argument("--study", default=None, help="study name (default <space>-<data>[-objectives])")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default trials/<study>/study.db); "
+    p.add_argument("--study", default=d["study"], help="study name (default <space>-<data>[-objectives])")
+    p.add_argument("--storage", default=d["storage"], help="Optuna storage URL (default trials/<study>/study.db); "
                    "postgresql://..., mysql+pymysql://..., or journal:FILE")
-    p.add_argument("--engine", default="optuna", help="optuna or nni")
-    p.add_argument("--sampler", default="tpe", help="tpe, random, nsga2, gp")
-    p.add_argument("--pruner", default=None,
+    p.add_argument("--artifacts", default=d["artifacts"], metavar="URL",
+                   help="artifact store of the sample images, shared by every worker, the report and the "
+                        "dashboard: a folder (shared file system) or s3://BUCKET/PREFIX (pip install 'srnas[s3]'; "
+                        "AWS_ENDPOINT_URL for MinIO and the like); recorded in the study (default: the recorded "
+                        "one, else trials/<study>/artifacts)")
+    p.add_argument("--engine", default=d["engine"], help="optuna or nni")
+    p.add_argument("--sampler", default=d["sampler"], help="tpe, random, nsga2, gp")
+    p.add_argument("--pruner", default=d["pruner"],
                    help="hyperband, median, none (default: hyperband for one objective, none for several)")
-    p.add_argument("--objectives", default="psnr", help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
-    p.add_argument("--workers", type=workers, default="auto",
+    p.add_argument("--objectives", default=",".join(d["objectives"]),
+                   help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
+    p.add_argument("--workers", type=workers, default=d["workers"],
                    help="local worker processes: a number, or auto (default: one per GPU, else one per CPU core, up to 8)")
-    p.add_argument("--devices", default="auto", help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
-    p.add_argument("--workers-per-device", type=positive_int, default=1, metavar="K",
+    p.add_argument("--devices", default=",".join(d["devices"]),
+                   help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
+    p.add_argument("--workers-per-device", type=positive_int, default=d["workers_per_device"], metavar="K",
                    help="with --workers auto: K workers per GPU (small proxies share a GPU well)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=float, default=d["timeout"],
                    help="stop starting trials after this many seconds (default: no limit)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=int, default=d["seed"],
                    help="sampler and training seed; one CPU worker is then reproducible (default: random)")
-    p.add_argument("--max-params", type=float, default=None,
+    p.add_argument("--max-params", type=float, default=d["max_params"],
                    help="constraint: trainable parameters (default: the space's constraints only)")
-    p.add_argument("--max-mult-adds", type=float, default=None,
+    p.add_argument("--max-mult-adds", type=float, default=d["max_mult_adds"],
                    help="constraint: Mult-Adds at 720p (default: the space's constraints only)")
-    p.add_argument("--max-activation-mb", type=float, default=None,
+    p.add_argument("--max-activation-mb", type=float, default=d["max_activation_mb"],
                    help="constraint: training activation memory in MB (default: the space's constraints only)")
-    p.add_argument("--nni-strategy", default="evolution", help="NNI strategy: evolution, random, tpe")
-    p.add_argument("--nni-webui", type=int, default=None, metavar="PORT",
+    p.add_argument("--nni-strategy", default=d["nni_strategy"], help="NNI strategy: evolution, random, tpe")
+    p.add_argument("--nni-webui", type=int, default=d["nni_webui"], metavar="PORT",
                    help="start NNI's web UI on PORT (default: no web UI)")
-    p.add_argument("--heartbeat", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--heartbeat", type=float, default=d["heartbeat"], help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true",
                    help="no live progress bar on a terminal: plain lines instead")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON on stdout (counts, best result, fidelity) instead of a table")
+    add_run_file_options(p, "search", "--config")
+    track_given(p)
     p.set_defaults(func=_search)
 
 
 def _register_dashboard(sub: argparse._SubParsersAction) -> None:
-    d = add_command(sub, "dashboard", help="open optuna-dashboard on a study (read-only unless --allow-edits)",
-                    description="Serve optuna-dashboard on a study and its SR sample images. Read-only by "
-                                "default: only GET/HEAD pass, and requests whose Host header is not the "
-                                "bound address are refused (DNS rebinding).")
-    d.add_argument("--study", required=True)
-    d.add_argument("--storage", default=None, help="storage URL (default trials/<study>/study.db)")
+    d = add_command(sub, "dashboard", help="open optuna-dashboard on every study, or one (read-only unless --allow-edits)",
+                    description="Serve optuna-dashboard with the SR sample images: without --study every study "
+                                "under trials/ side by side (each study's own file, new ones appear on reload), "
+                                "or every study of --storage; with --study that study. Read-only by default: "
+                                "only GET/HEAD pass, and requests whose Host header is not the bound address "
+                                "are refused (DNS rebinding).")
+    d.add_argument("--study", default=None, help="one study (default: all studies under trials/, or of --storage)")
+    d.add_argument("--storage", default=None,
+                   help="storage URL (default trials/<study>/study.db; without --study: all its studies)")
     d.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all)")
     d.add_argument("--port", type=int, default=8080, help="TCP port")
     d.add_argument("--allow-edits", action="store_true",
@@ -75,26 +105,26 @@ COMMANDS = {"search": _register_search, "dashboard": _register_dashboard}
 
 
 def _search(args: argparse.Namespace) -> int:
+    from srnas.api import SEARCH_OUTPUT, resolve_search, search_schema
     from srnas.search.engines import run_search
+
+    settings, output = resolve_search(getattr(args, "run", None), **given(args, search_schema()))
+    output = {**{key: False for key in SEARCH_OUTPUT}, **output}
+    if hasattr(args, "print_config"):
+        from srnas.runfile import dump_run_file
+
+        text = dump_run_file({**settings.run_options(), **output},
+                             header="srnas search run file: srnas search --run FILE (flags given override it)")
+        write_run_file(args.print_config, text)
+        return 0
+    study = run_search(settings, console=stderr_console(args), progress=not output["no_progress"])
+    if output["json"]:
+        from srnas.results.overview import study_overview
+
+        print_json(study_overview(study))
+        return 0
     from srnas.search.progress import summary_table
-    from srnas.search.settings import SearchSettings
-    from srnas.studies import HEARTBEAT_INTERVAL
 
-    if args.budget < 1:
-        from srnas.errors import ConfigError
-
-        raise ConfigError(f"--budget must be a positive integer, got {args.budget}")
-    settings = SearchSettings(
-        study=args.study, space=args.space, budget=args.budget, data=args.data, proxy=args.proxy,
-        engine=args.engine, sampler=args.sampler, pruner=args.pruner, objectives=args.objectives,
-        storage=args.storage, workers=args.workers, devices=tuple(args.devices.split(",")),
-        workers_per_device=args.workers_per_device,
-        timeout=args.timeout, seed=args.seed, max_params=args.max_params,
-        max_mult_adds=args.max_mult_adds, max_activation_mb=args.max_activation_mb,
-        heartbeat=args.heartbeat or HEARTBEAT_INTERVAL, nni_strategy=args.nni_strategy,
-        nni_webui=args.nni_webui,
-    )
-    study = run_search(settings, console=stderr_console(args), progress=not args.no_progress)
     out = stdout_console()
     out.print(summary_table(study))
     out.print(f"dashboard: srnas dashboard --study {study.study_name}   "

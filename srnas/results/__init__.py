@@ -28,6 +28,8 @@ _EXPORTS = {
     "ExportedArch": "srnas.results.export",
     "ExportError": "srnas.results.export",
     "EXPORT_FORMATS": "srnas.results.export",
+    "study_overview": "srnas.results.overview",
+    "list_studies": "srnas.results.overview",
     "run_fidelity": "srnas.results.fidelity",
     "stratified_sample": "srnas.results.fidelity",
     "parse_fidelity": "srnas.results.fidelity",

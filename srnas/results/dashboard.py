@@ -1,4 +1,10 @@
-"""optuna-dashboard on one study, served read-only by default.
+"""optuna-dashboard on one study, or on every study under ``trials/`` side by side, served
+read-only by default.
+
+Every study keeps its own storage (``trials/<study>/study.db``); :class:`StudiesStorage` reads all
+of them as one Optuna storage (new studies appear on the next page load), so optuna-dashboard
+lists and compares them, and each study's sample images come from its own artifact store
+(its folder's ``artifacts/``, or the shared store it recorded with ``--artifacts``).
 
 :func:`make_dashboard_server` binds a threaded ``wsgiref`` server (the server optuna-dashboard's
 own ``run_server`` uses) around optuna-dashboard's WSGI app, wrapped in :class:`DashboardGuard`:
@@ -17,18 +23,26 @@ own ``run_server`` uses) around optuna-dashboard's WSGI app, wrapped in :class:`
 
 from __future__ import annotations
 
+import copy
 import errno
 import ipaddress
 import json
+import re
 import socket
-from collections.abc import Callable, Collection, Iterable
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from optuna.storages import BaseStorage
+
 from srnas.errors import SrnasError
+
+if TYPE_CHECKING:
+    from srnas.studies import ArtifactStore, StudyHome
 
 #: Methods that never change a study or its artifacts.
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -167,25 +181,272 @@ class _DashboardServer6(DashboardServer):
     address_family = socket.AF_INET6
 
 
-def make_dashboard_server(study: Any, artifact_dir: Path | str, *, host: str = "127.0.0.1",
+# ---- every study side by side --------------------------------------------------------------
+
+#: Global ids of studies and trials in `StudiesStorage`: ``local id * STRIDE + member index``.
+STRIDE = 1024
+
+
+class _Member:
+    """One storage read by `StudiesStorage`; ``home`` is the study folder its file lives in
+    (None: a shared storage, whose studies' folders are found by name)."""
+
+    def __init__(self, storage: Any, home: "StudyHome | None") -> None:
+        self.storage = storage
+        self.home = home
+
+
+class StudiesStorage(BaseStorage):
+    """Several Optuna storages read as one: every study under ``root`` (default ``trials/``;
+    one SQLite file per study folder, rescanned at each listing so new studies appear), or
+    every study of the storage URLs ``storages``. Study and trial ids are made unique across
+    them (`STRIDE`); every call goes to the storage that holds the study or trial. Creating
+    studies is refused (``srnas search`` creates them)."""
+
+    def __init__(self, root: Path | None = None, storages: Sequence[str] = ()) -> None:
+        from srnas.studies import open_storage, trials_root
+
+        self.root = Path(root) if root is not None else trials_root()
+        self.scan_root = not storages
+        self._members: list[_Member] = [_Member(open_storage(url), None) for url in storages]
+        self._keys: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stores: dict[str, "ArtifactStore"] = {}
+        #: Study folders whose storage could not be opened (an empty or broken file), by name.
+        self.skipped: dict[str, str] = {}
+        self.refresh()
+
+    # ---- members --------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Open the studies under ``root`` not opened yet (when no storages were given)."""
+        if not self.scan_root:
+            return
+        from srnas.studies import StudyHome, list_study_names
+
+        for name in list_study_names(self.root):
+            home = StudyHome(name, self.root)
+            key = str(home.db)
+            if key in self._keys or name in self.skipped:
+                continue
+            try:
+                storage = home.storage(create=False)
+            except SrnasError as exc:
+                self.skipped[name] = str(exc)
+                continue
+            with self._lock:
+                if len(self._members) >= STRIDE:
+                    raise DashboardError(f"more than {STRIDE} studies under {self.root}; pass --study NAME")
+                self._keys[key] = len(self._members)
+                self._members.append(_Member(storage, home))
+
+    def _local(self, gid: int) -> tuple[Any, int, int]:
+        """(storage, local id, member index) of a global id."""
+        index, local = gid % STRIDE, gid // STRIDE
+        if index >= len(self._members):
+            raise KeyError(f"no study or trial with id {gid}")
+        return self._members[index].storage, local, index
+
+    def _trial(self, t: Any, index: int) -> Any:
+        out = copy.copy(t)  # storages may cache the object they return
+        out._trial_id = t._trial_id * STRIDE + index
+        return out
+
+    def home_of(self, study_id: int) -> "StudyHome | None":
+        """The folder of a study: its storage's, or ``root/<study name>`` for a shared one."""
+        from srnas.studies import StudyHome
+
+        storage, local, index = self._local(study_id)
+        member = self._members[index]
+        if member.home is not None:
+            return member.home
+        try:
+            return StudyHome(storage.get_study_name_from_id(local), self.root)
+        except SrnasError:  # a study name that is no folder name: it has no default folder
+            return None
+
+    def artifact_store(self, study_id: int) -> "ArtifactStore | None":
+        """The artifact store of a study (`srnas.studies.artifact_location`)."""
+        from srnas.studies import artifact_location, open_artifact_store
+
+        home = self.home_of(study_id)
+        attrs = self.get_study_user_attrs(study_id)
+        if home is None and not attrs.get("artifacts"):
+            return None
+        location = artifact_location(attrs, home) if home is not None else str(attrs["artifacts"])
+        with self._lock:
+            if location not in self._stores:
+                self._stores[location] = open_artifact_store(location)
+            return self._stores[location]
+
+    # ---- studies --------------------------------------------------------------------------
+
+    def create_new_study(self, directions: Sequence[Any], study_name: str | None = None) -> int:
+        raise DashboardError("this dashboard shows several storages and creates no study; "
+                             "srnas search creates studies")
+
+    def delete_study(self, study_id: int) -> None:
+        storage, local, _ = self._local(study_id)
+        storage.delete_study(local)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        storage, local, _ = self._local(study_id)
+        storage.set_study_user_attr(local, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        storage, local, _ = self._local(study_id)
+        storage.set_study_system_attr(local, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        for index, member in enumerate(list(self._members)):
+            try:
+                return member.storage.get_study_id_from_name(study_name) * STRIDE + index
+            except KeyError:
+                continue
+        raise KeyError(f"no study named {study_name!r}")
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        storage, local, _ = self._local(study_id)
+        return storage.get_study_name_from_id(local)
+
+    def get_study_directions(self, study_id: int) -> list[Any]:
+        storage, local, _ = self._local(study_id)
+        return storage.get_study_directions(local)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        storage, local, _ = self._local(study_id)
+        return storage.get_study_user_attrs(local)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        storage, local, _ = self._local(study_id)
+        return storage.get_study_system_attrs(local)
+
+    def get_all_studies(self) -> list[Any]:
+        self.refresh()
+        out = []
+        for index, member in enumerate(list(self._members)):
+            for frozen in member.storage.get_all_studies():
+                mine = copy.copy(frozen)
+                mine._study_id = frozen._study_id * STRIDE + index
+                out.append(mine)
+        return sorted(out, key=lambda f: (f.study_name, f._study_id))
+
+    # ---- trials ---------------------------------------------------------------------------
+
+    def create_new_trial(self, study_id: int, template_trial: Any | None = None) -> int:
+        storage, local, index = self._local(study_id)
+        return storage.create_new_trial(local, template_trial) * STRIDE + index
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: Any) -> None:
+        storage, local, _ = self._local(trial_id)
+        storage.set_trial_param(local, param_name, param_value_internal, distribution)
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        storage, local, index = self._local(study_id)
+        return storage.get_trial_id_from_study_id_trial_number(local, trial_number) * STRIDE + index
+
+    def set_trial_state_values(self, trial_id: int, state: Any, values: Sequence[float] | None = None) -> bool:
+        storage, local, _ = self._local(trial_id)
+        return storage.set_trial_state_values(local, state, values)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        storage, local, _ = self._local(trial_id)
+        storage.set_trial_intermediate_value(local, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        storage, local, _ = self._local(trial_id)
+        storage.set_trial_user_attr(local, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        storage, local, _ = self._local(trial_id)
+        storage.set_trial_system_attr(local, key, value)
+
+    def get_trial(self, trial_id: int) -> Any:
+        storage, local, index = self._local(trial_id)
+        return self._trial(storage.get_trial(local), index)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
+        storage, local, index = self._local(study_id)
+        return [self._trial(t, index) for t in storage.get_all_trials(local, deepcopy=deepcopy, states=states)]
+
+
+#: The study a dashboard request for an artifact names (``/artifacts/<study id>/...``).
+_ARTIFACT_PATH = re.compile(r"^/(?:api/)?artifacts/(\d+)(?:/|$)")
+
+
+class _RoutedArtifacts:
+    """The artifact store of the study the current request names: each study of a
+    `StudiesStorage` keeps its own store. `_ArtifactRoute` sets the study per request thread."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.current = threading.local()
+
+    def _store(self) -> Any:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        study_id = getattr(self.current, "study_id", None)
+        store = self.storage.artifact_store(study_id) if study_id is not None else None
+        if store is None:
+            raise ArtifactNotFound("this study has no artifact store")
+        return store
+
+    def open_reader(self, artifact_id: str) -> Any:
+        return self._store().open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        self._store().write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self._store().remove(artifact_id)
+
+
+class _ArtifactRoute:
+    """WSGI middleware: tells `_RoutedArtifacts` which study an artifact request is for."""
+
+    def __init__(self, app: WSGIApp, routed: _RoutedArtifacts) -> None:
+        self.app = app
+        self.routed = routed
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _ARTIFACT_PATH.match(environ.get("PATH_INFO", ""))
+        self.routed.current.study_id = int(match.group(1)) if match else None
+        return self.app(environ, start_response)
+
+
+def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | None", *, host: str = "127.0.0.1",
                           port: int = 8080, allow_edits: bool = False,
                           extra_hosts: Iterable[str] = ()) -> DashboardServer:
-    """A bound (not yet serving) dashboard on ``study`` (an ``optuna.Study``; its own storage
-    object is used, so journal files work too) with the artifact store in ``artifact_dir``.
+    """A bound (not yet serving) dashboard on ``study``: an ``optuna.Study`` (its own storage
+    object is used, so journal files work too) with the artifact store ``artifacts`` (a folder,
+    ``s3://bucket/prefix`` or a store), or a `StudiesStorage` (every study with its own store;
+    ``artifacts`` is then ignored).
 
-    Read-only unless ``allow_edits`` (then ``artifact_dir`` is created for uploads). ``port=0``
+    Read-only unless ``allow_edits`` (then a folder store is created for uploads). ``port=0``
     takes a free port (see ``server.url``). Call ``serve_forever()`` and, at the end,
     ``server_close()``. A busy port, a host that is not this machine's or a privileged port is
     one :class:`DashboardError` line."""
-    from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import wsgi
+
+    from srnas.studies import is_s3_url, open_artifact_store
 
     if not 0 <= port <= 65535:
         raise DashboardError(f"--port {port} is not a TCP port; use 1..65535")
-    store_dir = Path(artifact_dir)
-    if allow_edits:
-        store_dir.mkdir(parents=True, exist_ok=True)
-    app = wsgi(study._storage, artifact_store=FileSystemArtifactStore(str(store_dir)))
+    storage = getattr(study, "_storage", study)
+    routed = None
+    if hasattr(storage, "artifact_store"):  # a StudiesStorage: each study its own store
+        routed = _RoutedArtifacts(storage)
+        store: Any = routed
+    elif artifacts is None or hasattr(artifacts, "open_reader"):
+        store = artifacts
+    else:
+        if allow_edits and not is_s3_url(str(artifacts)):
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+        store = open_artifact_store(str(artifacts))
+    app = wsgi(storage, artifact_store=store)
+    if routed is not None:
+        app = _ArtifactRoute(app, routed)
     server_class = _DashboardServer6 if ":" in host else DashboardServer
     try:
         server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
@@ -207,20 +468,36 @@ def make_dashboard_server(study: Any, artifact_dir: Path | str, *, host: str = "
     return server
 
 
-def serve_dashboard(study_name: str, storage: str | None = None, *, host: str = "127.0.0.1",
+def serve_dashboard(study_name: str | None, storage: str | None = None, *, host: str = "127.0.0.1",
                     port: int = 8080, allow_edits: bool = False, extra_hosts: Iterable[str] = (),
-                    announce: Callable[[str], None] = print) -> None:
-    """Serve ``study_name`` (default storage ``trials/<study>/study.db``, artifacts in
-    ``trials/<study>/artifacts``) until Ctrl-C; ``announce`` gets the one line with the URL once
-    the port is bound. Unknown study, busy port, ...: one :class:`SrnasError` line."""
-    from srnas.studies import StudyHome
+                    root: Path | None = None, announce: Callable[[str], None] = print) -> None:
+    """Serve ``study_name`` (default storage ``trials/<study>/study.db``, its recorded artifact
+    store, else ``trials/<study>/artifacts``), or with no name every study under ``trials/``
+    side by side (or every study of ``storage``), until Ctrl-C; ``announce`` gets the line with
+    the URL once the port is bound. Unknown study, busy port, ...: one :class:`SrnasError`
+    line."""
+    from srnas.studies import StudyHome, artifact_location, trials_root
 
-    home = StudyHome(study_name)
-    study = home.load(storage)
-    server = make_dashboard_server(study, home.artifacts, host=host, port=port,
+    base = Path(root) if root is not None else trials_root()
+    if study_name is None:
+        target: Any = StudiesStorage(base, [storage] if storage else [])
+        studies = target.get_all_studies()
+        if not studies:
+            where = f"storage {storage}" if storage else f"{base}/"
+            raise DashboardError(f"no studies in {where}: run srnas search first")
+        what = f"{len(studies)} studies ({', '.join(s.study_name for s in studies[:6])}{', ...' if len(studies) > 6 else ''})"
+        artifacts = None
+    else:
+        home = StudyHome(study_name, base)
+        target = home.load(storage)
+        what = f"study {target.study_name!r}"
+        artifacts = artifact_location(target.user_attrs, home)
+    server = make_dashboard_server(target, artifacts, host=host, port=port,
                                    allow_edits=allow_edits, extra_hosts=extra_hosts)
     mode = "editable" if allow_edits else "read-only"
-    announce(f"optuna-dashboard ({mode}) for study {study.study_name!r}: {server.url}  (Ctrl-C stops)")
+    announce(f"optuna-dashboard ({mode}) for {what}: {server.url}  (Ctrl-C stops)")
+    for name, why in getattr(target, "skipped", {}).items():
+        announce(f"note: study {name} not shown: {why}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # Ctrl-C is how a dashboard ends: not an error

@@ -430,17 +430,18 @@ def _best_table(frame: "pd.DataFrame", top: int) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _samples(study: "optuna.Study", artifacts: Path, k: int) -> str:
+def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
     """The LR | SR | HR strips of the best ``k`` architectures that have one, embedded as
-    data: URIs (the file stays self-contained); a note when there are none."""
+    data: URIs (the file stays self-contained); a note when there are none. ``artifacts``: the
+    study's store (a folder or ``s3://bucket/prefix``, `srnas.studies.artifact_location`)."""
     import base64
     import re
 
-    from optuna.artifacts import FileSystemArtifactStore
+    from srnas.studies import is_s3_url, open_artifact_store
 
     if k <= 0:
         return _note("Sample images not embedded (--samples 0).", "samples-note")
-    store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+    store = open_artifact_store(artifacts) if is_s3_url(artifacts) or Path(artifacts).is_dir() else None
     figures, seen = [], set()
     for t in complete_trials(study):
         if len(figures) >= k:
@@ -612,7 +613,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     """
     from srnas import __version__
     from srnas.fileio import atomic_write_text
-    from srnas.studies import StudyHome
+    from srnas.studies import StudyHome, artifact_location
 
     home = StudyHome(study_name, root)
     study = home.load(storage)
@@ -713,7 +714,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
 {block("fig-importance")}{texts["importance"]}{block("fig-res-scale")}{texts["res_scale"]}</section>
 <section id="section-curves"><h2>Intermediate PSNR curves</h2>{block("fig-curves")}</section>
 <section id="section-best"><h2>Best trials</h2><p>Click a column header to sort.</p>{_best_table(frame, top)}</section>
-<section id="section-samples"><h2>Samples of the best trials</h2>{_samples(study, home.artifacts, samples)}</section>
+<section id="section-samples"><h2>Samples of the best trials</h2>{_samples(study, artifact_location(study.user_attrs, home), samples)}</section>
 <section id="retrained"><h2>Retrained results</h2>{texts["retrained"]}</section>
 <section id="section-proxy-vs-retrained"><h2>Proxy vs retrained</h2>{block("fig-proxy-vs-retrained")}{texts["proxy"]}</section>
 <section id="static-export"><h2>Static images</h2>{_note(png_note, "static-export-note")}</section>"""

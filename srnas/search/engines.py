@@ -50,8 +50,9 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
     from rich.text import Text
 
     engine = get_engine(settings.engine)
+    asked = settings.run_options()  # recorded as asked for (workers auto, not the count it became)
     settings = engine.validate(settings)
-    session = Session.create(settings)
+    session = Session.create(settings, run=asked)
     with log_file(session.home.search_log):
         header = Text.from_markup(session.describe(engine.name)).plain
         log.info(f"search started: {header}, budget {settings.budget}, workers {settings.workers}, "

@@ -26,9 +26,10 @@ presets once.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from srnas.errors import ConfigError, SrnasError
@@ -39,7 +40,16 @@ from srnas.search.processes import worker_alive, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
-from srnas.studies import StudyError, StudyHome, storage_errors, storage_lock
+from srnas.studies import (
+    ARTIFACTS_ATTR,
+    StudyError,
+    StudyHome,
+    artifact_location,
+    check_artifact_store,
+    normalize_artifact_location,
+    storage_errors,
+    storage_lock,
+)
 from srnas.train.schedules import ProxySchedule, Schedule, get_schedule
 
 if TYPE_CHECKING:
@@ -217,11 +227,17 @@ class Session:
     # ---- construction ---------------------------------------------------------------------
 
     @classmethod
-    def create(cls, settings: SearchSettings) -> "Session":
+    def create(cls, settings: SearchSettings, *, run: Mapping[str, Any] | None = None) -> "Session":
         """Create or resume the study (checking that a resumed one searched the same thing)
         and enqueue the space's presets once. Everything that can fail without a study (name,
-        devices, constraints, memory, data) fails before one is touched; creators of one study
-        are serialised, so concurrent commands both succeed."""
+        devices, constraints, memory, data, the artifact store) fails before one is touched;
+        creators of one study are serialised, so concurrent commands both succeed.
+
+        ``run``: the settings as asked for (a run file's keys, `SearchSettings.run_options`),
+        recorded in the study as ``run_settings`` (default: ``settings``'s own)."""
+        if settings.artifacts is not None:
+            settings = dataclasses.replace(settings, artifacts=normalize_artifact_location(settings.artifacts))
+            check_artifact_store(settings.artifacts)
         space = load_space(settings)
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
@@ -235,6 +251,8 @@ class Session:
                 study = cls._create_study(home, storage, directions)
                 session = cls(settings, space, schedule, home, study)
                 session._check_or_record_identity(directions)
+                session._check_or_record_artifacts()
+                session._record_run(run if run is not None else settings.run_options())
                 if not settings.multi_objective:
                     session.repaired = session.repair()
                 for label, params in space.preset_assignments():
@@ -330,6 +348,31 @@ class Session:
         study.set_user_attr("srnas", 1)
         study.set_metric_names([METRIC_NAMES[o] for o in self.settings.objectives])
 
+    def _check_or_record_artifacts(self) -> None:
+        """Record ``--artifacts`` in a study that has none yet (so that every worker, the report
+        and the dashboard use it); refuse another store than the one whose images it holds."""
+        given, recorded = self.settings.artifacts, self.study.user_attrs.get(ARTIFACTS_ATTR)
+        if given is None or given == recorded:
+            return
+        if recorded:
+            raise StudyError(f"study {self.name!r} keeps its artifacts in {recorded}, not {given}: drop --artifacts "
+                             "(the recorded store is used), or pass --study NEW for a new study")
+        if any("sample_artifact" in t.user_attrs for t in self.study.get_trials(deepcopy=False)):
+            raise StudyError(f"study {self.name!r} keeps its sample images in {self.home.artifacts}: --artifacts "
+                             f"{given} would split them; drop --artifacts, or pass --study NEW for a new study")
+        self.study.set_user_attr(ARTIFACTS_ATTR, given)
+
+    def _record_run(self, run: Mapping[str, Any]) -> None:
+        """Record the settings this command runs with (``run_settings``: what ``srnas studies
+        --show`` prints and a plain resume reuses); the storage URL is left out (the record
+        lives in it, and it may hold a password)."""
+        self.study.set_user_attr("run_settings", {k: v for k, v in run.items() if k not in ("storage", "root")})
+
+    @property
+    def artifacts(self) -> str:
+        """The artifact store of this search (`srnas.studies.artifact_location`)."""
+        return self.settings.artifacts or artifact_location(self.study.user_attrs, self.home)
+
     # ---- accounting ------------------------------------------------------------------------
 
     def counts(self) -> Counts:
@@ -411,7 +454,7 @@ class Session:
                               objectives=self.settings.objectives, device=device,
                               seed=self.settings.seed or 0, engine=engine, sample_dir=self.home.tmp,
                               threads=threads)
-        return TrialRunner(self.study, self.space, objective, artifacts=self.home.artifacts,
+        return TrialRunner(self.study, self.space, objective, artifacts=self.artifacts,
                            seed=self.settings.seed, device=device, worker=worker_identity(),
                            claim_lock=self.home.claim_lock, heartbeat=self.settings.heartbeat,
                            on_wait=self.fail_stale)

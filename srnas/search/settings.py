@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from srnas.errors import ConfigError
 from srnas.studies import HEARTBEAT_INTERVAL, check_study_name, safe_study_name
@@ -40,7 +41,8 @@ def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
 class SearchSettings:
     """Everything a search and its workers need (the CLI flags of ``srnas search``).
 
-    ``workers`` may be ``"auto"`` until the engine resolves it (`Engine.validate`).
+    ``workers`` may be ``"auto"`` until the engine resolves it (`Engine.validate`). The
+    defaults here are the command's defaults (the CLI shows them in ``--help``).
     """
 
     study: str | None = None
@@ -53,7 +55,11 @@ class SearchSettings:
     pruner: str | None = None
     objectives: tuple[str, ...] = ("psnr",)
     storage: str | None = None
-    workers: int | str = 1
+    #: The artifact store for the trials' sample images: a folder (on a shared file system) or
+    #: ``s3://bucket/prefix``; None: the one the study recorded, else ``trials/<study>/artifacts``.
+    artifacts: str | None = None
+    #: Local worker processes, or ``"auto"`` (one per GPU, else one per CPU core up to 8).
+    workers: int | str = "auto"
     devices: tuple[str, ...] = ("auto",)
     workers_per_device: int = 1
     timeout: float | None = None
@@ -90,6 +96,8 @@ class SearchSettings:
                               "there); drop --pruner or use --objectives psnr")
         if isinstance(self.heartbeat, bool) or not isinstance(self.heartbeat, (int, float)) or self.heartbeat <= 0:
             raise ConfigError(f"--heartbeat must be positive seconds, got {self.heartbeat!r}")
+        if self.artifacts is not None and (not isinstance(self.artifacts, str) or not self.artifacts.strip()):
+            raise ConfigError(f"--artifacts must be a folder or s3://BUCKET/PREFIX, got {self.artifacts!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
 
@@ -115,6 +123,11 @@ class SearchSettings:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
+
+    def run_options(self) -> dict[str, Any]:
+        """The settings as the keys of a run file (``srnas search --run FILE``: each flag's name
+        with underscores), tuples as lists; ``root`` (a Python-only choice of folder) left out."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k != "root"}
 
     @classmethod
     def from_json(cls, text: str) -> "SearchSettings":

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
-from srnas.fileio import atomic_write
 from srnas.outcomes import pruned_at_last_step
 from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
 from srnas.space import SearchSpace
-from srnas.studies import HEARTBEAT_INTERVAL, storage_failure, storage_location
+from srnas.studies import HEARTBEAT_INTERVAL, open_artifact_store, storage_failure, storage_location
 
 if TYPE_CHECKING:
     import optuna
@@ -97,31 +96,17 @@ class _Superseded(Exception):
         self.holder = holder
 
 
-def _artifact_store(base: Path) -> Any:
-    """Optuna's file-system artifact store writing each artifact atomically (`atomic_write`:
-    the file appears whole or not at all, with the umask's mode; a full disk is one line)."""
-    from optuna.artifacts import FileSystemArtifactStore
-
-    class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
-        def write(self, artifact_id: str, content_body: Any) -> None:
-            import shutil
-
-            atomic_write(self._get_filepath(artifact_id), lambda handle: shutil.copyfileobj(content_body, handle))
-            self.written = artifact_id
-
-    return AtomicFileSystemArtifactStore(str(base))
-
-
 class TrialRunner:
     """Runs study trials for one worker (Optuna) or one NNI experiment."""
 
-    def __init__(self, study: "optuna.Study", space: SearchSpace, objective: Objective, *, artifacts: Path,
+    def __init__(self, study: "optuna.Study", space: SearchSpace, objective: Objective, *, artifacts: str | Path,
                  seed: int | None, device: str, worker: dict[str, str], claim_lock: Path | None = None,
                  heartbeat: float = HEARTBEAT_INTERVAL, on_wait: Callable[[], object] | None = None) -> None:
         self.study = study
         self.space = space
         self.objective = objective
-        self.artifacts = artifacts
+        #: The artifact store's location: a folder or ``s3://bucket/prefix`` (`open_artifact_store`).
+        self.artifacts = str(artifacts)
         self.seed = seed
         self.device = device
         #: ``worker`` (host:pid) and ``worker_start``, recorded in every trial this runner runs.
@@ -362,16 +347,15 @@ class TrialRunner:
         left that the study does not reference."""
         from optuna.artifacts import upload_artifact
 
-        store = _artifact_store(self.artifacts)
+        store = open_artifact_store(self.artifacts)
         try:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
             artifact_id = upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=trial,
                                           mimetype="image/png")
             trial.set_user_attr("sample_artifact", artifact_id)
         except BaseException:
-            written = getattr(store, "written", None)
-            if written is not None:
-                (self.artifacts / written).unlink(missing_ok=True)
+            if store.written is not None:
+                with contextlib.suppress(Exception):  # the store itself may be what failed
+                    store.remove(store.written)
             raise
 
     def fail(self, trial: Any, reason: str) -> None:

@@ -3,7 +3,9 @@ own folder, which `RetrainRun` writes and reads.
 
 A run lives in ``<retrain root>/<arch_id>/<schedule>/`` (the retrain root of a study is
 ``StudyHome.retrain``, ``trials/<study>/retrain``): ``config.yaml``, ``checkpoint.pt``
-(resumable), ``model.pt`` (final weights), ``metrics.json`` and ``retrain.log``. Keying the folder by schedule
+(resumable), ``model.pt`` (final weights), ``metrics.json``, ``retrain.log`` and, when the
+``tensorboard`` package is installed (``pip install 'srnas[tensorboard]'``), TensorBoard scalars
+in ``tensorboard/`` (train/loss, train/lr, val/psnr). Keying the folder by schedule
 lets one architecture be trained with several schedules side by side. The paper's recipe for
 x3/x4 EDSR (start from the x2 weights, all but the upsampler) looks for the x2 run of the same
 architecture and schedule (`RetrainRun.x2_weights`).
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from srnas.train.trainer import TrainProgress, TrainResult
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.yaml", "model.pt", "metrics.json", "retrain.log"
+TENSORBOARD_DIR = "tensorboard"
+#: Loss and lr points written to TensorBoard per run (at most; every evaluation is written too).
+TENSORBOARD_POINTS = 1000
 
 
 def load_retrain_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
@@ -62,6 +67,11 @@ class RetrainRun:
         """The run's log file (``retrain.log``: progress lines of every session, appended)."""
         return self.folder / LOG_FILE
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard event files of the run (``tensorboard --logdir`` on it or on the study)."""
+        return self.folder / TENSORBOARD_DIR
+
     def x2_weights(self) -> Path | None:
         """The paper's recipe: x3/x4 EDSR start from the x2 run of the same architecture and
         schedule (None for x2, MDSR, or when that run has no weights)."""
@@ -74,9 +84,13 @@ class RetrainRun:
     def train(self, train: "SRImageSet", val: "SRImageSet | Mapping[int, SRImageSet]", *,
               data: str = "", device: str = "auto", precision: str = "auto", seed: int = 0,
               resume: bool = False, init: str | Path | None = None, checkpoint_every: int | None = None,
-              progress: Callable[["TrainProgress"], None] | None = None) -> "TrainResult":
+              progress: Callable[["TrainProgress"], None] | None = None,
+              tensorboard: bool | None = None) -> "TrainResult":
         """Train (continuing from the folder's checkpoint with ``resume``), then write the
-        weights and ``metrics.json``. A folder of another architecture is refused."""
+        weights and ``metrics.json``. A folder of another architecture is refused.
+
+        ``tensorboard``: write TensorBoard scalars to `tensorboard_dir` (None: when the
+        ``tensorboard`` package is installed; True without it: `MissingExtraError`)."""
         from srnas.train.checkpoint import save_weights
         from srnas.train.trainer import Trainer
 
@@ -86,10 +100,23 @@ class RetrainRun:
         if config_file.is_file() and ArchConfig.load(config_file).arch_id != self.config.arch_id:
             raise TrainingError(f"{config_file}: another architecture was trained in this folder")
         atomic_write_text(config_file, self.config.to_yaml())
+        scalars = _TensorBoardScalars.open(self.tensorboard_dir, self.schedule.updates, wanted=tensorboard)
+
+        def on_progress(p: "TrainProgress") -> None:
+            if scalars is not None:
+                scalars.progress(p)
+            if progress is not None:
+                progress(p)
+
         trainer = Trainer(self.config, train, val, self.schedule, device=device, seed=seed, checkpoint_dir=folder,
                           checkpoint_every=checkpoint_every, precision=precision, init_weights=init,
-                          progress=progress)
-        result = trainer.fit(resume=resume)
+                          progress=on_progress if scalars is not None or progress is not None else None,
+                          on_eval=scalars.evaluation if scalars is not None else None)
+        try:
+            result = trainer.fit(resume=resume)
+        finally:
+            if scalars is not None:
+                scalars.close()
         save_weights(self.weights, result.model)
         metrics = {"arch_id": self.config.arch_id, "config": self.config.to_dict(), "data": data, **result.to_dict()}
         atomic_write_text(self.metrics_file, json.dumps(metrics, indent=2, default=_json_default) + "\n")
@@ -98,6 +125,52 @@ class RetrainRun:
     def read(self) -> dict[str, Any] | None:
         """The finished run's metrics (see `read_run`), None before it finished."""
         return read_run(self.folder)
+
+
+class _TensorBoardScalars:
+    """train/loss and train/lr (at most `TENSORBOARD_POINTS` points a run) and val/psnr (every
+    evaluation) for TensorBoard. The writer opens at the first update of this session, purging
+    the points a resumed run will write again."""
+
+    def __init__(self, folder: Path, updates: int) -> None:
+        self.folder = folder
+        self.every = max(1, updates // TENSORBOARD_POINTS)
+        self.writer: Any = None
+
+    @classmethod
+    def open(cls, folder: Path, updates: int, *, wanted: bool | None) -> "_TensorBoardScalars | None":
+        if wanted is False:
+            return None
+        try:
+            import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+        except ImportError:
+            if wanted:
+                from srnas.errors import MissingExtraError
+
+                raise MissingExtraError("tensorboard", "tensorboard", "TensorBoard scalars of a retrain") from None
+            return None
+        return cls(folder, updates)
+
+    def _writer(self, step: int) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
+        return self.writer
+
+    def progress(self, p: "TrainProgress") -> None:
+        if p.update % self.every == 0 or p.update == p.total:
+            writer = self._writer(p.update)
+            if math.isfinite(p.loss):
+                writer.add_scalar("train/loss", p.loss, p.update)
+            writer.add_scalar("train/lr", p.lr, p.update)
+
+    def evaluation(self, update: int, psnr: float) -> None:
+        self._writer(update).add_scalar("val/psnr", psnr, update)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _json_default(obj: Any) -> Any:

@@ -1,0 +1,94 @@
+"""`srnas studies`: every study under trials/ (or of one storage) with its counts, best result
+and fidelity; ``--show NAME`` prints the run file a study recorded."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from srnas.cli._args import add_command, print_json, stdout_console
+
+
+def _register_studies(sub: argparse._SubParsersAction) -> None:
+    s = add_command(sub, "studies", help="list the studies with their counts, best result and fidelity",
+                    description="One row per study under trials/ (or in --storage): trials, distinct "
+                                "architectures trained, complete ones, the best PSNR above bicubic and its "
+                                "architecture, the proxy fidelity and the space. --show NAME prints the run file "
+                                "the study's last search ran with (srnas search --run FILE reuses it).")
+    s.add_argument("--show", default=None, metavar="NAME",
+                   help="one study: its summary and recorded run file (default: list every study)")
+    s.add_argument("--storage", default=None, metavar="URL",
+                   help="list the studies of this storage (default: every trials/<study>/study.db)")
+    s.add_argument("--json", action="store_true", help="JSON on stdout instead of a table")
+    s.set_defaults(func=_studies)
+
+
+COMMANDS = {"studies": _register_studies}
+
+
+def _psnr(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _studies(args: argparse.Namespace) -> int:
+    from srnas.results.overview import list_studies, study_overview
+
+    if args.show is not None:
+        from srnas.studies import StudyHome, redact, storage_location
+
+        study = StudyHome(args.show).load(args.storage)
+        where = redact(args.storage) if args.storage else storage_location(study._storage)
+        overview = study_overview(study, location=where)
+        if args.json:
+            print_json(overview)
+        else:
+            _show(overview)
+        return 0
+    rows = list_studies(storage=args.storage)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        from srnas.studies import trials_root
+
+        print(f"no studies in {args.storage or f'{trials_root()}/'}: run srnas search first")
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} studies")
+    for col in ("study", "trials", "trained", "complete", "best PSNR", "bicubic", "best architecture",
+                "fidelity", "space", "objectives"):
+        table.add_column(col, justify="right" if col in ("trials", "trained", "complete", "best PSNR", "bicubic")
+                         else "left")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["study"], "-", "-", "-", "-", "-", f"[red]{row['error']}[/red]", "", "", "")
+            continue
+        best = row["best"] or {}
+        table.add_row(row["study"], str(row["trials"]), str(row["trained"]), str(row["complete"]),
+                      _psnr(best.get("psnr")), _psnr(row["bicubic_psnr"]), str(best.get("arch_id") or "-"),
+                      str(row["fidelity"] or "-"), str(row["space"] or "-"), ",".join(row["objectives"] or []))
+    stdout_console().print(table)
+    return 0
+
+
+def _show(overview: dict[str, Any]) -> None:
+    from srnas.runfile import dump_run_file
+
+    best = overview["best"]
+    lines = [f"study {overview['study']} ({overview['storage']}): space {overview['space']}, "
+             f"fidelity {overview['fidelity']}, data {overview['data']}, objectives {','.join(overview['objectives'])}",
+             f"{overview['trials']} trials, {overview['trained']} distinct architectures trained "
+             f"({overview['pruned']} pruned), {overview['complete']} complete, {overview['repeats']} repeats, "
+             f"{overview['failed']} failed, {overview['running']} running",
+             "best: " + (f"trial {best['trial']} {best['arch_id']} {best['psnr']:.3f} dB "
+                         f"(bicubic {_psnr(overview['bicubic_psnr'])} dB)" if best else "none above bicubic yet")]
+    if overview.get("artifacts"):
+        lines.append(f"artifacts: {overview['artifacts']}")
+    run = overview.get("run_settings")
+    if not run:
+        print("\n".join(lines))
+        print("no run file recorded (searched by an srnas older than run files)")
+        return
+    print(dump_run_file(run, header="\n".join(lines) + "\n\nthe run file of its last search "
+                                    "(srnas search --run FILE resumes with it):"), end="")
