@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["human_bytes", "human_count", "human_duration"]
+__all__ = ["finite_or_none", "human_bytes", "human_count", "human_duration"]
 
 
 def _missing(value: object) -> bool:
     return value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or \
         (isinstance(value, float) and not math.isfinite(value))
+
+
+def finite_or_none(value: object) -> float | None:
+    """``value`` as a float, or None when it is not a finite number (None, NaN, inf, text)."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def human_count(n: float | None, digits: int = 2) -> str:

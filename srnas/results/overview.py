@@ -11,23 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.outcomes import count_trials, pareto_trials, reference_psnr, results_of_record
+from srnas.units import finite_or_none
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _result(t: "FrozenTrial") -> dict[str, Any]:
     a = t.user_attrs
-    return {"trial": t.number, "arch_id": a.get("arch_id"), "psnr": _finite(t.values[0]),
+    return {"trial": t.number, "arch_id": a.get("arch_id"), "psnr": finite_or_none(t.values[0]),
             "values": [float(v) for v in t.values], "params": a.get("params"), "mult_adds": a.get("mult_adds"),
             "protocol": a.get("protocol"), "config": a.get("config")}
 
@@ -51,7 +44,7 @@ def study_overview(study: "optuna.Study", *, location: str | None = None) -> dic
     record = results_of_record(trials)
     attrs = study.user_attrs
     bicubic = reference_psnr(record)
-    better = [t for t in record if bicubic is None or (_finite(t.values[0]) or -math.inf) > bicubic]
+    better = [t for t in record if bicubic is None or (finite_or_none(t.values[0]) or -math.inf) > bicubic]
     multi = len(study.directions) > 1
     out: dict[str, Any] = {
         "study": study.study_name,

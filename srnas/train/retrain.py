@@ -24,6 +24,7 @@ from srnas.errors import ConfigError, TrainingError
 from srnas.fileio import atomic_write_text
 from srnas.studies import path_slug
 from srnas.train.schedules import Schedule
+from srnas.units import finite_or_none
 
 if TYPE_CHECKING:
     from srnas.data import SRImageSet
@@ -179,14 +180,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def read_run(folder: Path) -> dict[str, Any] | None:
     """Final metrics of one retrain folder (None when it has no readable metrics.json).
 
@@ -203,7 +196,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         return None
     final = data.get("final") if isinstance(data.get("final"), dict) else data
-    psnr = _finite(final.get("psnr"))
+    psnr = finite_or_none(final.get("psnr"))
     if psnr is None:
         return None
     schedule = data.get("schedule") or final.get("schedule") or {}
@@ -224,7 +217,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
     return {
         "arch_id": data.get("arch_id") or (cfg.arch_id if cfg else folder.name),
         "psnr": psnr,
-        "ssim": _finite(final.get("ssim")),
+        "ssim": finite_or_none(final.get("ssim")),
         "protocol": final.get("protocol"),
         "scale": final.get("scale"),
         "per_scale": final.get("per_scale") if isinstance(final.get("per_scale"), dict) else {},
@@ -233,7 +226,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
         "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
         "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,
         "updates": data.get("updates"),
-        "bicubic_psnr": _finite(data.get("bicubic_psnr", final.get("bicubic_psnr"))),
+        "bicubic_psnr": finite_or_none(data.get("bicubic_psnr", final.get("bicubic_psnr"))),
         "psnr_curve": data.get("psnr_curve") or final.get("psnr_curve") or [],
         "weights": weights if weights.is_file() else None,
         "config": cfg,
