@@ -82,7 +82,7 @@ def build_study(root: Path, name: str = "hand", *, n_complete: int = 8, objectiv
         curve = [[u, psnr - 0.5 * (300 - u) / 300] for u in (50, 100, 150, 200, 250, 300)]
         if k < n_complete:
             attrs.update({"psnr": psnr, "ssim": 0.9, "protocol": protocol, "bicubic_psnr": 30.6,
-                          "psnr_curve": curve, "wall_time_s": 5.0})
+                          "psnr_curve": curve, "wall_time_s": 5.0, "val_images": 3})
             values = [psnr] + [float(params if o == "params" else attrs["mult_adds"]) for o in objectives[1:]]
             t = create_trial(state=TrialState.COMPLETE, values=values, params=rec.params,
                              distributions=rec.distributions, user_attrs=attrs,
@@ -123,6 +123,8 @@ def test_report_has_named_figures_and_no_external_scripts(trials_dir: Path, caps
         assert div_id in ids, div_id
         assert FIGURE_TITLES[div_id] in text, div_id
     assert "id='table-best-trials'" in text and "sortable" in text
+    # The images the trials were scored on (demo: 3), not the schedule's val_images (4).
+    assert "LR patch 24, 3 validation image(s)" in text
     # Offline: no script loaded from anywhere, and plotly.js inline exactly once.
     assert not re.search(r"<script[^>]*\bsrc=", text, flags=re.I)
     assert text.count("* plotly.js v") == 1

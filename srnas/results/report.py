@@ -599,6 +599,16 @@ def _report_target(out: str | Path | None, default: Path) -> Path:
     return target
 
 
+def _scored_images(study: "optuna.Study", schedule: dict[str, Any]) -> str:
+    """How many validation images the trials were scored on: what they recorded (a set may
+    hold fewer images than the schedule's ``val_images``), else what the schedule asks."""
+    scored = {t.user_attrs["val_images"] for t in study.get_trials(deepcopy=False)
+              if isinstance(t.user_attrs.get("val_images"), int)}
+    if scored:
+        return "/".join(str(n) for n in sorted(scored))
+    return str(schedule.get("val_images") or "all")
+
+
 def write_report(study_name: str, *, out: str | Path | None = None, storage: str | None = None,
                  root: Path | None = None, top: int = 20, static_images: bool = True,
                  samples: int = DEFAULT_SAMPLES) -> ReportResult:
@@ -645,7 +655,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         "proxy fidelity": (f"{schedule.get('name', '-')}: "
                            f"{schedule.get('updates', '-')} updates, batch {schedule.get('batch', '-')}, "
                            f"LR patch {schedule.get('patch', '-')}, "
-                           f"{schedule.get('val_images') or 'all'} validation image(s)"),
+                           f"{_scored_images(study, schedule)} validation image(s)"),
         "protocol": (protocol or "-") + {"benchmark": " (Y channel, crop = scale)",
                                          "div2k": " (RGB, crop = scale + 6)"}.get(protocol or "", ""),
         "scales": scales_text,
@@ -671,7 +681,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         texts["published"] = _note(
             f"Published models drawn as reference points: {', '.join(p['model'] for p in published)} "
             f"({published[0]['source']}). The proxy scores come from {schedule.get('updates', '?')} updates "
-            f"scored on {schedule.get('val_images') or 'all'} validation image(s): reference only.", "published-note")
+            f"scored on {_scored_images(study, schedule)} validation image(s): reference only.", "published-note")
     else:
         texts["published"] = _note(
             "Published models (docs/reference.md section 3) are not drawn: they were measured on Set5/Set14/B100/"

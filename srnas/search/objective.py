@@ -118,6 +118,7 @@ class Objective:
             # Proxies rank by PSNR; SSIM is scored in full trainings (None here).
             "ssim": None if final.get("ssim") is None else float(final["ssim"]),
             "protocol": final["protocol"], "bicubic_psnr": float(result.bicubic_psnr),
+            "val_images": final.get("val_images"),  # images scored (the set may hold fewer than asked)
             "psnr_curve": [[int(s), float(p)] for s, p in result.psnr_curve],
             "wall_time_s": round(time.perf_counter() - t0, 3), "device": str(result.device),
             "seed": trial_seed, "updates": int(result.updates),
