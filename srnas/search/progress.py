@@ -181,13 +181,13 @@ def summary_table(study: Any, *, top: int = 5) -> Any:
     bicubic = reference_psnr(record)
     if multi:
         rows = pareto_trials(trials)
-        title = f"Pareto set ({len(rows)} of {len(record)} architectures trained to full fidelity"
+        title = f"Pareto set: {len(rows)} of {len(record)} architectures trained to full fidelity"
     else:
         rows = [t for t in record if beats_reference(t)][:top]
         title = f"Best {len(rows)} of {len(record)} architectures trained to full fidelity"
         if record and not rows:
-            title = f"No architecture beat bicubic ({len(record)} trained to full fidelity"
-    title += (f"; {counts.finished} distinct trained, {counts.pruned} pruned, {counts.repeats} repeated proposals"
+            title = f"No architecture beat bicubic ({len(record)} trained to full fidelity)"
+    title += (f" ({counts.finished} distinct trained, {counts.pruned} pruned, {counts.repeats} repeated proposals"
               + (f"; bicubic {bicubic:.2f} dB" if bicubic is not None else "") + ")")
     protocol = next((t.user_attrs.get("protocol") for t in rows if t.user_attrs.get("protocol")), None)
     table = Table(title=title + (f" (PSNR protocol: {protocol})" if protocol else ""))
