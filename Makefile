@@ -24,7 +24,7 @@ $(VENV)/.demo-deps: $(BIN)/python pyproject.toml constraints.txt
 	@touch $@
 
 $(VENV)/.test-deps: $(VENV)/.demo-deps
-	@echo ">>> installing the extras of the test suite: nni, export (onnx, onnxruntime), postgres, test"
+	@echo ">>> installing the extras of the test suite: nni, export (onnx, onnxruntime), postgres, s3, tensorboard, test (moto)"
 	$(PIP) install -c constraints.txt -e ".[all]"
 	@touch $@
 

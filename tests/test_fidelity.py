@@ -254,6 +254,10 @@ def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys:
     assert main(argv) == 0
     assert f"({len(runs)} already done)" in capsys.readouterr().err
     assert (out / "runs.csv").read_text() == before
+    # --no-train with a second seed: nothing trained, the tables from what is there (1-seed designs).
+    assert main([*argv[:8], "2", *argv[9:], "--no-train"]) == 0
+    assert f"--no-train: {2 * len(archs)} runs missing" in capsys.readouterr().err
+    assert (out / "runs.csv").read_text() == before
     assert main([*argv[:-2], "--seed", "5", "-o", str(out)]) == 2
     assert "other settings (seed differ" in capsys.readouterr().err
 

@@ -69,6 +69,8 @@ def _register_fidelity(sub: argparse._SubParsersAction) -> None:
                    help="output folder (default trials/fidelity/<space>-<proxies>-vs-<reference>)")
     f.add_argument("--seed", type=int, default=0, help="sampling seed; training seeds start here")
     f.add_argument("--workers", type=positive_int, default=1, help="training processes (CPU cores split among them)")
+    f.add_argument("--no-train", action="store_true",
+                   help="train nothing: write the tables from the runs already recorded (a study cut short)")
     f.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     f.set_defaults(func=_fidelity)
 
@@ -107,7 +109,7 @@ def _fidelity(args: argparse.Namespace) -> int:
     result = run_fidelity(args.space, args.n, args.proxy, args.reference, data=args.data, out_dir=args.out,
                           seed=args.seed, seeds=args.seeds, per_band=args.per_band, fix=parse_fix(args.fix),
                           val_images=args.val_images, device=args.device, workers=args.workers,
-                          log=get_logger("fidelity").info)
+                          train=not args.no_train, log=get_logger("fidelity").info)
 
     def interval(value: float | None, lo: float | None, hi: float | None) -> str:
         if value is None:

@@ -12,9 +12,10 @@ The right motorcycle view is left out on purpose: it is the same scene as the le
 would add almost nothing to training and would leak into validation if it were put there (a
 stereo pair is never split). ``cat`` is the chelsea photograph again; hubble_deep_field, retina
 and immunohistochemistry are not everyday photographs. Three validation photographs instead of
-one: a proxy score from a single photograph ranked architectures by that one image's content
-(see benchmarks/README.md, "Proxy fidelity"); coffee stays first, so ``val_images: 1`` scores
-on coffee alone as before. LR images are made with the MATLAB-compatible `imresize` from the
+one, so that reference scores (full trainings, the fidelity study's references) do not rank
+architectures by one image's content; coffee stays first, so ``val_images: 1`` scores on coffee
+alone, as the ``tiny`` proxy does (the fidelity study found it ranks the tiny space as well as
+all three: benchmarks/README.md, "Proxy fidelity"). LR images are made with the MATLAB-compatible `imresize` from the
 modcropped HR image, so the demo behaves like the benchmark protocol; scores on it use the
 "benchmark" protocol (Y, crop = scale). Bicubic x2 scores 30.59 dB on coffee, 24.35 dB on
 china and 35.18 dB on flower (mean 30.04 dB).

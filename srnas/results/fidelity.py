@@ -570,7 +570,8 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
                  data: str = "demo", out_dir: str | Path | None = None, seed: int = 0, seeds: int = 2,
                  per_band: int = 4, fix: Mapping[str, Any] | None = None, val_images: int | None = None,
                  device: str = "auto", workers: int = 1, threads: int | None = None,
-                 resamples: int = BOOTSTRAP, log: Callable[[str], None] | None = None) -> FidelityResult:
+                 resamples: int = BOOTSTRAP, train: bool = True,
+                 log: Callable[[str], None] | None = None) -> FidelityResult:
     """Run (or resume) a fidelity study and write its files; see the module docstring.
 
     ``proxies``: one or more proxy fidelity names (a comma list is split). ``seeds``: training
@@ -578,6 +579,8 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
     variant studied next to the space (e.g. ``{"global_skip": "bicubic"}``). ``val_images``: how
     many validation images the "all images" designs and the reference use (None: all).
     ``workers``: training processes (``threads`` torch threads each; default: cores / workers).
+    ``train=False`` trains nothing and writes the tables from the runs recorded so far (each
+    variant over its architectures with every run: a study cut short says so by its ``n``).
     """
     from srnas.fileio import atomic_write_text
     from srnas.train.device import cpu_count
@@ -673,6 +676,10 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
             say(f"architecture {n_done}/{archs_todo} done: {configs[row['arch_id']].describe()} "
                 f"({row['arch_id']}); {eta}")
 
+    if not train:
+        if todo:
+            say(f"--no-train: {len(todo)} runs missing; the tables cover the architectures with every run")
+        todo = []
     n_workers = min(workers, max(1, len(todo)))
     per_worker = threads or (max(1, cpu_count() // n_workers) if n_workers > 1 else None)
     _run_jobs(todo, data=data, scales=sp.scales, device=device, workers=n_workers, threads=per_worker,
