@@ -304,8 +304,13 @@ class Session:
             out.append(f"objectives {','.join(known.get('objectives') or [])} (now {','.join(mine['objectives'])})")
         if known.get("fidelity") != mine["fidelity"]:
             was = known.get("proxy") or (known.get("schedule") or {}).get("name") or known.get("fidelity")
-            if was == mine["proxy"]:  # same name, another definition: show the fidelity ids
-                out.append(f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
+            if was == mine["proxy"]:  # same name, another definition: name the fields that changed
+                before = known.get("schedule") if isinstance(known.get("schedule"), dict) else {}
+                now = self.schedule.to_dict()
+                fields = [f"{k} {before[k]} -> {now[k]}" for k in now
+                          if k not in ("name", "fidelity_id", "eval_every") and k in before and before[k] != now[k]]
+                out.append(f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
+                           f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
             else:
                 out.append(f"proxy {was} (now {mine['proxy']})")
         if known.get("data") != mine["data"]:
