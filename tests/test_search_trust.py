@@ -103,10 +103,15 @@ def test_a_changed_space_or_proxy_is_refused_naming_the_change(trials_dir: Path,
     space.write_text("name: s\nparameters:\n  n_resblocks: [1, 2]\n  n_feats: [4, 8]\n  global_skip: bicubic\n")
     study = _study(trials_dir, "ch")
     study.set_user_attr("schedule", {**study.user_attrs["schedule"], "val_images": 4})
-    study.set_user_attr("fidelity", "u10-b16-p24-lr0.002-step-00000000")
+    from srnas.train.schedules import get_schedule
+
+    study.set_user_attr("fidelity", get_schedule("tiny-step@10").fidelity_id)
     assert main([*base, "--budget", "2", "--proxy", "tiny@10"]) == 2
     err = capsys.readouterr().err.strip()
     assert "proxy tiny@10 is defined differently now (val_images 4 -> 1)" in err and "\n" not in err
+    assert "--proxy tiny-step@10 is the recorded definition" in err
+    assert main([*base, "--budget", "2", "--proxy", "tiny-step@10"]) == 0  # which resumes it
+    assert count_trials(_study(trials_dir, "ch").get_trials()).finished == 2
 
 
 def test_an_already_reached_budget_says_so(trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -50,7 +50,7 @@ from srnas.studies import (
     storage_errors,
     storage_lock,
 )
-from srnas.train.schedules import ProxySchedule, Schedule, get_schedule
+from srnas.train.schedules import PROXY_FIDELITIES, ProxySchedule, Schedule, get_schedule
 
 if TYPE_CHECKING:
     import optuna
@@ -201,6 +201,24 @@ def resolve_proxy(settings: SearchSettings, space: SearchSpace) -> ProxySchedule
     return schedule
 
 
+def _named_like(recorded: str, fidelity: Any) -> str | None:
+    """The name of a shipped proxy that trains and scores as ``fidelity`` does, with the cut or
+    factor of ``recorded`` (``tiny@20`` -> ``tiny-step@20``), if there is one."""
+    base = recorded.removeprefix("proxy-")
+    cut = len(base)
+    for mark in ("*", "@"):
+        if mark in base:
+            cut = min(cut, base.index(mark))
+    suffix = base[cut:]
+    for name in PROXY_FIDELITIES:
+        try:
+            if get_schedule(name + suffix).fidelity_id == fidelity:
+                return name + suffix
+        except ConfigError:
+            continue
+    return None
+
+
 class Session:
     """The resolved settings, the study and its accounting, shared by every engine.
 
@@ -309,8 +327,10 @@ class Session:
                 now = self.schedule.to_dict()
                 fields = [f"{k} {before[k]} -> {now[k]}" for k in now
                           if k not in ("name", "fidelity_id", "eval_every") and k in before and before[k] != now[k]]
-                out.append(f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
-                           f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
+                same = _named_like(str(was), known.get("fidelity"))
+                out.append((f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
+                            f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
+                           + (f"; --proxy {same} is the recorded definition" if same else ""))
             else:
                 out.append(f"proxy {was} (now {mine['proxy']})")
         if known.get("data") != mine["data"]:
