@@ -41,3 +41,13 @@ def trials_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "trials"
     monkeypatch.setenv("SRNAS_TRIALS_DIR", str(root))
     return root
+
+
+@pytest.fixture()
+def postgres_url() -> str:
+    """The PostgreSQL storage URL of the shared-storage tests (.ci/run starts the server and sets
+    ``SRNAS_TEST_POSTGRES_URL``); the test is skipped without it."""
+    url = os.environ.get("SRNAS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("SRNAS_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+    return url

@@ -19,6 +19,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import optuna
@@ -341,10 +342,8 @@ def test_two_commands_creating_one_new_sqlite_study_both_succeed(trials_dir: Pat
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir: Path) -> None:
-    url = os.environ.get("SRNAS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SRNAS_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir: Path, postgres_url: str) -> None:
+    url = postgres_url
     name = f"race{os.getpid()}{int(time.time())}"
     try:
         study = _create_twice(trials_dir, name, ["--storage", url])
@@ -371,22 +370,30 @@ def test_four_workers_never_train_an_architecture_twice(trials_dir: Path, tmp_pa
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
 
 
-def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: Path) -> None:
-    import threading
-
+def _two_trials_of_one_architecture(name: str, *, seed: int) -> tuple[Any, Any, Any, Any]:
+    """A new study ``name`` and two RUNNING trials asked for the same architecture (after the
+    space's preset, asked and left aside): ``(session, first, second, config)``."""
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    session = Session.create(SearchSettings(study="wait", budget=3, proxy="tiny@20", seed=0, workers=1,
+    session = Session.create(SearchSettings(study=name, budget=3, proxy="tiny@20", seed=0, workers=1,
                                             heartbeat=1, pruner="none"))
     study, space = session.study, session.space
-    params = space.params_of(space.sample_random(1, seed=3)[0])
+    params = space.params_of(space.sample_random(1, seed=seed)[0])
     for _ in range(2):
         study.enqueue_trial(params)
     study.ask()  # the space's preset, not needed here
     first, second = study.ask(), study.ask()
     cfg = space.sample(first)
     assert space.sample(second) == cfg
+    return session, first, second, cfg
+
+
+def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: Path) -> None:
+    import threading
+
+    session, first, second, cfg = _two_trials_of_one_architecture("wait", seed=3)
+    study = session.study
     slow = session.trial_runner(device="cpu", engine="optuna")
     evaluate = slow.objective.evaluate
 
@@ -416,19 +423,8 @@ def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: P
 def test_a_trainer_on_another_machine_with_a_lower_number_wins_at_the_next_evaluation(trials_dir: Path) -> None:
     import threading
 
-    from srnas.search.session import Session
-    from srnas.search.settings import SearchSettings
-
-    session = Session.create(SearchSettings(study="race", budget=3, proxy="tiny@20", seed=0, workers=1,
-                                            heartbeat=1, pruner="none"))
-    study, space = session.study, session.space
-    params = space.params_of(space.sample_random(1, seed=4)[0])
-    for _ in range(2):
-        study.enqueue_trial(params)
-    study.ask()  # the space's preset
-    first, second = study.ask(), study.ask()
-    cfg = space.sample(first)
-    assert space.sample(second) == cfg
+    session, first, second, cfg = _two_trials_of_one_architecture("race", seed=4)
+    study = session.study
     runner = session.trial_runner(device="cpu", engine="optuna")
     evaluate = runner.objective.evaluate
 

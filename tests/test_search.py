@@ -141,10 +141,8 @@ def test_two_workers_end_with_exact_budget(trials_dir: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_two_workers_on_postgresql(trials_dir: Path) -> None:
-    url = os.environ.get("SRNAS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("SRNAS_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server and sets it)")
+def test_two_workers_on_postgresql(trials_dir: Path, postgres_url: str) -> None:
+    url = postgres_url
     name = f"pg{os.getpid()}{int(time.time())}"
     study = _run_two_workers(trials_dir, name, url)
     assert len(_finished(study)) == 8
