@@ -149,9 +149,9 @@ def dump_run_file(values: Mapping[str, Any], *, header: str = "") -> str:
 
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    lines = []
-    for key, value in plain.items():  # one key per line whatever its value (lists inline)
-        text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf")).strip()
-        lines.append(f"{yaml.safe_dump(key).strip().removesuffix('...').strip()}: "
-                     f"{text.removesuffix('...').strip()}\n")
-    return comment + "".join(lines)
+    def inline(value: Any) -> str:  # a scalar or a flow list, without YAML's end-of-document mark
+        text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf"))
+        return text.strip().removesuffix("...").strip()
+
+    # One key per line whatever its value (keys are flag names: plain words).
+    return comment + "".join(f"{key}: {inline(value)}\n" for key, value in plain.items())
