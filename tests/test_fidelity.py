@@ -1,6 +1,9 @@
-"""The proxy-fidelity study: banded sampling, the space variant, fidelity names, zero-cost scores,
-tau-b overall and inside parameter bands with bootstrap intervals, the design grid and its CPU
-accounting, the resumable run log, and a short run on the tiny space with the real trainer."""
+"""The proxy-fidelity study: the sample stratified over dimensions (distinct parameter counts),
+the space variant, fidelity names, zero-cost scores, tau-b overall, inside parameter bands and
+within groups with bootstrap and paired-bootstrap intervals (checked against scipy), the designs
+and baselines (skip bit, Mult-Adds with and without the skip) and their CPU accounting, held-out
+scoring, tau at every evaluation point and the first rung, the rule for defaults, the resumable
+run log, and a short run on the tiny space with the real trainer."""
 
 from __future__ import annotations
 
@@ -16,11 +19,17 @@ from scipy.stats import kendalltau
 from srnas.arch import ArchConfig, count_params
 from srnas.cli import main
 from srnas.errors import ConfigError
-from srnas.results.fidelity import (
-    RUN_COLUMNS, _append, _score, band_pairs, bootstrap_tau, extrapolate_curve, fixed_variant,
-    kendall_tau_b, parse_fidelity, parse_fix, proxy_designs, rank_stats, read_runs, recommend, stratified_sample,
-    variant_sample,
+from srnas.results.fidelity.analysis import (
+    ArchRecord, Design, analyse, checkpoint_taus, choose, design_grid, design_scores, first_rung, noise_ceiling,
 )
+from srnas.results.fidelity.runs import RUN_COLUMNS, append_row, read_runs
+from srnas.results.fidelity.sample import (
+    fixed_variant, sample_spread, searchable_dimensions, stratified_sample, variant_sample,
+)
+from srnas.results.fidelity.stats import (
+    band_pairs, bootstrap_tau, extrapolate_curve, group_pairs, kendall_tau_b, mean_tau, paired_difference, rank_stats,
+)
+from srnas.results.fidelity.study import parse_fidelity, parse_fix
 from srnas.results.zero_cost import grad_norm, synflow
 from srnas.space import SearchSpace
 
@@ -41,34 +50,34 @@ def test_parse_fidelity_longer_and_shortened() -> None:
             parse_fidelity(bad)
 
 
-def test_stratified_sample_spreads_over_params() -> None:
-    space = SearchSpace.load("tiny")
-    picks = stratified_sample(space, 6, seed=0)
-    params = [count_params(c) for c in picks]
-    assert len({c.arch_id for c in picks}) == 6 and params == sorted(params)
-    every = sorted(count_params(c) for c in space.enumerate())
-    # One pick per sixth of the sorted space: the first from the smallest, the last from the largest.
-    assert params[0] <= every[len(every) // 6] and params[-1] >= every[5 * len(every) // 6 - 1]
-    assert [c.arch_id for c in stratified_sample(space, 6, seed=0)] == [c.arch_id for c in picks]
-    assert [c.arch_id for c in stratified_sample(space, 6, seed=1)] != [c.arch_id for c in picks]
-    with pytest.raises(ConfigError, match="feasible configs"):
-        stratified_sample(space.constrained(max_params=2000), 3)
-    with pytest.raises(ConfigError, match="--per-band"):
-        stratified_sample(space, 6, per_band=0)
-
-
-@pytest.mark.parametrize("space_name", ["tiny", "tiny-wide"])
-def test_bands_hold_nets_within_ten_percent(space_name: str) -> None:
+@pytest.mark.parametrize("space_name", ["tiny", "tiny-wide", "lightweight"])
+def test_sample_has_distinct_params_and_covers_every_value(space_name: str) -> None:
     space = SearchSpace.load(space_name)
-    picks = stratified_sample(space, 20, seed=0, per_band=4)
+    picks = stratified_sample(space, 24, seed=0)
     params = [count_params(c) for c in picks]
-    assert len({c.arch_id for c in picks}) == 20 and params == sorted(params)
+    assert len(set(params)) == 24 and params == sorted(params)  # no two nets of one size
+    assert all(space.params_of(c) is not None and space.satisfies(c) for c in picks)
+    spread = sample_spread(space, picks)
+    assert spread["distinct_params"] == 24 and spread["n"] == 24
+    for dim, spec in searchable_dimensions(space):
+        counts = spread["dimensions"][dim.name]
+        assert set(counts) == {str(v) for v in spec.choices}
+        assert min(counts.values()) >= 1, (dim.name, counts)  # every value of every dimension
+        if not dim.per_block:  # one value per net: balanced (n / k, give or take one)
+            assert max(counts.values()) - min(counts.values()) <= 1, (dim.name, counts)
+    # Pairs within 10% exist, and they are nets of different shapes (never equal counts).
     mask = band_pairs(params)
-    # Each band's 4 nets pairwise within 10%: at least 5 bands x 6 pairs.
-    assert np.triu(mask, 1).sum() >= 30
-    assert max(params) / min(params) > 10  # still spread over the space
-    pool = sorted(count_params(c) for c in space.enumerate())
-    assert params[0] <= pool[len(pool) // 5] and params[-1] >= pool[4 * len(pool) // 5 - 1]
+    assert spread["band_pairs"] == np.triu(mask, 1).sum() >= 5
+    assert [c.arch_id for c in stratified_sample(space, 24, seed=0)] == [c.arch_id for c in picks]
+    assert [c.arch_id for c in stratified_sample(space, 24, seed=1)] != [c.arch_id for c in picks]
+
+
+def test_sample_refuses_what_cannot_be_distinct() -> None:
+    space = SearchSpace.load("tiny")
+    with pytest.raises(ConfigError, match="distinct parameter counts"):
+        stratified_sample(space.constrained(max_params=7000), 6)
+    with pytest.raises(ConfigError, match="--n must be a positive integer"):
+        stratified_sample(space, 0)
 
 
 def test_variant_forces_the_value_and_shares_configs() -> None:
@@ -76,7 +85,7 @@ def test_variant_forces_the_value_and_shares_configs() -> None:
     fix = {"global_skip": "bicubic"}
     variant = fixed_variant(space, fix)
     assert variant.params["global_skip"].choices == ("bicubic",) and variant.name == "tiny[global_skip=bicubic]"
-    picks = stratified_sample(space, 20, seed=0, per_band=4)
+    picks = stratified_sample(space, 20, seed=0)
     forced = variant_sample(picks, variant, fix, seed=0)
     assert len({c.arch_id for c in forced}) == 20
     assert all(c.global_skip == "bicubic" and variant.params_of(c) is not None for c in forced)
@@ -155,44 +164,148 @@ def test_curve_extrapolation_is_log_linear() -> None:
     assert extrapolate_curve([(300, 31.0)], 3000) == 31.0
 
 
-def _run(psnrs: list[float], cpu: float, eval_cpu: list[float], curve: list[list[float]] | None = None) -> dict:
-    names = ["coffee", "china", "flower"]
-    return {"images": dict(zip(names, psnrs)), "eval_cpu_s": dict(zip(names, eval_cpu)), "fit_cpu_s": cpu,
-            "eval_points": 6, "curve": curve or [[100, 30.0], [200, 31.0], [300, 31.5]]}
+def test_paired_bootstrap_equals_scipys() -> None:
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=10)
+    a, b = y + rng.normal(size=10), y + 2 * rng.normal(size=10)
+
+    def difference(xa: np.ndarray, xb: np.ndarray, yy: np.ndarray) -> float:
+        return kendalltau(xa, yy).statistic - kendalltau(xb, yy).statistic
+
+    ours = paired_difference(a, b, y, resamples=400, seed=7)
+    theirs = bootstrap((a, b, y), difference, paired=True, vectorized=False, n_resamples=400, method="percentile",
+                       rng=np.random.default_rng(7)).confidence_interval
+    assert ours["diff"] == pytest.approx(difference(a, b, y))
+    assert (ours["lo"], ours["hi"]) == pytest.approx((theirs.low, theirs.high))
+    single = bootstrap((a, y), lambda xa, yy: kendalltau(xa, yy).statistic, paired=True, vectorized=False,
+                       n_resamples=400, method="percentile", rng=np.random.default_rng(7)).confidence_interval
+    assert bootstrap_tau(a, y, resamples=400, seed=7) == pytest.approx((single.low, single.high))
+    # A design against itself: exactly 0 on every resample.
+    assert paired_difference(a, a, y, resamples=100) == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
 
 
-def test_design_grid_scores_and_cpu_accounting() -> None:
-    designs = proxy_designs(["tiny-step", "tiny-cosine"], seeds=2, images=3)
+def test_seed_designs_average_the_taus_of_their_seeds() -> None:
+    y = [1.0, 2.0, 3.0, 4.0]
+    good, bad = [1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]
+    assert mean_tau([good, bad], y) == pytest.approx(0.0)  # a lucky seed is not the design's tau
+    stats = rank_stats([good, good[::1]], y, [10, 100, 1000, 10000], resamples=50)
+    assert stats["seeds"] == 2 and stats["tau"] == stats["tau_min"] == stats["tau_max"] == 1.0
+
+
+def test_group_pairs_give_tau_within_skip_groups() -> None:
+    skip = ["none", "none", "bicubic", "bicubic"]
+    mask = group_pairs(skip)
+    assert [tuple(p) for p in np.argwhere(np.triu(mask, 1))] == [(0, 1), (2, 3)]
+    reference = [30.0, 31.0, 32.0, 33.0]
+    bit = [0.0, 0.0, 1.0, 1.0]
+    # The skip bit ranks the groups, not the nets inside them: undefined within groups.
+    assert kendall_tau_b(bit, reference) == pytest.approx(4 / math.sqrt(4 * 6))
+    assert kendall_tau_b(bit, reference, mask) is None
+    stats = rank_stats([31.0, 30.0, 33.0, 32.0], reference, [1, 2, 3, 4], groups=skip, resamples=50)
+    assert stats["group_pairs"] == 2 and stats["group_tau"] == pytest.approx(-1.0)
+    assert stats["tau"] == pytest.approx(kendalltau([31.0, 30.0, 33.0, 32.0], reference).statistic)
+
+
+def _run(coffee: float, held: tuple[float, float], cpu: float = 10.0, curve: list[list[float]] | None = None) -> dict:
+    return {"images": {"coffee": coffee, "china": held[0], "flower": held[1]}, "fit_cpu_s": cpu, "eval_points": 6,
+            "eval_cpu_s": {"coffee": 0.1, "china": 0.2, "flower": 0.3}, "curve": curve or [[300, coffee]]}
+
+
+def _arch(cfg: ArchConfig) -> dict:
+    return {"params": count_params(cfg), "mult_adds": 2.0, "mult_adds_learned": 1.0,
+            "skip": 1 if cfg.global_skip == "bicubic" else 0, "synflow": 3.0, "synflow_cpu_s": 0.2,
+            "grad_norm": 4.0, "grad_norm_cpu_s": 0.3}
+
+
+def test_designs_baselines_and_held_out_scoring() -> None:
+    designs = design_grid(["tiny-step", "tiny-cosine"], seeds=2, skip_searched=True)
     keys = [d.key for d in designs]
-    assert keys[:5] == ["tiny-step|s1|v1", "tiny-step|s1|v3", "tiny-step|s2|v1", "tiny-step|s2|v3",
-                        "tiny-step|extrapolated"]
-    assert keys[-4:] == ["synflow", "grad_norm", "params", "mult_adds"] and len(keys) == 14
-    assert designs[3].label == "tiny-step, 2 seeds, 3 val images"
-    assert [d.key for d in proxy_designs(["tiny"], seeds=1, images=1)][:2] == ["tiny|s1|v1", "tiny|extrapolated"]
-    runs = {"tiny-step": [_run([31.0, 25.0, 36.0], 10.0, [0.1, 0.2, 0.3]), _run([31.2, 25.2, 36.2], 12.0, [0.1, 0.2, 0.3])]}
-    arch = {"params": 1000, "mult_adds": 5e8, "synflow": 7.0, "synflow_cpu_s": 0.4, "grad_norm": 2.0, "grad_norm_cpu_s": 0.5}
+    assert keys[:3] == ["tiny-step|s1", "tiny-step|s2", "tiny-step|extrapolated"]
+    assert keys[-6:] == ["synflow", "grad_norm", "params", "mult_adds", "mult_adds_learned", "skip"]
+    assert [d.key for d in designs if d.searchable] == ["tiny-step|s1", "tiny-cosine|s1"]
+    assert "skip" not in [d.key for d in design_grid(["tiny"], 1, skip_searched=False)]
+    cfgs = [ArchConfig(n_resblocks=b, n_feats=8, global_skip=s) for b, s in ((1, "none"), (2, "bicubic"), (3, "none"))]
+    records = [ArchRecord(c, _arch(c), {"tiny-step": [_run(31.0 + i, (25.0, 36.0), 10.0), _run(31.5 + i, (25.0, 36.0), 12.0)]},
+                          [_run(0.0, (20.0 + i, 30.0))]) for i, c in enumerate(cfgs)]
     by_key = {d.key: d for d in designs}
-    assert _score(by_key["tiny-step|s1|v1"], arch, runs, 3000) == (31.0, 10.0)
-    score, cpu = _score(by_key["tiny-step|s1|v3"], arch, runs, 3000)
-    assert score == pytest.approx(92 / 3) and cpu == pytest.approx(10.0 + 6 * (0.2 + 0.3))
-    score, cpu = _score(by_key["tiny-step|s2|v1"], arch, runs, 3000)
-    assert score == pytest.approx(31.1) and cpu == pytest.approx(22.0)
-    assert _score(by_key["tiny-step|extrapolated"], arch, runs, 3000)[1] == 10.0
-    assert _score(by_key["synflow"], arch, runs, 3000) == (7.0, 0.4)
-    assert _score(by_key["params"], arch, runs, 3000) == (1000.0, 0.0)
+    # Proxies read the selection image only (coffee); one-seed designs keep one vector per seed.
+    vectors, cpu = design_scores(by_key["tiny-step|s1"], records, ["coffee"], 3000)
+    assert vectors == [[31.0, 32.0, 33.0], [31.5, 32.5, 33.5]] and cpu == pytest.approx(11.0)
+    vectors, cpu = design_scores(by_key["tiny-step|s2"], records, ["coffee"], 3000)
+    assert vectors == [[31.25, 32.25, 33.25]] and cpu == pytest.approx(22.0)
+    # A second selection image costs its evaluation at every evaluation point.
+    _, cpu = design_scores(by_key["tiny-step|s1"], records, ["coffee", "china"], 3000)
+    assert cpu == pytest.approx(11.0 + 6 * 0.2)
+    # The skip bit is its definition: 1 with the bicubic skip, 0 without.
+    assert design_scores(by_key["skip"], records, ["coffee"], 3000) == ([[0.0, 1.0, 0.0]], 0.0)
+    assert design_scores(by_key["grad_norm"], records, ["coffee"], 3000)[1] == pytest.approx(0.3)
+    res = analyse("searchable", records, designs[:2] + designs[-6:], select=["coffee"], held_out=["china", "flower"],
+                  reference_updates=3000, skip_searched=True, resamples=50)
+    # The reference is the held-out mean (china, flower), never the selection image.
+    assert [r["reference_psnr"] for r in res["table"]] == [25.0, 25.5, 26.0]
+    assert res["table"][1]["global_skip"] == "bicubic" and res["table"][1]["skip"] == 1.0 and res["table"][0]["tiny-step|s1"] == pytest.approx(31.25)
 
 
-def test_recommend_best_tau_per_second_that_beats_params() -> None:
-    def row(design: str, kind: str, tau: float | None, cpu: float) -> dict:
-        return {"variant": "searchable", "design": design, "label": design, "kind": kind, "tau": tau, "cpu_s": cpu}
+def test_skip_bit_and_learned_mult_adds_in_the_arch_rows(tmp_path: Path) -> None:
+    from srnas.arch import count_mult_adds
+    from srnas.results.fidelity.study import _arch_rows
 
-    rows = [row("params", "cost", 0.3, 0.0), row("a", "proxy", 0.6, 10.0), row("b", "proxy", 0.7, 30.0),
-            row("c", "zero-cost", 0.2, 0.1), row("d", "extrapolation", 0.5, 5.0)]
-    assert recommend(rows)["design"] == "a"  # trained proxies only: 0.06 tau/s beats b's 0.023
-    # Among every kind d's 0.1 tau/s wins; c (zero-cost) is below #params.
-    assert recommend(rows, kinds=("proxy", "extrapolation", "zero-cost"))["design"] == "d"
-    assert recommend([r for r in rows if r["design"] in ("params", "c")], kinds=("zero-cost",)) is None
-    assert recommend(rows, "other") is None
+    cfg = ArchConfig(n_resblocks=1, n_feats=8, global_skip="bicubic")
+    rows = _arch_rows(tmp_path / "archs.csv", [cfg, cfg.replace(global_skip="none")], seed=0)
+    with_skip, without = rows[cfg.arch_id], rows[cfg.replace(global_skip="none").arch_id]
+    assert with_skip["skip"] == 1 and without["skip"] == 0 and with_skip["params"] == without["params"]
+    assert with_skip["mult_adds"] == count_mult_adds(cfg) > with_skip["mult_adds_learned"] == without["mult_adds"]
+    again = _arch_rows(tmp_path / "archs.csv", [cfg], seed=0)  # read back, not recomputed
+    assert again[cfg.arch_id]["mult_adds_learned"] == with_skip["mult_adds_learned"]
+
+
+def test_checkpoint_taus_come_from_the_recorded_curves() -> None:
+    cfgs = [ArchConfig(n_resblocks=1, n_feats=f) for f in (8, 12, 16, 24, 32)]
+    y = [30.0, 31.0, 32.0, 33.0, 34.0]
+    early = [[1.0, 3.0, 2.0, 5.0, 4.0], [2.0, 1.0, 3.0, 4.0, 5.0]]  # per seed, at update 50
+    records = []
+    for i, c in enumerate(cfgs):
+        runs = [_run(y[i], (y[i], y[i]), curve=[[50, early[j][i]], [100, y[i] + j], [150, y[i]]]) for j in range(2)]
+        records.append(ArchRecord(c, _arch(c), {"p": runs}, [_run(0, (y[i], y[i]))]))
+    points = checkpoint_taus(records, "p", y, None, resamples=200)
+    assert [p["update"] for p in points] == [50, 100, 150]
+    want = np.mean([kendalltau(e, y).statistic for e in early])
+    assert points[0]["tau"] == pytest.approx(want) and points[1]["tau"] == points[2]["tau"] == 1.0
+    assert points[2]["vs_final"] == 0.0 and points[0]["vs_final"] == pytest.approx(want - 1.0)
+    assert points[0]["tau_lo"] <= points[0]["tau"] <= points[0]["tau_hi"]
+    # The first rung: from where on no point is distinguishably worse than the final one.
+    row = lambda u, hi: {"update": u, "vs_final_hi": hi}  # noqa: E731
+    assert first_rung([row(50, -0.1), row(100, 0.05), row(150, 0.0)]) == 100
+    assert first_rung([row(50, 0.2), row(100, -0.01), row(150, 0.0)]) == 150
+    assert first_rung([row(50, 0.2), row(100, 0.1), row(150, 0.0)]) == 50
+
+
+def test_rule_prefers_a_costlier_design_only_when_its_interval_excludes_zero() -> None:
+    y = list(range(12))
+    noisy = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10]
+    scores = {"cheap": [noisy], "same": [y], "costly": [y], "tie": [noisy[::-1]]}
+    rows = [{"design": "cheap", "searchable": True, "tau": mean_tau([noisy], y), "cpu_s": 10.0},
+            {"design": "tie", "searchable": True, "tau": -0.5, "cpu_s": 10.5},
+            {"design": "costly", "searchable": True, "tau": 1.0, "cpu_s": 30.0},
+            {"design": "zero", "searchable": False, "tau": 1.0, "cpu_s": 0.1}]
+    chosen, steps = choose(rows, scores, y, resamples=300)
+    assert steps[0]["design"] == "cheap"  # of the two equally cheap ones the higher tau; zero-cost not eligible
+    # tau 1.0 vs 0.82 over 12 nets: the paired interval holds 0, so the cheap design stays.
+    assert chosen == "cheap" and steps[1]["design"] == "costly" and steps[1]["lo"] <= 0 <= steps[1]["hi"]
+    far = [float(v) for v in [11, 0, 10, 1, 9, 2, 8, 3, 7, 4, 6, 5]]
+    rows[0]["tau"] = mean_tau([far], y)
+    chosen, steps = choose(rows, {**scores, "cheap": [far]}, y, resamples=300)
+    assert chosen == "costly" and steps[1]["lo"] > 0
+
+
+def test_noise_ceiling_is_the_reference_against_itself() -> None:
+    seed0, seed1 = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 1.0, 3.0, 4.0, 5.0]
+    ceiling = noise_ceiling([seed0, seed1, seed0], [1, 2, 3, 4, 5], None, resamples=100)
+    pairs = [kendalltau(seed0, seed1).statistic, kendalltau(seed0, seed1).statistic, 1.0]
+    assert ceiling["seed_pairs"] == 3 and ceiling["tau"] == pytest.approx(np.mean(pairs))
+    assert noise_ceiling([seed0], [1, 2, 3, 4, 5], None) is None
 
 
 def test_run_log_survives_a_cut_line(tmp_path: Path) -> None:
@@ -201,11 +314,11 @@ def test_run_log_survives_a_cut_line(tmp_path: Path) -> None:
         "arch_id": "edsr-a", "schedule": "tiny", "train_id": "u300-x", "seed": 0, "updates": 300, "psnr": 31.0,
         "images": json.dumps({"coffee": 31.0}), "curve": "[[300, 31.0]]", "fit_cpu_s": 4.0, "fit_wall_s": 4.1,
         "eval_cpu_s": json.dumps({"coffee": 0.1}), "eval_points": 6, "protocol": "benchmark", "config": "{}"}
-    _append(path, RUN_COLUMNS, row)
+    append_row(path, RUN_COLUMNS, row)
     with path.open("a") as handle:
         handle.write("edsr-b,tiny,u300-x,0,300,3")  # a crash in the middle of a row
     assert list(read_runs(path)) == [("edsr-a", "u300-x", 0)]
-    _append(path, RUN_COLUMNS, row | {"arch_id": "edsr-c"})
+    append_row(path, RUN_COLUMNS, row | {"arch_id": "edsr-c"})
     runs = read_runs(path)
     assert list(runs) == [("edsr-a", "u300-x", 0), ("edsr-c", "u300-x", 0)]
     assert runs[("edsr-c", "u300-x", 0)]["images"] == {"coffee": 31.0} and runs[("edsr-c", "u300-x", 0)]["seed"] == 0
@@ -215,29 +328,38 @@ def test_run_log_survives_a_cut_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "fid"
-    argv = ["fidelity", "--space", "tiny", "--n", "4", "--per-band", "2", "--seeds", "1", "--proxy", "tiny-step@5",
-            "--reference", "tiny-cosine@10", "--fix", "global_skip=bicubic", "--device", "cpu", "-o", str(out)]
+    argv = ["fidelity", "--space", "tiny", "--n", "4", "--seeds", "1", "--reference-seeds", "2", "--proxy",
+            "tiny-step@10", "--reference", "tiny-cosine@20", "--fix", "global_skip=bicubic", "--device", "cpu",
+            "-o", str(out)]
     assert main(argv) == 0
     runs = read_runs(out / "runs.csv")
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["fix"] == {"global_skip": "bicubic"} and settings["per_band"] == 2
+    assert settings["fix"] == {"global_skip": "bicubic"} and settings["reference_seeds"] == 2
+    assert settings["select_images"] == ["coffee"] and settings["held_out_images"] == ["china", "flower"]
     payload = json.loads((out / "correlations.json").read_text())
     variants = payload["variants"]
-    assert list(variants) == ["searchable", "global_skip=bicubic"] and all(len(v) == 4 for v in variants.values())
-    archs = set(variants["searchable"]) | set(variants["global_skip=bicubic"])
-    assert len(runs) == 2 * len(archs)  # one proxy and one reference run per architecture, shared ones once
+    assert list(variants) == ["searchable", "global_skip=bicubic"] and all(len(v["archs"]) == 4 for v in variants.values())
+    archs = set(variants["searchable"]["archs"]) | set(variants["global_skip=bicubic"]["archs"])
+    assert len(runs) == 3 * len(archs)  # one proxy and two reference runs per architecture, shared ones once
     for r in runs.values():
         assert r["protocol"] == "benchmark" and list(r["images"]) == ["coffee", "china", "flower"]
         assert 20 < r["psnr"] < 40 and r["fit_cpu_s"] > 0 and set(r["eval_cpu_s"]) == set(r["images"])
-    assert {r["seed"] for r in runs.values()} == {0, 1000}  # the reference starts from other initialisations
-    assert payload["val_images"] == ["coffee", "china", "flower"] and payload["bicubic_psnr"]["coffee"] == pytest.approx(30.59, abs=0.01)
-    designs = {(d["variant"], d["design"]): d for d in payload["designs"]}
-    assert len(designs) == 2 * 7
+        # Reference runs keep a curve on the selection image at 10 points (the reference curve).
+        assert len(r["curve"]) == (10 if r["updates"] == 20 else 1)
+    assert {r["seed"] for r in runs.values()} == {0, 1000, 1001}  # the reference starts from other initialisations
+    assert payload["bicubic_psnr"]["coffee"] == pytest.approx(30.59, abs=0.01)
+    assert payload["spread"]["searchable"]["distinct_params"] == 4
+    main_v = variants["searchable"]
+    designs = {d["design"]: d for d in main_v["designs"]}
+    assert "skip" in designs and "skip" not in {d["design"] for d in variants["global_skip=bicubic"]["designs"]}
     for d in designs.values():
         assert d["n"] == 4 and (d["tau"] is None or -1 <= d["tau"] <= 1)
         assert d["tau"] is None or d["tau_lo"] is None or d["tau_lo"] <= d["tau"] + 1e-9 <= d["tau_hi"] + 2e-9
-    assert designs[("searchable", "tiny-step@5|s1|v3")]["cpu_s"] > designs[("searchable", "tiny-step@5|s1|v1")]["cpu_s"] > 0
-    assert designs[("searchable", "params")]["cpu_s"] == 0 and designs[("searchable", "params")]["tau"] is not None
+    assert designs["params"]["cpu_s"] == 0 and designs["params"]["tau"] is not None
+    assert main_v["chosen"] == "tiny-step@10|s1" and main_v["noise_ceiling"]["seed_pairs"] == 1
+    assert [c["update"] for c in main_v["checkpoints"]] == [10] and main_v["first_rung"] == 10
+    assert [p["update"] for p in main_v["reference_curve"]] == list(range(2, 21, 2))
+    assert payload["recommended"]["searchable"] == "tiny-step@10|s1"
     html = (out / "fidelity.html").read_text()
     assert 'id="fig-fidelity"' in html and "id='table-designs'" in html
     assert not re.search(r"<script[^>]*\bsrc=", html, flags=re.I)
@@ -247,16 +369,17 @@ def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys:
     assert re.search(rf"^\[{len(runs)}/{len(runs)}\] .*; elapsed \S+, ETA 0s$", captured.err, flags=re.M)
     assert re.search(rf"^architecture {len(archs)}/{len(archs)} done: EDSR .*; elapsed \S+, ETA 0s$", captured.err,
                      flags=re.M), captured.err
-    assert "searchable: Kendall tau" in printed and "global_skip=bicubic: Kendall tau" in printed
-    assert "grad-norm" in printed and "best tau per CPU second" in printed
+    assert "searchable: Kendall tau with the held-out reference" in printed
+    assert "global_skip=bicubic: Kendall tau" in printed and "noise ceiling" in printed
+    assert "grad-norm" in printed and "has the bicubic skip" in printed and "chosen by the rule: tiny-step@10" in printed
     # A re-run trains nothing and keeps the same runs; another sample in the same folder is refused.
     before = (out / "runs.csv").read_text()
     assert main(argv) == 0
     assert f"({len(runs)} already done)" in capsys.readouterr().err
     assert (out / "runs.csv").read_text() == before
-    # --no-train with a second seed: nothing trained, the tables from what is there (1-seed designs).
-    assert main([*argv[:8], "2", *argv[9:], "--no-train"]) == 0
-    assert f"--no-train: {2 * len(archs)} runs missing" in capsys.readouterr().err
+    # --no-train with a second seed: nothing trained, the tables from what is there (no complete net).
+    assert main([*argv[:6], "2", *argv[7:], "--no-train"]) == 0
+    assert f"--no-train: {len(archs)} runs missing" in capsys.readouterr().err
     assert (out / "runs.csv").read_text() == before
     assert main([*argv[:-2], "--seed", "5", "-o", str(out)]) == 2
     assert "other settings (seed differ" in capsys.readouterr().err
@@ -270,6 +393,7 @@ def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys:
     (["--n", "4", "--space", "nope"], "unknown search space 'nope'"),
     (["--n", "4", "--fix", "kernel_size=3"], "only a dimension with one value per net"),
     (["--n", "4", "--proxy", ","], "give at least one proxy fidelity"),
+    (["--n", "4", "--select-images", "3"], "at least one must stay held out"),
 ])
 def test_fidelity_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
     assert main(["fidelity", *argv, "-o", str(tmp_path / "f")]) == 2

@@ -45,25 +45,28 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 
 def _register_fidelity(sub: argparse._SubParsersAction) -> None:
     f = add_command(sub, "fidelity", help="measure how well proxy designs rank architectures (vs a longer training)",
-                    description="Samples N architectures stratified by parameter count (in bands of --per-band nets "
-                                "within 10% of each other), trains each with every --proxy and the --reference "
-                                "(--seeds seeds each) and reports, per proxy design (1 or several seeds, 1 or all "
-                                "validation images, curve extrapolation) next to #params, Mult-Adds, synflow and "
-                                "grad-norm: Kendall tau with a bootstrap 95% interval against the reference, overall "
-                                "and inside the parameter bands, and the CPU seconds per architecture. --fix studies a "
-                                "space variant too. Resumable. Fidelities: tiny, tiny-step, tiny-cosine, short, "
-                                "medium, paper; NAME*F trains F times longer, NAME@N cuts to N updates.")
+                    description="Samples N architectures stratified over the space's dimensions (distinct parameter "
+                                "counts, every value of every dimension), trains each with every --proxy (--seeds "
+                                "seeds) and the --reference (--reference-seeds seeds) and reports, per design (each "
+                                "proxy trained once or with its seeds averaged, its curve extrapolated, synflow, "
+                                "grad-norm, #params, Mult-Adds, the bicubic-skip bit): Kendall tau with a bootstrap "
+                                "95% interval against the reference scored on held-out validation images, overall, "
+                                "inside 10% parameter bands and within skip groups; paired intervals against the "
+                                "chosen design; the reference's seed-to-seed tau (noise ceiling); tau at every "
+                                "evaluation point and the first pruning rung. Resumable. Fidelities: tiny, tiny-step, "
+                                "tiny-cosine, short, medium, paper; NAME*F trains F times longer, NAME@N cuts to N "
+                                "updates.")
     f.add_argument("--space", default="tiny", help="shipped space name or YAML file")
     f.add_argument("--n", type=positive_int, required=True, help="number of architectures (>= 3)")
     f.add_argument("--proxy", default="tiny", help="proxy fidelities, comma-separated (NAME, NAME@N, NAME*F)")
     f.add_argument("--reference", default="tiny*10", help="reference fidelity (NAME, NAME@N, NAME*F)")
-    f.add_argument("--seeds", type=positive_int, default=2, help="training seeds per proxy and for the reference")
-    f.add_argument("--per-band", type=positive_int, default=4,
-                   help="architectures per parameter band (their counts within 10%% of each other)")
+    f.add_argument("--seeds", type=positive_int, default=2, help="training seeds per proxy")
+    f.add_argument("--reference-seeds", type=positive_int, default=3,
+                   help="training seeds of the reference (its mean is the truth; 2 or more give its noise ceiling)")
+    f.add_argument("--select-images", type=positive_int, default=1,
+                   help="the first K validation images score the proxies, the others the reference (held out)")
     f.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
                    help="also study the space with this dimension fixed, e.g. global_skip=bicubic (repeatable)")
-    f.add_argument("--val-images", type=positive_int, default=None,
-                   help="validation images of the all-image designs and the reference (default: all)")
     f.add_argument("--data", default="demo", help="demo, a DIV2K root, or a folder of images")
     f.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default trials/fidelity/<space>-<proxies>-vs-<reference>)")
@@ -104,12 +107,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _fidelity(args: argparse.Namespace) -> int:
     from srnas.log import get_logger
-    from srnas.results.fidelity import parse_fix, run_fidelity
+    from srnas.results.fidelity.study import parse_fix, run_fidelity
 
     result = run_fidelity(args.space, args.n, args.proxy, args.reference, data=args.data, out_dir=args.out,
-                          seed=args.seed, seeds=args.seeds, per_band=args.per_band, fix=parse_fix(args.fix),
-                          val_images=args.val_images, device=args.device, workers=args.workers,
-                          train=not args.no_train, log=get_logger("fidelity").info)
+                          seed=args.seed, seeds=args.seeds, reference_seeds=args.reference_seeds,
+                          select_images=args.select_images, fix=parse_fix(args.fix), device=args.device,
+                          workers=args.workers, train=not args.no_train, log=get_logger("fidelity").info)
 
     def interval(value: float | None, lo: float | None, hi: float | None) -> str:
         if value is None:
@@ -117,16 +120,25 @@ def _fidelity(args: argparse.Namespace) -> int:
         ci = f"[{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else "[-]"
         return f"{value:+.3f} {ci:>15s}"
 
-    for variant in result.tables:
-        rows = [d for d in result.designs if d["variant"] == variant]
-        n = rows[0]["n"] if rows else 0
-        pairs = rows[0]["band_pairs"] if rows else 0
-        print(f"{variant}: Kendall tau with the reference PSNR over {n} architectures (95% bootstrap CI); "
-              f"inside 10% parameter bands over {pairs} pairs:")
+    for variant, res in result.variants.items():
+        rows = res["designs"]
+        pairs = next((d.get("band_pairs") for d in rows if d.get("band_pairs") is not None), 0)
+        print(f"{variant}: Kendall tau with the held-out reference over {res['n']} architectures (95% bootstrap CI); "
+              f"inside 10% parameter bands over {pairs} pairs; within skip groups; tau minus the chosen design's:")
         for d in rows:
-            print(f"  {d['label']:38s} tau {interval(d['tau'], d['tau_lo'], d['tau_hi'])}   band "
-                  f"{interval(d['band_tau'], d['band_lo'], d['band_hi'])}   {d['cpu_s']:8.1f} CPU s/arch")
-        best = result.recommended.get(variant)
-        print(f"  best tau per CPU second that beats #params: {best['label'] if best else 'none'}")
-    print(f"csv: {result.csv}\njson: {result.json}\nplot: {result.html}")
+            group = f"   skip {interval(d.get('group_tau'), d.get('group_lo'), d.get('group_hi'))}" \
+                if "group_tau" in d else ""
+            print(f"  {d['label']:46s} tau {interval(d.get('tau'), d.get('tau_lo'), d.get('tau_hi'))}   band "
+                  f"{interval(d.get('band_tau'), d.get('band_lo'), d.get('band_hi'))}{group}   vs chosen "
+                  f"{interval(d.get('vs_chosen'), d.get('vs_chosen_lo'), d.get('vs_chosen_hi'))}   "
+                  f"{d['cpu_s']:8.1f} CPU s/arch")
+        ceiling = res.get("noise_ceiling")
+        if ceiling:
+            print(f"  reference seed vs seed (noise ceiling)         tau "
+                  f"{interval(ceiling['tau'], ceiling['tau_lo'], ceiling['tau_hi'])}")
+        for c in res["checkpoints"]:
+            print(f"  {c['schedule']} at update {c['update']:<6d} tau {interval(c['tau'], c['tau_lo'], c['tau_hi'])}"
+                  f"   minus final {interval(c['vs_final'], c['vs_final_lo'], c['vs_final_hi'])}")
+        chosen = next((d["label"] for d in rows if d["design"] == res["chosen"]), "none")
+        print(f"  chosen by the rule: {chosen}; first pruning rung: {res['first_rung'] or '-'}")
     return 0
