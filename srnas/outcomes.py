@@ -4,12 +4,22 @@ results stand for an architecture, and Pareto sets with bicubic as the reference
 
 Rules
 - An architecture is *trained* at the study's fidelity by a trial that is COMPLETE, or PRUNED by
-  the pruner (not ``infeasible``), and that trained it itself (no ``reused_from``). The budget
-  counts distinct trained architectures; a *repeat* (``reused_from``) tells the sampler the
-  known result and counts nothing.
-- A result of record is a COMPLETE trial: a net trained to the last evaluation. Studies written
-  before pruning was limited to intermediate rungs may hold nets PRUNED at their last evaluation;
-  `pruned_at_last_step` finds them and the search adds a COMPLETE copy (``repaired_from``).
+  the pruner, that is not ``infeasible`` and that trained it itself (no ``reused_from``). The
+  budget counts distinct trained architectures; a *repeat* (``reused_from``) is a proposal of a
+  known architecture: it ends FAIL (no sampler learns from it; studies of older srnas recorded
+  it COMPLETE or PRUNED) and counts nothing.
+- An *infeasible* config (``infeasible``: a constraint or the device's memory rules it out) is
+  never trained. It ends COMPLETE with its constraint values set, so that constrained samplers
+  see it as infeasible (older srnas recorded it PRUNED); its values are placeholders that no
+  result reads.
+- A result of record is a COMPLETE, feasible trial: a net trained to the last evaluation.
+  Studies written before pruning was limited to intermediate rungs may hold nets PRUNED at their
+  last evaluation; `pruned_at_last_step` finds them and the search adds a COMPLETE copy
+  (``repaired_from``).
+- Results of record are ranked by their *confirmed* score where they have one (trained again
+  with fresh seeds, scored on validation images the search did not select on; recorded in the
+  study as ``confirmed:<arch_id>`` since a finished trial cannot change: `srnas.search.confirm`),
+  ahead of the others, which are ranked by their own PSNR.
 - Bicubic upsampling is a free reference point (no parameters, ~no Mult-Adds): a net that does
   not beat it is never on a Pareto set nor called best.
 
@@ -20,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,7 +57,28 @@ def is_trained(t: "FrozenTrial") -> bool:
     state = t.state.name
     if state not in ("COMPLETE", "PRUNED") or is_repeat(t) or "repaired_from" in t.user_attrs:
         return False
-    return state == "COMPLETE" or not is_infeasible(t)
+    return not is_infeasible(t)
+
+
+#: Study user attribute prefix of the confirmed record of an architecture.
+CONFIRMED_PREFIX = "confirmed:"
+
+
+def confirmed_records(study_attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """arch_id -> confirmed record, from a study's user attributes."""
+    return {k[len(CONFIRMED_PREFIX):]: v for k, v in study_attrs.items()
+            if k.startswith(CONFIRMED_PREFIX) and isinstance(v, dict)}
+
+
+def confirmed_psnr(t: "FrozenTrial", confirmed: Mapping[str, Mapping[str, Any]] | None) -> float | None:
+    """The confirmed score of a trial's architecture (mean PSNR of its fresh-seed trainings on
+    held-out images), or None when it was not confirmed."""
+    record = (confirmed or {}).get(arch_of(t))
+    try:
+        value = float(record["psnr"]) if record is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def last_step(t: "FrozenTrial") -> int | None:
@@ -70,7 +101,9 @@ class Counts:
     ``finished``: distinct architectures trained (complete or pruned: the budget); ``pruned``:
     of those, pruned by the pruner; ``repeats``: proposals answered with a known result;
     ``seen``: distinct architectures proposed (trained, repeated or infeasible);
-    ``running``, ``failed``, ``infeasible``: trials in those states.
+    ``running``, ``failed``, ``infeasible``: trials in those states; ``updates``: training
+    updates the trained architectures ran (a pruned one up to its last evaluation): the compute
+    spent.
     """
 
     finished: int = 0
@@ -80,42 +113,52 @@ class Counts:
     pruned: int = 0
     repeats: int = 0
     seen: int = 0
+    updates: int = 0
 
 
 def count_trials(trials: Iterable["FrozenTrial"]) -> Counts:
     trained: dict[str, str] = {}
     seen: set[str] = set()
-    running = failed = infeasible = repeats = 0
+    running = failed = infeasible = repeats = updates = 0
     for t in trials:
         state = t.state.name
         if state == "RUNNING":
             running += 1
             continue
-        if state == "FAIL":
+        if state == "FAIL" and not is_repeat(t):
             failed += 1
             continue
-        if state not in ("COMPLETE", "PRUNED"):
+        if state not in ("COMPLETE", "PRUNED", "FAIL"):
             continue
         seen.add(arch_of(t))
         if is_repeat(t):
             repeats += 1
-        elif state == "PRUNED" and is_infeasible(t):
+        elif is_infeasible(t):
             infeasible += 1
-        elif is_trained(t):
-            trained.setdefault(arch_of(t), state)
+        elif is_trained(t) and arch_of(t) not in trained:
+            trained[arch_of(t)] = state
+            updates += last_step(t) or 0
     pruned = sum(1 for s in trained.values() if s == "PRUNED")
-    return Counts(len(trained), running, failed, infeasible, pruned, repeats, len(seen))
+    return Counts(len(trained), running, failed, infeasible, pruned, repeats, len(seen), updates)
 
 
 def study_counts(study: "optuna.Study") -> Counts:
     return count_trials(study.get_trials(deepcopy=False))
 
 
-def results_of_record(trials: Iterable["FrozenTrial"]) -> list["FrozenTrial"]:
-    """COMPLETE trials with values and a config, one per architecture (a trained or repaired
-    one before its repeats), best first PSNR first."""
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs]
-    complete.sort(key=lambda t: (-float(t.values[0]), is_repeat(t), t.number))
+def results_of_record(trials: Iterable["FrozenTrial"],
+                      confirmed: Mapping[str, Mapping[str, Any]] | None = None) -> list["FrozenTrial"]:
+    """COMPLETE feasible trials with values and a config, one per architecture (a trained or
+    repaired one before its repeats): those of ``confirmed`` architectures (`confirmed_records`)
+    first, best confirmed PSNR first, then the others, best PSNR first."""
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs
+                and not is_infeasible(t)]
+
+    def rank(t: "FrozenTrial") -> tuple[bool, float, float, bool, int]:
+        score = confirmed_psnr(t, confirmed)
+        return (score is None, -(score or 0.0), -float(t.values[0]), is_repeat(t), t.number)
+
+    complete.sort(key=rank)
     seen: set[str] = set()
     out = []
     for t in complete:

@@ -16,8 +16,8 @@ import srnas
 from srnas.cli import main
 from srnas.errors import ConfigError
 
-FAST = {"proxy": "tiny@10", "workers": 1, "seed": 0, "devices": "cpu", "heartbeat": 2}
-FAST_ARGS = ["--proxy", "tiny@10", "--workers", "1", "--seed", "0", "--devices", "cpu", "--heartbeat", "2",
+FAST = {"proxy": "tiny@10", "workers": 1, "seed": 0, "devices": "cpu", "heartbeat": 2, "confirm": 0}
+FAST_ARGS = ["--confirm", "0", "--proxy", "tiny@10", "--workers", "1", "--seed", "0", "--devices", "cpu", "--heartbeat", "2",
              "--no-progress"]
 
 
@@ -63,7 +63,7 @@ def test_print_config_merges_defaults_file_and_flags(trials_dir: Path, tmp_path:
 def test_study_records_its_run_and_a_plain_resume_reuses_it(trials_dir: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run.yaml"
     run.write_text("study: rec\nbudget: 2\nproxy: tiny@10\nworkers: 1\nseed: 3\ndevices: cpu\nheartbeat: 2\n")
-    assert main(["search", "--run", str(run), "--no-progress"]) == 0
+    assert main(["search", "--confirm", "0", "--run", str(run), "--no-progress"]) == 0
     capsys.readouterr()
     # `srnas studies --show` prints the recorded run file (a YAML a search reads back).
     assert main(["studies", "--show", "rec"]) == 0
@@ -76,12 +76,12 @@ def test_study_records_its_run_and_a_plain_resume_reuses_it(trials_dir: Path, tm
     assert main(["search", "--study", "rec", "--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["proxy"] == "tiny@10"
     # A flag given overrides the record: a bigger budget continues the same study.
-    assert main(["search", "--study", "rec", "--budget", "3", "--no-progress", "--json"]) == 0
+    assert main(["search", "--confirm", "0", "--study", "rec", "--budget", "3", "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["study"] == "rec" and summary["trained"] == 3 and summary["fidelity"] == "tiny@10"
     assert summary["run_settings"]["budget"] == 3 and summary["best"]["psnr"] > 0
     # Changes that alter results are still refused.
-    assert main(["search", "--study", "rec", "--proxy", "tiny@20", "--no-progress"]) == 2
+    assert main(["search", "--confirm", "0", "--study", "rec", "--proxy", "tiny@20", "--no-progress"]) == 2
     assert "searched with another setup" in capsys.readouterr().err
     # The listing: counts, best result and fidelity of every study.
     assert main(["studies", "--json"]) == 0

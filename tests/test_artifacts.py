@@ -71,7 +71,7 @@ def test_s3_without_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_shared_folder_is_recorded_and_used_by_every_reader(trials_dir: Path, tmp_path: Path, capsys) -> None:
     shared = tmp_path / "nfs" / "artifacts"
-    assert main(["search", "--study", "shared-folder", "--artifacts", str(shared), *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "shared-folder", "--artifacts", str(shared), *FAST]) == 0
     home = StudyHome("shared-folder")
     study = home.load()
     assert study.user_attrs["artifacts"] == str(shared.resolve())
@@ -83,16 +83,16 @@ def test_shared_folder_is_recorded_and_used_by_every_reader(trials_dir: Path, tm
     assert home.report.read_text().count("<figure class='sample'>") == len(ids)
     # A resume that names another store is refused in one line; none resumes with the recorded one.
     capsys.readouterr()
-    assert main(["search", "--study", "shared-folder", "--artifacts", str(tmp_path / "other"), *FAST]) == 2
+    assert main(["search", "--confirm", "0", "--study", "shared-folder", "--artifacts", str(tmp_path / "other"), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert "keeps its artifacts in" in err and str(shared.resolve()) in err and "\n" not in err
-    assert main(["search", "--study", "shared-folder", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "shared-folder", *FAST]) == 0
 
 
 def test_default_study_refuses_a_new_store_once_it_holds_images(trials_dir: Path, tmp_path: Path, capsys) -> None:
-    assert main(["search", "--study", "local", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "local", *FAST]) == 0
     capsys.readouterr()
-    assert main(["search", "--study", "local", "--artifacts", str(tmp_path / "s"), *FAST]) == 2
+    assert main(["search", "--confirm", "0", "--study", "local", "--artifacts", str(tmp_path / "s"), *FAST]) == 2
     assert "would split them" in capsys.readouterr().err
 
 
@@ -102,7 +102,7 @@ def test_s3_store_serves_search_report_and_dashboard(trials_dir: Path, s3, capsy
     from srnas.results.dashboard import make_dashboard_server
     from srnas.studies import artifact_location
 
-    assert main(["search", "--study", "on-s3", "--artifacts", "s3://shared/runs/one/", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "on-s3", "--artifacts", "s3://shared/runs/one/", *FAST]) == 0
     home = StudyHome("on-s3")
     study = home.load()
     assert study.user_attrs["artifacts"] == "s3://shared/runs/one"
@@ -133,7 +133,7 @@ def test_s3_store_serves_search_report_and_dashboard(trials_dir: Path, s3, capsy
 
 
 def test_unusable_bucket_is_one_line_before_any_study(trials_dir: Path, s3, capsys) -> None:
-    assert main(["search", "--study", "nobucket", "--artifacts", "s3://missing-bucket/x", *FAST]) == 2
+    assert main(["search", "--confirm", "0", "--study", "nobucket", "--artifacts", "s3://missing-bucket/x", *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert "s3://missing-bucket/x" in err and "no such bucket" in err and "\n" not in err
     assert not StudyHome("nobucket").db.exists()

@@ -179,7 +179,7 @@ def test_failed_subprocess_trials_stop_the_search(nni_loaded: None) -> None:
 @pytest.mark.slow
 def test_recorder_writes_reuses_and_fails_like_the_optuna_engine(trials_dir: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = SearchSettings(study="rec", budget=3, proxy=PROXY, engine="nni", seed=3, devices=("cpu",),
+    settings = SearchSettings(confirm=0, study="rec", budget=3, proxy=PROXY, engine="nni", seed=3, devices=("cpu",),
                               max_params=20_000)
     session = Session.create(settings)
     study, space = session.study, session.space
@@ -240,7 +240,7 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     from srnas.cli import main
 
     # --max-params 60000 makes the tiny space's preset (122K params) infeasible: recorded, not counted.
-    command = ["search", "--engine", "nni", "--budget", "4", "--study", "nni4", "--seed", "0",
+    command = ["search", "--confirm", "0", "--engine", "nni", "--budget", "4", "--study", "nni4", "--seed", "0",
                "--proxy", PROXY, "--max-params", "60000", "--no-progress"]
     assert main(command) == 0
     study = optuna.load_study(study_name="nni4", storage=f"sqlite:///{trials_dir / 'nni4' / 'study.db'}")

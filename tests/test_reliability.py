@@ -89,7 +89,7 @@ def _trained_twice(study: optuna.Study) -> dict[str, int]:
 
 def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path, tmp_path: Path) -> None:
     journal = tmp_path / "study.log"
-    argv = ["search", "--study", "torn", "--storage", f"journal:{journal}", "--seed", "1", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "torn", "--storage", f"journal:{journal}", "--seed", "1", *FAST]
     assert main([*argv, "--budget", "2"]) == 0
     before = {t.number: t.values for t in _load(f"journal:{journal}", "torn").get_trials()
               if t.state == TrialState.COMPLETE}
@@ -140,7 +140,7 @@ def test_a_corrupt_journal_line_is_one_line_naming_the_file(tmp_path: Path, tria
     lines = path.read_bytes().split(b"\n")
     lines.insert(2, b"\x00\x00 garbage from a bad disk")
     path.write_bytes(b"\n".join(lines))
-    assert main(["search", "--study", "j", "--storage", f"journal:{path}", "--budget", "4", *FAST]) == 2
+    assert main(["search", "--confirm", "0", "--study", "j", "--storage", f"journal:{path}", "--budget", "4", *FAST]) == 2
     line = _error_line(capsys.readouterr().err)
     assert str(path) in line and "line 3" in line and "backup" in line
 
@@ -234,7 +234,7 @@ def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(
                                                                                  tmp_path: Path) -> None:
     journal = tmp_path / "hosts.log"
     url = f"journal:{journal}"
-    argv = ["search", "--study", "hosts", "--storage", url, "--seed", "2", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "hosts", "--storage", url, "--seed", "2", *FAST]
     assert main([*argv, "--budget", "1"]) == 0
     study = _load(url, "hosts")
     params = study.trials[0].params
@@ -278,7 +278,7 @@ def _pids(trials: list) -> list[tuple[int, str | None]]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Path, sig: int) -> None:
     name = f"coord{int(sig)}"
-    argv = ["search", "--study", name, "--budget", "3", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
+    argv = ["search", "--confirm", "0", "--study", name, "--budget", "3", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
             "--workers", "2", "--heartbeat", "1", "--sampler", "random"]
     proc = _start(trials_dir, *argv)
     running = _wait_running(_sqlite(trials_dir, name), name, proc, 2)
@@ -309,7 +309,7 @@ def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Pa
 
 @pytest.mark.slow
 def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -> None:
-    argv = ["search", "--study", "one", "--budget", "2", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
+    argv = ["search", "--confirm", "0", "--study", "one", "--budget", "2", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
             "--workers", "1", "--heartbeat", "1"]
     proc = _start(trials_dir, *argv)
     (running,) = _wait_running(_sqlite(trials_dir, "one"), "one", proc, 1)
@@ -325,7 +325,7 @@ def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -
 
 
 def _create_twice(root: Path, name: str, storage: list[str]) -> optuna.Study:
-    argv = ["search", "--study", name, "--budget", "1", "--seed", "5", *FAST, *storage]
+    argv = ["search", "--confirm", "0", "--study", name, "--budget", "1", "--seed", "5", *FAST, *storage]
     procs = [_start(root, *argv) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
@@ -360,7 +360,7 @@ def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir:
 def test_four_workers_never_train_an_architecture_twice(trials_dir: Path, tmp_path: Path) -> None:
     space = tmp_path / "micro.yaml"
     space.write_text(MICRO_SPACE)  # 4 configs: 4 workers with a random sampler propose repeats
-    result = _srnas(trials_dir, "search", "--space", str(space), "--study", "four", "--budget", "4",
+    result = _srnas(trials_dir, "search", "--confirm", "0", "--space", str(space), "--study", "four", "--budget", "4",
                     "--sampler", "random", "--seed", "11", "--proxy", "tiny@40", "--no-progress",
                     "--workers", "4", "--heartbeat", "1")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -376,7 +376,7 @@ def _two_trials_of_one_architecture(name: str, *, seed: int) -> tuple[Any, Any, 
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    session = Session.create(SearchSettings(study=name, budget=3, proxy="tiny@20", seed=0, workers=1,
+    session = Session.create(SearchSettings(confirm=0, study=name, budget=3, proxy="tiny@20", seed=0, workers=1,
                                             heartbeat=1, pruner="none"))
     study, space = session.study, session.space
     params = space.params_of(space.sample_random(1, seed=seed)[0])
@@ -471,7 +471,7 @@ def test_retrain_with_a_bad_study_name_is_refused_with_nothing_written(tmp_path:
 def test_search_with_a_bad_study_name_writes_nothing_even_to_shared_storage(tmp_path: Path, trials_dir: Path,
                                                                             capsys, study: str) -> None:
     journal = tmp_path / "shared.log"
-    code = main(["search", "--study", study, "--storage", f"journal:{journal}", "--budget", "1", *FAST])
+    code = main(["search", "--confirm", "0", "--study", study, "--storage", f"journal:{journal}", "--budget", "1", *FAST])
     assert code == 2
     assert "invalid study name" in _error_line(capsys.readouterr().err)
     assert not journal.exists() and not trials_dir.exists()
@@ -513,7 +513,7 @@ def test_a_26g_parameter_space_is_refused_in_one_line_within_a_small_memory_limi
                                                                                    tmp_path: Path) -> None:
     space = tmp_path / "huge.yaml"
     space.write_text(HUGE_SPACE)
-    result = _srnas(trials_dir, "search", "--space", str(space), "--study", "huge", "--budget", "2",
+    result = _srnas(trials_dir, "search", "--confirm", "0", "--space", str(space), "--study", "huge", "--budget", "2",
                     "--no-progress", "--workers", "1", "--devices", "cpu", timeout=120,
                     preexec_fn=_limit_memory(3 << 30))
     assert result.returncode == 2
@@ -527,7 +527,7 @@ def test_a_config_that_does_not_fit_memory_is_infeasible_not_built(trials_dir: P
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    session = Session.create(SearchSettings(study="mem", budget=2, proxy="tiny@20", seed=0, workers=1))
+    session = Session.create(SearchSettings(confirm=0, study="mem", budget=2, proxy="tiny@20", seed=0, workers=1))
     from srnas.search.objective import Objective
 
     monkeypatch.setattr(memory, "available_bytes", lambda device, now=True: 1 << 20)  # 1 MB left
@@ -547,7 +547,7 @@ def test_a_config_that_does_not_fit_memory_is_infeasible_not_built(trials_dir: P
 ])
 def test_impossible_settings_are_refused_before_a_study_exists(trials_dir: Path, capsys, argv: list[str],
                                                                message: str) -> None:
-    assert main(["search", "--study", "never", "--budget", "2", "--no-progress", *argv]) == 2
+    assert main(["search", "--confirm", "0", "--study", "never", "--budget", "2", "--no-progress", *argv]) == 2
     assert message in _error_line(capsys.readouterr().err)
     assert not trials_dir.exists()
 
@@ -557,7 +557,7 @@ def test_unusable_devices_are_refused_before_a_study_exists(trials_dir: Path, ca
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is visible here")
-    assert main(["search", "--study", "never", "--devices", "cuda:0", "--budget", "2", "--no-progress"]) == 2
+    assert main(["search", "--confirm", "0", "--study", "never", "--devices", "cuda:0", "--budget", "2", "--no-progress"]) == 2
     line = _error_line(capsys.readouterr().err)
     assert line.startswith("srnas: error: --devices cuda:0:") and "--device " not in line
     assert not trials_dir.exists()
@@ -570,7 +570,7 @@ def test_an_empty_study_db_is_refused_not_taken_for_a_new_study(trials_dir: Path
     db = trials_dir / "empty" / "study.db"
     db.parent.mkdir(parents=True)
     db.touch()
-    for argv in (["search", "--study", "empty", "--budget", "1", *FAST], ["report", "--study", "empty"]):
+    for argv in (["search", "--confirm", "0", "--study", "empty", "--budget", "1", *FAST], ["report", "--study", "empty"]):
         assert main(argv) == 2
         line = _error_line(capsys.readouterr().err)
         assert f"{db} is empty (0 bytes)" in line
@@ -582,7 +582,7 @@ def test_an_interrupted_creation_is_taken_over(trials_dir: Path) -> None:
     home.mkdir(parents=True)
     (home / "study.db").touch()  # SQLite had made the file when the creator was killed
     (home / ".creating").touch()
-    assert main(["search", "--study", "crashed", "--budget", "1", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "crashed", "--budget", "1", *FAST]) == 0
     assert not (home / ".creating").exists()
 
 
@@ -632,7 +632,7 @@ def test_a_full_disk_during_search_is_one_line_and_the_next_run_resumes(tmp_path
     with _small_disk(tmp_path, "8m") as disk:
         root = disk / "trials"
         url = f"journal:{disk / 'study.log'}" if storage == "journal" else _sqlite(root, "full")
-        argv = ["search", "--study", "full", "--seed", "4", *FAST, *(["--storage", url] if storage == "journal" else [])]
+        argv = ["search", "--confirm", "0", "--study", "full", "--seed", "4", *FAST, *(["--storage", url] if storage == "journal" else [])]
         first = _srnas(root, *argv, "--budget", "1")
         assert first.returncode == 0, first.stderr[-3000:]
         filler = _fill(disk, leave)

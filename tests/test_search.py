@@ -42,7 +42,7 @@ def _finished(study: optuna.Study) -> list:
 
 
 def test_six_trial_search_records_everything(trials_dir: Path, capsys) -> None:
-    assert main(["search", "--budget", "6", "--study", "six", "--seed", "1", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--budget", "6", "--study", "six", "--seed", "1", *FAST]) == 0
     study = _study(trials_dir, "six")
     finished = _finished(study)
     assert len(finished) == 6
@@ -65,13 +65,13 @@ def test_six_trial_search_records_everything(trials_dir: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "Best" in out and "srnas dashboard --study six" in out
     # Re-running the same command resumes: the budget is already met, nothing new runs.
-    assert main(["search", "--budget", "6", "--study", "six", "--seed", "1", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--budget", "6", "--study", "six", "--seed", "1", *FAST]) == 0
     assert len(_study(trials_dir, "six").trials) == len(study.trials)
 
 
 def test_single_worker_cpu_search_is_reproducible(trials_dir: Path) -> None:
     for name in ("a", "b"):
-        assert main(["search", "--budget", "3", "--study", name, "--seed", "7", "--sampler", "random",
+        assert main(["search", "--confirm", "0", "--budget", "3", "--study", name, "--seed", "7", "--sampler", "random",
                      "--pruner", "none", *FAST]) == 0
     a, b = _study(trials_dir, "a"), _study(trials_dir, "b")
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
@@ -79,7 +79,7 @@ def test_single_worker_cpu_search_is_reproducible(trials_dir: Path) -> None:
 
 
 def test_multi_objective_search_yields_pareto_set(trials_dir: Path, capsys) -> None:
-    assert main(["search", "--budget", "5", "--study", "mo", "--objectives", "psnr,params",
+    assert main(["search", "--confirm", "0", "--budget", "5", "--study", "mo", "--objectives", "psnr,params",
                  "--sampler", "nsga2", "--seed", "0", *FAST]) == 0
     study = _study(trials_dir, "mo")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -91,7 +91,7 @@ def test_multi_objective_search_yields_pareto_set(trials_dir: Path, capsys) -> N
 
 
 def test_constraints_exclude_configs_without_training(trials_dir: Path) -> None:
-    assert main(["search", "--budget", "4", "--study", "capped", "--max-params", "40000",
+    assert main(["search", "--confirm", "0", "--budget", "4", "--study", "capped", "--max-params", "40000",
                  "--sampler", "random", "--seed", "3", *FAST]) == 0
     study = _study(trials_dir, "capped")
     infeasible = [t for t in study.trials if "infeasible" in t.user_attrs]
@@ -110,7 +110,7 @@ def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    settings = SearchSettings(study="dup", budget=3, proxy="tiny@30", seed=0, heartbeat=2, pruner="none",
+    settings = SearchSettings(confirm=0, study="dup", budget=3, proxy="tiny@30", seed=0, heartbeat=2, pruner="none",
                               workers=1)
     session = Session.create(settings)
     study, space = session.study, session.space
@@ -122,11 +122,13 @@ def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
     assert len(trials) == 2
     first, second = sorted(trials, key=lambda t: t.number)
     assert second.user_attrs["reused_from"] == first.number
-    assert second.values == first.values
+    # The repeat adds no observation: it ends FAIL (no sampler learns from it) with the known result.
+    assert first.state == TrialState.COMPLETE and second.state == TrialState.FAIL and second.values is None
+    assert second.user_attrs["psnr"] == first.user_attrs["psnr"] == first.values[0]
 
 
 def _run_two_workers(trials_dir: Path, name: str, storage: str | None) -> optuna.Study:
-    argv = ["search", "--budget", "8", "--study", name, "--seed", "2", *FAST, "--workers", "2"]
+    argv = ["search", "--confirm", "0", "--budget", "8", "--study", name, "--seed", "2", *FAST, "--workers", "2"]
     if storage:
         argv += ["--storage", storage]
     assert main(argv) == 0
@@ -151,7 +153,7 @@ def test_two_workers_on_postgresql(trials_dir: Path, postgres_url: str) -> None:
 
 
 def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> None:
-    argv = [sys.executable, "-m", "srnas", "search", "--budget", "4", "--study", "killed",
+    argv = [sys.executable, "-m", "srnas", "search", "--confirm", "0", "--budget", "4", "--study", "killed",
             "--seed", "4", "--proxy", "tiny@300", "--no-progress", "--heartbeat", "2", "--workers", "1"]
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -181,7 +183,7 @@ def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> 
     before = {t.number: t.values for t in _study(trials_dir, "killed").trials if t.state == TrialState.COMPLETE}
 
     # The same command again finishes the budget.
-    assert main(["search", "--budget", "4", "--study", "killed", "--seed", "4", "--proxy", "tiny@300",
+    assert main(["search", "--confirm", "0", "--budget", "4", "--study", "killed", "--seed", "4", "--proxy", "tiny@300",
                  "--no-progress", "--heartbeat", "2", "--workers", "1"]) == 0
     study = _study(trials_dir, "killed")
     by_number = {t.number: t for t in study.trials}
@@ -203,7 +205,7 @@ def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> 
     (["--proxy", "tiny@x"], "expected NAME@UPDATES"),
 ])
 def test_bad_input_one_line_nonzero_exit(trials_dir: Path, capsys, argv: list[str], message: str) -> None:
-    assert main(["search", "--study", "bad", "--no-progress", *argv]) == 2
+    assert main(["search", "--confirm", "0", "--study", "bad", "--no-progress", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert "secret" not in err
@@ -213,14 +215,14 @@ def test_data_folder_without_images(trials_dir: Path, tmp_path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    assert main(["search", "--study", "nodata", "--data", str(empty), "--no-progress"]) == 2
+    assert main(["search", "--confirm", "0", "--study", "nodata", "--data", str(empty), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert str(empty) in err and len(err.splitlines()) == 1
     assert not (trials_dir / "nodata" / "study.db").exists()
 
 
 def test_short_search_on_the_mixed_block_space(trials_dir: Path) -> None:
-    argv = ["search", "--space", "mixed", "--budget", "2", "--study", "mix", "--seed", "3",
+    argv = ["search", "--confirm", "0", "--space", "mixed", "--budget", "2", "--study", "mix", "--seed", "3",
             "--max-params", "120000", "--proxy", "tiny@20", "--no-progress", "--workers", "1", "--pruner", "none"]
     assert main(argv) == 0
     study = _study(trials_dir, "mix")

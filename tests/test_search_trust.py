@@ -32,7 +32,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 def test_a_trial_that_reaches_its_last_evaluation_is_complete(trials_dir: Path) -> None:
-    settings = SearchSettings(study="last", budget=2, proxy="tiny@20", seed=1, workers=1, devices=("cpu",))
+    settings = SearchSettings(confirm=0, study="last", budget=2, proxy="tiny@20", seed=1, workers=1, devices=("cpu",))
     session = Session.create(settings)
     session.study.pruner = AlwaysPrune()
     runner = session.trial_runner(device="cpu", engine="optuna")
@@ -41,7 +41,7 @@ def test_a_trial_that_reaches_its_last_evaluation_is_complete(trials_dir: Path) 
     outcome = runner.run(trial, session.space.sample(trial), prune=True)
     assert outcome.state == "complete"
     # Two evaluations: pruned at the first (an intermediate rung) only.
-    longer = Session.create(SearchSettings(study="last2", budget=2, proxy="tiny@40", seed=1, workers=1))
+    longer = Session.create(SearchSettings(confirm=0, study="last2", budget=2, proxy="tiny@40", seed=1, workers=1))
     longer.study.pruner = AlwaysPrune()
     runner = longer.trial_runner(device="cpu", engine="optuna")
     object.__setattr__(runner.objective, "schedule", longer.schedule.replace(eval_every=20))
@@ -51,22 +51,26 @@ def test_a_trial_that_reaches_its_last_evaluation_is_complete(trials_dir: Path) 
     assert outcome.state == "pruned" and t.state == TrialState.PRUNED and max(t.intermediate_values) == 20
 
 
-def test_repeats_do_not_count_and_the_sampler_sees_them(trials_dir: Path) -> None:
-    settings = SearchSettings(study="rep", budget=3, proxy="tiny@20", seed=0, pruner="none", workers=1)
+def test_repeats_do_not_count_and_add_no_observation(trials_dir: Path) -> None:
+    settings = SearchSettings(confirm=0, study="rep", budget=3, proxy="tiny@20", seed=0, pruner="none", workers=1)
     session = Session.create(settings)
     params = session.space.params_of(session.space.sample_random(1, seed=5)[0])
     for _ in range(3):
         session.study.enqueue_trial(params)
-    assert main(["search", "--budget", "3", "--study", "rep", "--proxy", "tiny@20", "--seed", "0",
+    assert main(["search", "--confirm", "0", "--budget", "3", "--study", "rep", "--proxy", "tiny@20", "--seed", "0",
                  "--pruner", "none", *FAST]) == 0
     study = _study(trials_dir, "rep")
     counts = count_trials(study.get_trials())
     assert counts.finished == 3 and counts.repeats == 2
     repeats = [t for t in study.get_trials() if is_repeat(t)]
-    assert len(repeats) == 2 and all(t.state == TrialState.COMPLETE and t.values for t in repeats)
-    # The sampler sees them: they are COMPLETE trials with the known value and the same params.
+    # The sampler's history holds the architecture once: the repeats end FAIL (no sampler reads
+    # FAIL trials), with the known result recorded for people, not told as a value.
+    assert len(repeats) == 2 and all(t.state == TrialState.FAIL and t.values is None for t in repeats)
     first = min((t for t in study.get_trials() if t.params == params), key=lambda t: t.number)
-    assert all(t.values == first.values and t.params == params for t in repeats)
+    assert first.state == TrialState.COMPLETE
+    assert all(t.user_attrs["psnr"] == first.values[0] and t.params == params for t in repeats)
+    history = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    assert sum(1 for t in history if t.params == params) == 1
     assert len({t.user_attrs["arch_id"] for t in study.get_trials() if t.state == TrialState.COMPLETE
                 and not is_repeat(t)}) == 3
 
@@ -75,7 +79,7 @@ def test_an_exhausted_space_ends_the_search_with_a_line(trials_dir: Path, tmp_pa
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "two.yaml"
     space.write_text("name: two\nparameters:\n  n_resblocks: [1]\n  n_feats: [4, 8]\n  global_skip: bicubic\n")
-    assert main(["search", "--space", str(space), "--budget", "5", "--study", "two", "--proxy", "tiny@10",
+    assert main(["search", "--confirm", "0", "--space", str(space), "--budget", "5", "--study", "two", "--proxy", "tiny@10",
                  "--sampler", "random", "--seed", "0", *FAST]) == 0
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "space exhausted: all 2 configs of space 'two' were proposed" in err
@@ -86,7 +90,7 @@ def test_a_changed_space_or_proxy_is_refused_naming_the_change(trials_dir: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "s.yaml"
     space.write_text("name: s\nparameters:\n  n_resblocks: [1, 2]\n  n_feats: [4, 8]\n  global_skip: bicubic\n")
-    base = ["search", "--space", str(space), "--study", "ch", "--seed", "0", *FAST]
+    base = ["search", "--confirm", "0", "--space", str(space), "--study", "ch", "--seed", "0", *FAST]
     assert main([*base, "--budget", "1", "--proxy", "tiny@10"]) == 0
     capsys.readouterr()
     assert main([*base, "--budget", "2", "--proxy", "tiny@12"]) == 2
@@ -115,7 +119,7 @@ def test_a_changed_space_or_proxy_is_refused_naming_the_change(trials_dir: Path,
 
 
 def test_an_already_reached_budget_says_so(trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["search", "--study", "done", "--proxy", "tiny@10", "--seed", "0", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "done", "--proxy", "tiny@10", "--seed", "0", *FAST]
     assert main([*argv, "--budget", "2"]) == 0
     capsys.readouterr()
     assert main([*argv, "--budget", "1"]) == 0
@@ -127,7 +131,7 @@ def test_nets_pruned_at_their_last_step_by_older_srnas_are_repaired_into_the_par
         trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from srnas.results.frame import select_trials
 
-    argv = ["search", "--study", "old", "--proxy", "tiny@10", "--seed", "0", "--budget", "2", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "old", "--proxy", "tiny@10", "--seed", "0", "--budget", "2", *FAST]
     assert main(argv) == 0
     study = _study(trials_dir, "old")
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]

@@ -15,7 +15,7 @@ from srnas import __version__
 from srnas.cli._args import add_common_options
 
 #: The order ``srnas`` lists its commands in: the order of a session with it.
-WORKFLOW = ("search", "dashboard", "report", "retrain", "eval", "export", "upscale", "fidelity", "data",
+WORKFLOW = ("search", "confirm", "dashboard", "report", "retrain", "eval", "export", "upscale", "fidelity", "data",
             "arch", "space")
 
 _OVERVIEW_EPILOG = """\

@@ -48,7 +48,8 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=d["engine"], help="optuna or nni")
     p.add_argument("--sampler", default=d["sampler"], help="tpe, random, nsga2, gp")
     p.add_argument("--pruner", default=d["pruner"],
-                   help="hyperband, median, none (default: hyperband for one objective, none for several)")
+                   help="asha, hyperband, median, none (default: asha, successive halving from the proxy's measured "
+                        "first rung, for one objective; none for several)")
     p.add_argument("--objectives", default=",".join(d["objectives"]),
                    help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
     p.add_argument("--workers", type=workers, default=d["workers"],
@@ -57,6 +58,14 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
                    help="comma list, e.g. cuda:0,cuda:1 (workers cycle through it)")
     p.add_argument("--workers-per-device", type=positive_int, default=d["workers_per_device"], metavar="K",
                    help="with --workers auto: K workers per GPU (small proxies share a GPU well)")
+    p.add_argument("--max-updates", type=positive_int, default=d["max_updates"], metavar="N",
+                   help="compute budget: stop once the trials trained N updates in all, pruned ones counting the "
+                        "updates they ran (default: none; --budget counts distinct architectures)")
+    p.add_argument("--confirm", type=int, default=d["confirm"], metavar="K",
+                   help="at the end, train the top K architectures again with fresh seeds and score them on "
+                        "validation images the search did not select on; rankings use that score (0: off)")
+    p.add_argument("--confirm-seeds", type=positive_int, default=d["confirm_seeds"], metavar="S",
+                   help="fresh seeds per confirmed architecture")
     p.add_argument("--timeout", type=float, default=d["timeout"],
                    help="stop starting trials after this many seconds (default: no limit)")
     p.add_argument("--seed", type=int, default=d["seed"],
@@ -101,7 +110,50 @@ def _register_dashboard(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_dashboard)
 
 
-COMMANDS = {"search": _register_search, "dashboard": _register_dashboard}
+def _register_confirm(sub: argparse._SubParsersAction) -> None:
+    c = add_command(sub, "confirm", help="train a study's top architectures again on fresh seeds, score them held out",
+                    description="The winner's curse: a search's best score is the maximum of noisy draws, measured on "
+                                "the images it was chosen on. This trains the top K architectures of the study "
+                                "again at its fidelity with S fresh seeds and scores them on the validation images "
+                                "the search did not select on (the selection images too, for the gap). The trials "
+                                "record the confirmed mean, spread and seeds; the summary, srnas studies, the "
+                                "report, export --top and retrain --top rank by it. Resumable; several commands "
+                                "(or machines) on one study share the work.")
+    c.add_argument("--study", required=True, help="study name")
+    c.add_argument("--top", type=positive_int, default=3, help="architectures to confirm (by their search score)")
+    c.add_argument("--seeds", type=positive_int, default=None,
+                   help="fresh seeds per architecture (default: the study's --confirm-seeds, 2)")
+    c.add_argument("--storage", default=None, help="storage URL (default trials/<study>/study.db)")
+    c.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the study's first device)")
+    c.add_argument("--json", action="store_true", help="print the confirmed records as JSON")
+    c.set_defaults(func=_confirm)
+
+
+COMMANDS = {"search": _register_search, "confirm": _register_confirm, "dashboard": _register_dashboard}
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from srnas.api import resolve_search
+    from srnas.log import get_logger
+    from srnas.search.confirm import confirm_session
+    from srnas.search.session import Session
+
+    options = {"study": args.study, **({"storage": args.storage} if args.storage else {})}
+    settings, _ = resolve_search(**options)
+    session = Session.attach(settings)
+    records = confirm_session(session, device=args.device, top=args.top, seeds=args.seeds,
+                              log=get_logger("confirm").info)
+    if args.json:
+        print_json(records)
+        return 0
+    out = stdout_console()
+    if not records:
+        out.print(f"study {args.study!r}: no COMPLETE architecture to confirm")
+    for r in records:
+        out.print(f"trial {r['trial']} {r['arch_id']}: confirmed {r['psnr']:.3f} dB (sd {r['sd']:.3f}, seeds "
+                  f"{', '.join(map(str, r['seeds']))}; {r['on']} images {', '.join(r['images'])}); "
+                  f"winner's-curse gap {r['gap']:+.3f} dB")
+    return 0
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, SrnasError
-from srnas.outcomes import pareto_mask, pareto_trials, results_of_record
+from srnas.outcomes import confirmed_records, pareto_mask, pareto_trials, results_of_record
 
 __all__ = ["pareto_mask", "complete_trials", "select_trials", "top_configs", "study_frame", "trial_config",
            "retrained_results", "SelectionError"]
@@ -54,13 +54,15 @@ def trial_config(trial: Any, *, study_name: str = "") -> ArchConfig | None:
 def is_trained(trial: Any) -> bool:
     """True for trials that were trained: COMPLETE ones, and PRUNED ones the pruner stopped.
 
-    PRUNED trials marked ``infeasible`` were never trained (they broke a constraint) and are
-    left out of every plot.
+    Trials marked ``infeasible`` were never trained (they broke a constraint) and are left out
+    of every plot.
     """
     state = trial.state.name
+    if "infeasible" in trial.user_attrs:
+        return False
     if state == "COMPLETE":
         return True
-    return state == "PRUNED" and "infeasible" not in trial.user_attrs and bool(trial.user_attrs.get("psnr_curve"))
+    return state == "PRUNED" and bool(trial.user_attrs.get("psnr_curve"))
 
 
 def study_frame(study: "optuna.Study") -> "pd.DataFrame":
@@ -68,13 +70,16 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
 
     Columns: ``number``, ``state``, ``trained`` (see `is_trained`), ``psnr`` (the first objective
     for COMPLETE trials, the last reported PSNR for pruned ones), every name of `ATTR_COLUMNS`,
-    ``describe`` (one-line summary), the `CONFIG_COLUMNS`, ``value_<objective>`` for the other
+    ``describe`` (one-line summary), the `CONFIG_COLUMNS`, ``confirmed_psnr``, ``confirmed_sd`` and
+    ``confirmed_gap`` for the trial of record of a confirmed architecture
+    (`srnas.search.confirm`), ``value_<objective>`` for the other
     objectives, ``param_<name>`` for Optuna's parameters, ``psnr_curve`` and ``config`` as JSON,
     ``datetime_start``, ``datetime_complete`` and ``duration_s``.
     """
     import pandas as pd
 
     objectives = list(study.user_attrs.get("objectives") or ["psnr"])
+    confirmed = confirmed_records(study.user_attrs)
     rows: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -82,7 +87,7 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
         for key in ATTR_COLUMNS:
             value = attrs.get(key)
             row[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
-        if t.state.name == "COMPLETE" and t.values:
+        if t.state.name == "COMPLETE" and t.values and "infeasible" not in attrs:  # placeholders otherwise
             row["psnr"] = float(t.values[0])
             for name, value in zip(objectives[1:], t.values[1:]):
                 row[f"value_{name}"] = float(value)
@@ -100,6 +105,10 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
             row["describe"] = cfg.describe()
             row["config"] = cfg.to_json()
             row["arch_id"] = row["arch_id"] or cfg.arch_id
+        record = confirmed.get(str(attrs.get("arch_id")))
+        if record is not None and record.get("trial") == t.number:
+            row["confirmed_psnr"], row["confirmed_sd"] = record.get("psnr"), record.get("sd")
+            row["confirmed_gap"] = record.get("gap")
         for name, value in t.params.items():
             row[f"param_{name}"] = value
         row["psnr_curve"] = json.dumps(attrs.get("psnr_curve") or [])
@@ -113,7 +122,8 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
         empty = pd.DataFrame(columns=["number", "state", "trained", *ATTR_COLUMNS, "describe", *CONFIG_COLUMNS,
                                       "config", "psnr_curve", "datetime_start", "datetime_complete", "duration_s"])
         return empty.astype({"trained": bool})
-    for key in ("psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb", "res_scale", "wall_time_s"):
+    for key in ("psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb", "res_scale", "wall_time_s",
+                "confirmed_psnr", "confirmed_sd", "confirmed_gap"):
         if key in frame:
             frame[key] = pd.to_numeric(frame[key], errors="coerce")
     return frame
@@ -135,13 +145,14 @@ def retrained_results(study: str, root: Path | None = None) -> dict[str, dict[st
 
 def complete_trials(study: "optuna.Study") -> list[Any]:
     """The results of record: COMPLETE trials with a value and a config, one per architecture,
-    best PSNR first (`srnas.outcomes.results_of_record`)."""
-    return results_of_record(study.get_trials(deepcopy=False))
+    confirmed ones first by their confirmed PSNR, then best PSNR first
+    (`srnas.outcomes.results_of_record`)."""
+    return results_of_record(study.get_trials(deepcopy=False), confirmed_records(study.user_attrs))
 
 
 def top_configs(study: "optuna.Study", top: int) -> list[ArchConfig]:
-    """The configs of the best ``top`` COMPLETE trials (first objective), distinct architectures
-    (what ``srnas retrain --top K`` trains)."""
+    """The configs of the best ``top`` COMPLETE trials (confirmed ones first, `complete_trials`),
+    distinct architectures (what ``srnas retrain --top K`` trains)."""
     out = []
     for t in select_trials(study, top=top, purpose="retrain"):
         cfg = trial_config(t, study_name=study.study_name)

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.outcomes import count_trials, pareto_trials, reference_psnr, results_of_record
+from srnas.outcomes import confirmed_records, count_trials, pareto_trials, reference_psnr, results_of_record
 from srnas.units import finite_or_none
 
 if TYPE_CHECKING:
@@ -18,11 +18,13 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-def _result(t: "FrozenTrial") -> dict[str, Any]:
+def _result(t: "FrozenTrial", confirmed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a = t.user_attrs
+    record = confirmed.get(str(a.get("arch_id")))
     return {"trial": t.number, "arch_id": a.get("arch_id"), "psnr": finite_or_none(t.values[0]),
             "values": [float(v) for v in t.values], "params": a.get("params"), "mult_adds": a.get("mult_adds"),
-            "protocol": a.get("protocol"), "config": a.get("config")}
+            "protocol": a.get("protocol"), "config": a.get("config"),
+            "confirmed": record if record is not None and record.get("trial") == t.number else None}
 
 
 def fidelity_name(user_attrs: dict[str, Any]) -> str | None:
@@ -34,15 +36,17 @@ def fidelity_name(user_attrs: dict[str, Any]) -> str | None:
 def study_overview(study: "optuna.Study", *, location: str | None = None) -> dict[str, Any]:
     """A JSON-friendly summary of ``study``: ``trials`` (all), ``trained`` (distinct
     architectures trained: the budget's count), ``pruned``, ``repeats``, ``running``,
-    ``failed``, ``infeasible``, ``complete`` (architectures trained to full fidelity),
-    ``best`` (the best of them above bicubic, or None), ``pareto`` (multi-objective studies),
+    ``failed``, ``infeasible``, ``repeats_per_trained``, ``complete`` (architectures trained to
+    full fidelity), ``best`` (the best of them above bicubic, confirmed ones first, with its
+    ``confirmed`` record where there is one, or None), ``pareto`` (multi-objective studies),
     ``bicubic_psnr``, ``fidelity`` (the proxy's name), ``space``, ``data``, ``objectives``,
     ``artifacts``, ``run_settings`` (what its last search ran with) and ``storage``
     (``location``)."""
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
-    record = results_of_record(trials)
     attrs = study.user_attrs
+    confirmed = confirmed_records(attrs)
+    record = results_of_record(trials, confirmed)
     bicubic = reference_psnr(record)
     better = [t for t in record if bicubic is None or (finite_or_none(t.values[0]) or -math.inf) > bicubic]
     multi = len(study.directions) > 1
@@ -60,14 +64,15 @@ def study_overview(study: "optuna.Study", *, location: str | None = None) -> dic
         "failed": counts.failed,
         "infeasible": counts.infeasible,
         "complete": len(record),
-        "best": _result(better[0]) if better else None,
+        "repeats_per_trained": round(counts.repeats / counts.finished, 3) if counts.finished else None,
+        "best": _result(better[0], confirmed) if better else None,
         "bicubic_psnr": bicubic,
         "artifacts": attrs.get("artifacts"),
         "run_settings": attrs.get("run_settings"),
         "storage": location,
     }
     if multi:
-        out["pareto"] = [_result(t) for t in pareto_trials(trials)]
+        out["pareto"] = [_result(t, confirmed) for t in pareto_trials(trials)]
     return out
 
 

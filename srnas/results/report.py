@@ -63,10 +63,13 @@ FIGURE_TITLES: dict[str, str] = {
     "fig-proxy-vs-retrained": "Proxy vs retrained PSNR",
 }
 #: Columns of the best-trials table, in order (``schedule``: the proxy fidelity by name).
-TABLE_COLUMNS = ("number", "psnr", "ssim", "bicubic_psnr", "params", "mult_adds", "activation_mb",
+TABLE_COLUMNS = ("number", "psnr", "confirmed_psnr", "confirmed_sd", "confirmed_gap", "ssim", "bicubic_psnr",
+                 "params", "mult_adds", "activation_mb",
                  "describe", "arch_id", "protocol", "schedule", "wall_time_s", "reused_from", "preset")
 #: What the best-trials table calls its columns.
-COLUMN_LABELS = {"number": "#", "psnr": "PSNR (dB)", "ssim": "SSIM", "bicubic_psnr": "bicubic (dB)",
+COLUMN_LABELS = {"number": "#", "psnr": "PSNR (dB)", "confirmed_psnr": "confirmed PSNR, held out (dB)",
+                 "confirmed_sd": "confirmed sd (dB)", "confirmed_gap": "winner's-curse gap (dB)", "ssim": "SSIM",
+                 "bicubic_psnr": "bicubic (dB)",
                  "params": "params", "mult_adds": "Mult-Adds (720p)", "activation_mb": "train activations",
                  "describe": "architecture", "arch_id": "arch_id", "protocol": "protocol", "schedule": "proxy",
                  "wall_time_s": "time", "reused_from": "reused from", "preset": "preset"}
@@ -397,6 +400,8 @@ def _cell(column: str, value: Any) -> tuple[str, Any]:
         return human_duration(float(value)), float(value)
     if column in ("reused_from", "number"):
         return f"{int(value)}", int(value)
+    if column == "confirmed_gap":
+        return f"{float(value):+.3f}", float(value)
     if column == "ssim" or (column.startswith("value_") and isinstance(value, float) and abs(value) < 10):
         return f"{float(value):.4f}", float(value)
     if column.startswith("value_"):
@@ -413,9 +418,17 @@ def _best_table(frame: "pd.DataFrame", top: int) -> str:
     done = done.copy()
     if "schedule" in done and "fidelity" in done:  # trials of older srnas recorded only the fidelity id
         done["schedule"] = done["schedule"].where(done["schedule"].notna(), done["fidelity"])
-    cols = [c for c in TABLE_COLUMNS if c in done.columns]
+    cols = [c for c in TABLE_COLUMNS
+            if c in done.columns and (not c.startswith("confirmed") or done[c].notna().any())]
     extra = [c for c in done.columns if c.startswith("value_")]
-    best = done.sort_values(["psnr", "number"], ascending=[False, True]).head(top)
+    # Confirmed architectures first, by their confirmed score (`srnas.outcomes.results_of_record`).
+    if "confirmed_psnr" in done:
+        done["_unconfirmed"] = done["confirmed_psnr"].isna()
+        best = done.sort_values(["_unconfirmed", "confirmed_psnr", "psnr", "number"],
+                                ascending=[True, False, False, True]).head(top)
+        best = best.drop(columns="_unconfirmed")
+    else:
+        best = done.sort_values(["psnr", "number"], ascending=[False, True]).head(top)
     order = cols[:2] + extra + cols[2:]
     head = "".join(f"<th>{html.escape(COLUMN_LABELS.get(c, c.removeprefix('value_')))}</th>" for c in order)
     rows = []
@@ -609,6 +622,16 @@ def _scored_images(study: "optuna.Study", schedule: dict[str, Any]) -> str:
     return str(schedule.get("val_images") or "all")
 
 
+def _confirmed_text(study: "optuna.Study", t: Any) -> str:
+    """`` (confirmed 32.10 dB held out, gap +0.12 dB)`` for a confirmed trial of record, else ``""``."""
+    from srnas.outcomes import confirmed_records
+
+    record = confirmed_records(study.user_attrs).get(str(t.user_attrs.get("arch_id")))
+    if not record or record.get("trial") != t.number:
+        return ""
+    return f" (confirmed {record['psnr']:.3f} dB on {record['on']} images, winner's-curse gap {record['gap']:+.3f} dB)"
+
+
 def write_report(study_name: str, *, out: str | Path | None = None, storage: str | None = None,
                  root: Path | None = None, top: int = 20, static_images: bool = True,
                  samples: int = DEFAULT_SAMPLES) -> ReportResult:
@@ -661,7 +684,8 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         "scales": scales_text,
         "trials": (", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())) or "none")
                   + (f" (infeasible, never trained: {infeasible})" if infeasible else ""),
-        "best trial": (f"#{best.number}: {best.values[0]:.3f} dB, {best_cfg.describe() if best_cfg else '-'}, "
+        "best trial": (f"#{best.number}: {best.values[0]:.3f} dB{_confirmed_text(study, best)}, "
+                       f"{best_cfg.describe() if best_cfg else '-'}, "
                        f"{human_count(best.user_attrs.get('params'))} params, "
                        f"{human_count(best.user_attrs.get('mult_adds'))} Mult-Adds" if best is not None else "-"),
         "generated": f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by srnas {__version__}",

@@ -45,6 +45,21 @@ def run_search(settings: SearchSettings, *, console: "Console | None" = None, pr
         return _run_search(settings, console=console, progress=progress)
 
 
+def _confirm(session: Session, console: "Console") -> None:
+    """Confirm the winners once the search is over (what the workers left, then the record)."""
+    from srnas.search.confirm import confirm_session
+
+    settings = session.settings
+    if not settings.confirm or session.budget_left() > 0:
+        return
+    pending = confirm_session(session, top=settings.confirm, seeds=settings.confirm_seeds,
+                              log=lambda line: log.info(line, extra=FILE_ONLY))
+    for r in pending:
+        console.print(f"confirmed trial {r['trial']} ({r['arch_id']}): {r['psnr']:.3f} dB (sd {r['sd']:.3f}, "
+                      f"{len(r['seeds'])} fresh seeds, {r['on']} images {', '.join(r['images'])}); selection score "
+                      f"minus fresh seeds on the same images (winner's curse): {r['gap']:+.3f} dB")
+
+
 def _run_search(settings: SearchSettings, *, console: "Console | None", progress: bool) -> "optuna.Study":
     from rich.console import Console
     from rich.text import Text
@@ -57,8 +72,10 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
         header = Text.from_markup(session.describe(engine.name)).plain
         log.info(f"search started: {header}, budget {settings.budget}, workers {settings.workers}, "
                  f"devices {','.join(settings.devices)}", extra=FILE_ONLY)
+        console = console or Console(stderr=True)
         try:
-            engine.run(session, console=console or Console(stderr=True), progress=progress)
+            engine.run(session, console=console, progress=progress)
+            _confirm(session, console)
         except SrnasError as exc:
             log.info(f"search stopped: {exc}", extra=FILE_ONLY)
             raise

@@ -139,6 +139,25 @@ class Objective:
         attrs["time_split"]["validate"] = round(attrs["time_split"]["validate"] + time.perf_counter() - t1, 4)
         return Evaluation(cfg, attrs, values, violations, png)
 
+    def bicubic_reference(self) -> float:
+        """Bicubic PSNR on the images a trial is scored on (mean over the space's scales)."""
+        from srnas.train.evaluate import bicubic_psnr
+
+        self.load_data()
+        val = self._val
+        sets = val if isinstance(val, dict) else {self.space.scales[0]: val}
+        values = [bicubic_psnr(v, scale=s, max_images=self.schedule.val_images) for s, v in sets.items()]
+        return float(sum(values) / len(values))
+
+    def infeasible_values(self, costs: ConfigCosts) -> tuple[float, ...]:
+        """Placeholder values of a config that is never trained (a constraint or the device's
+        memory rules it out): the bicubic PSNR (the score of the skip alone), its known
+        parameters and Mult-Adds, an infinite latency. Constrained samplers rank it by its
+        constraint values, not by these."""
+        known = {"psnr": self.bicubic_reference(), "params": float(costs.params), "macs": float(costs.mult_adds),
+                 "latency": float("inf")}
+        return tuple(known[name] for name in self.objectives)
+
     @staticmethod
     def _value(name: str, attrs: dict[str, Any]) -> float:
         return float({"psnr": attrs.get("psnr"), "params": attrs["params"], "macs": attrs["mult_adds"],

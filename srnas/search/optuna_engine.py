@@ -23,10 +23,10 @@ from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import arch_of, is_trained
 from srnas.search.processes import die_with_parent, terminate_as_interrupt
 from srnas.search.progress import SearchProgress
+from srnas.search.sampling import make_pruner, make_sampler, make_sampler_for_worker
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings, auto_workers
 from srnas.studies import storage_errors
-from srnas.train.schedules import ProxySchedule
 
 if TYPE_CHECKING:
     import optuna
@@ -35,39 +35,6 @@ if TYPE_CHECKING:
 
 #: A worker stops after this many proposals in a row of architectures already trained.
 MAX_REPEATS_IN_A_ROW = 100
-
-
-def make_sampler(settings: SearchSettings) -> "optuna.samplers.BaseSampler":
-    import optuna
-
-    seed = settings.seed
-    if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.budget // 4)))
-    return optuna.samplers.GPSampler(seed=seed)
-
-
-def make_sampler_for_worker(settings: SearchSettings, worker_id: int) -> "optuna.samplers.BaseSampler":
-    """Each worker's sampler gets its own seed (same seeds would propose the same configs)."""
-    if settings.seed is None or worker_id == 0:
-        return make_sampler(settings)
-    return make_sampler(dataclasses.replace(settings, seed=settings.seed + 7919 * worker_id))
-
-
-def make_pruner(settings: SearchSettings, schedule: ProxySchedule) -> "optuna.pruners.BasePruner":
-    import optuna
-
-    kind = settings.effective_pruner
-    if kind == "none":
-        return optuna.pruners.NopPruner()
-    points = schedule.eval_points()
-    if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=points[0])
-    return optuna.pruners.HyperbandPruner(min_resource=points[0], max_resource=schedule.updates,
-                                          reduction_factor=3)
 
 
 class Worker:
@@ -94,6 +61,7 @@ class Worker:
             threads = max(1, (os.cpu_count() or 1) // settings.workers)
             if self.device.type != "cpu":
                 torch.set_num_threads(threads)
+        self.threads = threads
         self.runner = session.trial_runner(device=str(self.device), engine="optuna", threads=threads)
         self.on_trial_end = on_trial_end
         self._deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
@@ -102,7 +70,7 @@ class Worker:
     def attach(cls, settings: SearchSettings, worker_id: int, device: str | None = None) -> "Worker":
         """A worker of its own process on the study that the coordinator prepared."""
         session = Session.attach(settings)
-        session.study.sampler = make_sampler_for_worker(settings, worker_id)
+        session.study.sampler = make_sampler_for_worker(settings, worker_id, session.space)
         session.study.pruner = make_pruner(settings, session.schedule)
         return cls(session, worker_id=worker_id, device=device)
 
@@ -119,7 +87,7 @@ class Worker:
                 counts = self.session.counts()
                 if self.session.budget_left(counts) == 0:
                     return None
-                if counts.finished + counts.running < self.settings.budget:
+                if counts.finished + counts.running < self.settings.budget and not self.session.compute_spent(counts):
                     trial = self.study.ask()
                     for key, value in self.runner.worker.items():  # who runs it, before anything else
                         trial.set_user_attr(key, value)
@@ -140,10 +108,31 @@ class Worker:
     # ---- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run trials until done; returns how many this worker finished. A full disk or an
-        unusable storage ends it with one line naming the file (`storage_errors`)."""
+        """Run trials until done, then take part in the confirmation of the winners
+        (`srnas.search.confirm`) once the search is over; returns how many trials this worker
+        finished. A full disk or an unusable storage ends it with one line naming the file
+        (`storage_errors`)."""
         with storage_errors(self.study._storage):
-            return self._run()
+            done = self._run()
+            if self.settings.confirm and self._search_over():
+                from srnas.search.confirm import Confirmation
+
+                Confirmation(self.session, top=self.settings.confirm, seeds=self.settings.confirm_seeds,
+                             device=str(self.device), threads=self.threads).run()
+            return done
+
+    def _search_over(self) -> bool:
+        """Whether the search met its budget and no trial is still running (waits for the
+        running ones of other workers); False after a timeout."""
+        while time.monotonic() < self._deadline:
+            self.session.fail_stale()
+            counts = self.session.counts()
+            if self.session.budget_left(counts) > 0:
+                return False
+            if counts.running == 0:
+                return True
+            time.sleep(1.0)
+        return False
 
     def _run(self) -> int:
         done = repeats = 0
@@ -179,7 +168,7 @@ class OptunaEngine:
         settings = session.settings
         if not isinstance(settings.workers, int):
             raise ConfigError("OptunaEngine.run: settings.workers must be resolved by validate()")
-        session.study.sampler = make_sampler(settings)
+        session.study.sampler = make_sampler(settings, session.space)
         session.study.pruner = make_pruner(settings, session.schedule)
         console.print(session.describe(self.name)
                       + f", sampler {settings.sampler}, pruner {settings.effective_pruner}"

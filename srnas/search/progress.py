@@ -15,8 +15,8 @@ import threading
 from typing import Any
 
 from srnas.log import VERBOSE_ONLY, ProgressClock, get_logger
-from srnas.outcomes import (beats_reference, count_trials, is_infeasible, is_repeat, pareto_trials,
-                            reference_psnr, results_of_record)
+from srnas.outcomes import (beats_reference, confirmed_records, count_trials, is_infeasible, is_repeat,
+                            pareto_trials, reference_psnr, results_of_record)
 from srnas.units import human_count, human_duration
 
 log = get_logger("search")
@@ -60,14 +60,13 @@ def trial_line(t: Any, best: str) -> str:
     what = f"trial {t.number}"
     cost = f"{_fmt_params(a.get('params'))} params, {_describe(t)}"
     took = human_duration(a.get("wall_time_s"))
+    if is_repeat(t):
+        return f"{what} repeats trial {a['reused_from']} ({a.get('psnr', math.nan):.2f} dB), not trained again: {cost}"
     if t.state.name == "FAIL":
         reason = str(a.get("error") or "no reason recorded").splitlines()[0][:160]
         return f"{what} failed: {reason}; best {best}"
     if is_infeasible(t):
         return f"{what} infeasible, not trained ({a.get('infeasible')}): {cost}"
-    if is_repeat(t):
-        psnr = f"{t.values[0]:.2f} dB" if t.values else f"{a.get('psnr', math.nan):.2f} dB (pruned)"
-        return f"{what} repeats trial {a['reused_from']} ({psnr}), not trained again: {cost}"
     if t.state.name == "PRUNED":
         curve = a.get("psnr_curve") or []
         at = f" at update {int(curve[-1][0]):,}" if curve else ""
@@ -102,7 +101,7 @@ class SearchProgress:
         """Counts, the best trial as text, and the finished trials (``trials``)."""
         trials = self.study.get_trials(deepcopy=False)
         c = count_trials(trials)
-        complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
+        complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and not is_infeasible(t)]
         return {"finished": c.finished, "pruned": c.pruned, "running": c.running, "failed": c.failed,
                 "infeasible": c.infeasible, "repeats": c.repeats, "best": _best_text(complete),
                 "trials": [t for t in trials if t.state.name in _FINISHED]}
@@ -176,7 +175,8 @@ def summary_table(study: Any, *, top: int = 5) -> Any:
 
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
-    record = results_of_record(trials)
+    confirmed = confirmed_records(study.user_attrs)
+    record = results_of_record(trials, confirmed)
     multi = len(study.directions) > 1
     bicubic = reference_psnr(record)
     if multi:
@@ -187,17 +187,31 @@ def summary_table(study: Any, *, top: int = 5) -> Any:
         title = f"Best {len(rows)} of {len(record)} architectures trained to full fidelity"
         if record and not rows:
             title = f"No architecture beat bicubic ({len(record)} trained to full fidelity)"
-    title += (f" ({counts.finished} distinct trained, {counts.pruned} pruned, {counts.repeats} repeated proposals"
+    per = counts.repeats / counts.finished if counts.finished else 0.0
+    title += (f" ({counts.finished} distinct trained, {counts.pruned} pruned, {counts.repeats} repeated proposals "
+              f"({per:.2f} per trained architecture)"
               + (f"; bicubic {bicubic:.2f} dB" if bicubic is not None else "") + ")")
     protocol = next((t.user_attrs.get("protocol") for t in rows if t.user_attrs.get("protocol")), None)
     table = Table(title=title + (f" (PSNR protocol: {protocol})" if protocol else ""))
-    for col in ("#", "architecture", "params", "Mult-Adds", "PSNR", "bicubic", "time"):
+    shown = {str(t.user_attrs.get("arch_id")): confirmed.get(str(t.user_attrs.get("arch_id"))) for t in rows}
+    with_confirmed = any(r is not None for r in shown.values())
+    columns = ["#", "architecture", "params", "Mult-Adds", "PSNR", "bicubic", "time"]
+    if with_confirmed:  # held-out score of fresh seeds, and selection score minus theirs on the same images
+        columns[5:5] = ["confirmed", "gap"]
+    for col in columns:
         table.add_column(col, justify="left" if col == "architecture" else "right")
     for t in rows:
         a = t.user_attrs
         macs = a.get("mult_adds")
-        table.add_row(str(t.number), _describe(t), _fmt_params(a.get("params")),
-                      human_count(macs),
-                      f"{t.values[0]:.3f}", f"{a.get('bicubic_psnr', math.nan):.3f}",
-                      f"{a.get('wall_time_s', math.nan):.1f}s" + (" (reused)" if "reused_from" in a else ""))
+        cells = [str(t.number), _describe(t), _fmt_params(a.get("params")), human_count(macs), f"{t.values[0]:.3f}"]
+        if with_confirmed:
+            c = shown.get(str(a.get("arch_id")))
+            cells += [f"{c['psnr']:.3f} ± {c['sd']:.3f}", f"{c['gap']:+.3f}"] if c else ["-", "-"]
+        cells += [f"{a.get('bicubic_psnr', math.nan):.3f}",
+                  f"{a.get('wall_time_s', math.nan):.1f}s" + (" (reused)" if "reused_from" in a else "")]
+        table.add_row(*cells)
+    if with_confirmed:
+        table.caption = ("confirmed: mean PSNR of fresh-seed trainings on the validation images the search did not "
+                         "select on (± sd); gap: the search's score minus the fresh seeds' on the same images "
+                         "(the winner's curse); confirmed architectures rank first")
     return table

@@ -290,16 +290,15 @@ class Session:
 
     @classmethod
     def attach(cls, settings: SearchSettings) -> "Session":
-        """Open the study of ``settings`` (named in it) as a worker; engines set the study's
-        sampler and pruner they need."""
-        import optuna
-
+        """Open the existing study of ``settings`` (named in it), as a worker or ``srnas
+        confirm`` does; one clear line when it does not exist. Engines set the study's sampler
+        and pruner they need."""
         space = load_space(settings)
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
-        storage = home.storage(settings.storage, create=False)
-        with storage_errors(storage):
-            study = optuna.load_study(study_name=home.name, storage=storage)
+        study = home.load(settings.storage)
+        with storage_errors(study._storage):
+            study.user_attrs  # noqa: B018  (a broken storage fails here, with one line)
         return cls(settings, space, schedule, home, study)
 
     def identity(self) -> dict[str, Any]:
@@ -326,7 +325,7 @@ class Session:
                 before = known.get("schedule") if isinstance(known.get("schedule"), dict) else {}
                 now = self.schedule.to_dict()
                 fields = [f"{k} {before[k]} -> {now[k]}" for k in now
-                          if k not in ("name", "fidelity_id", "eval_every") and k in before and before[k] != now[k]]
+                          if k not in ("name", "fidelity_id", "eval_every", "first_rung") and k in before and before[k] != now[k]]
                 same = _named_like(str(was), known.get("fidelity"))
                 out.append((f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
                             f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
@@ -416,9 +415,17 @@ class Session:
             raise SrnasError(f"study {self.name!r}: {counts.infeasible} sampled configs violated the "
                              "constraints or did not fit the device's memory; loosen --max-params/--max-mult-adds "
                              "or the space's constraints")
-        if self.exhausted(counts):
+        if self.exhausted(counts) or self.compute_spent(counts):
             return 0
         return max(0, self.settings.budget - counts.finished)
+
+    def compute_spent(self, counts: Counts | None = None) -> bool:
+        """Whether the trials trained ``--max-updates`` updates (running ones counted in full)."""
+        limit = self.settings.max_updates
+        if limit is None:
+            return False
+        counts = counts or self.counts()
+        return counts.updates + counts.running * self.schedule.updates >= limit
 
     def end_note(self) -> str:
         """One line on how the search ended (budget met, space exhausted, or stopped early)."""
@@ -427,6 +434,8 @@ class Session:
                    f"{c.repeats} proposals were repeats")
         if c.finished >= self.settings.budget:
             return f"budget met: {trained}"
+        if self.compute_spent(c):
+            return f"compute budget met ({c.updates:,} of --max-updates {self.settings.max_updates:,} updates): {trained}"
         if self.exhausted(c):
             return (f"space exhausted: all {self.space_size:,} configs of space {self.space.name!r} were proposed; "
                     f"{trained} (budget {self.settings.budget})")
@@ -437,7 +446,7 @@ class Session:
         counts = self.counts()
         if self.budget_left(counts) > 0:
             return None
-        if self.exhausted(counts) and counts.finished < self.settings.budget:
+        if (self.exhausted(counts) or self.compute_spent(counts)) and counts.finished < self.settings.budget:
             return self.end_note()
         return (f"study {self.name!r} already holds {counts.finished} distinct architectures "
                 f"(budget {self.settings.budget}): nothing to do; pass --budget N with N > {counts.finished} "

@@ -19,7 +19,9 @@ OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "lat
 #: The Optuna metric name shown for each objective.
 METRIC_NAMES = {"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds", "latency": "latency (ms)"}
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
-PRUNERS = ("hyperband", "median", "none")
+#: ``asha``: successive halving from the proxy's measured first rung (one bracket: the sampler
+#: sees every trial); ``hyperband`` gives a sampler only the trials of a trial's own bracket.
+PRUNERS = ("asha", "hyperband", "median", "none")
 #: Most CPU worker processes ``--workers auto`` starts.
 MAX_AUTO_CPU_WORKERS = 8
 
@@ -67,6 +69,14 @@ class SearchSettings:
     max_params: float | None = None
     max_mult_adds: float | None = None
     max_activation_mb: float | None = None
+    #: Stop once the trials trained this many updates in all (pruned ones count the updates they
+    #: ran): a compute budget beside ``budget`` (distinct architectures).
+    max_updates: int | None = None
+    #: Architectures confirmed at the end (trained again with fresh seeds, scored on validation
+    #: images the search did not select on); 0: none.
+    confirm: int = 3
+    #: Fresh seeds per confirmed architecture.
+    confirm_seeds: int = 2
     #: Seconds between a running trial's heartbeats; twice this is the grace period after
     #: which a RUNNING trial of another machine with a silent heartbeat is failed.
     heartbeat: float = HEARTBEAT_INTERVAL
@@ -100,6 +110,13 @@ class SearchSettings:
             raise ConfigError(f"--artifacts must be a folder or s3://BUCKET/PREFIX, got {self.artifacts!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
+        for name, value, low in (("--max-updates", self.max_updates, 1), ("--confirm", self.confirm, 0),
+                                 ("--confirm-seeds", self.confirm_seeds, 1)):
+            if value is None and name == "--max-updates":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if low else "an integer >= 0"
+                raise ConfigError(f"{name} must be {what}, got {value!r}")
 
     @property
     def multi_objective(self) -> bool:
@@ -109,7 +126,7 @@ class SearchSettings:
     def effective_pruner(self) -> str:
         if self.multi_objective:
             return "none"
-        return self.pruner or "hyperband"
+        return self.pruner or "asha"
 
     def resolved_study(self, space_name: str) -> str:
         """``--study``, or ``<space>-<data>[-objectives]`` made a valid name."""

@@ -55,18 +55,20 @@ class Outcome:
 
 
 class Heartbeat:
-    """Records ``heartbeat_at`` (seconds since the epoch) in a trial every ``interval`` seconds
-    while it trains or waits, on every storage (`srnas.search.session.StaleTrials` reads it)."""
+    """Calls ``beat()`` now and every ``interval`` seconds in a thread while a trial trains or
+    waits (`for_trial`: records ``heartbeat_at``, seconds since the epoch, in the trial, on every
+    storage; `srnas.search.session.StaleTrials` reads it). A failing beat is skipped: the trial
+    may have finished meanwhile, or the storage be briefly unreachable."""
 
-    def __init__(self, storage: Any, trial_id: int, interval: float = HEARTBEAT_INTERVAL) -> None:
-        self.storage = storage
-        self.trial_id = trial_id
+    def __init__(self, beat: Callable[[], object], interval: float = HEARTBEAT_INTERVAL) -> None:
+        self.beat = beat
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def beat(self) -> None:
-        self.storage.set_trial_user_attr(self.trial_id, "heartbeat_at", round(time.time(), 1))
+    @classmethod
+    def for_trial(cls, storage: Any, trial_id: int, interval: float = HEARTBEAT_INTERVAL) -> "Heartbeat":
+        return cls(lambda: storage.set_trial_user_attr(trial_id, "heartbeat_at", round(time.time(), 1)), interval)
 
     def __enter__(self) -> "Heartbeat":
         self.beat()
@@ -227,7 +229,7 @@ class TrialRunner:
 
         t0 = time.perf_counter()
         try:
-            with Heartbeat(self.study._storage, trial._trial_id, self.heartbeat):
+            with Heartbeat.for_trial(self.study._storage, trial._trial_id, self.heartbeat):
                 waited = False
                 while True:
                     reuse = self.find_previous(cfg.arch_id)
@@ -244,7 +246,7 @@ class TrialRunner:
                     short = memory_shortfall(cfg, batch=self.objective.schedule.batch,
                                              patch=self.objective.schedule.patch, device=self.device) if feasible else None
                     if short is not None:
-                        return self._infeasible(trial, f"memory: {short}")
+                        return self._infeasible(trial, cfg, costs, f"memory: {short}")
                     try:
                         evaluation = self.objective.evaluate(cfg, trial_seed=seed, costs=costs, on_eval=on_eval)
                     except _Superseded as exc:
@@ -287,7 +289,7 @@ class TrialRunner:
             return Outcome("failed")
         self.consecutive_failures = 0
         if evaluation.values is None:
-            return self._infeasible(trial, evaluation.attrs["infeasible"])
+            return self._infeasible(trial, cfg, costs, evaluation.attrs["infeasible"])
         try:
             for key, value in evaluation.attrs.items():
                 trial.set_user_attr(key, value)
@@ -299,14 +301,15 @@ class TrialRunner:
         self.study.tell(trial, list(evaluation.values))
         return Outcome("complete", float(evaluation.values[0]))
 
-    def _infeasible(self, trial: Any, why: str) -> Outcome:
-        """Record ``trial`` PRUNED with ``infeasible`` = ``why`` (never trained)."""
-        from optuna.trial import TrialState
-
+    def _infeasible(self, trial: Any, cfg: ArchConfig, costs: Any, why: str) -> Outcome:
+        """Record ``trial`` COMPLETE with ``infeasible`` = ``why``, never trained: its constraint
+        values (set through Optuna's constraint API) make every constrained sampler treat it as
+        infeasible, and its values are placeholders (`Objective.infeasible_values`) that no
+        result, plot or ranking of srnas reads."""
         if why.startswith("memory:"):
             trial.set_constraint("memory", 1.0)
         trial.set_user_attr("infeasible", why)
-        self.study.tell(trial, state=TrialState.PRUNED)
+        self.study.tell(trial, list(self.objective.infeasible_values(costs)))
         return Outcome("infeasible")
 
     def _remove_samples(self, cfg: ArchConfig) -> None:
@@ -318,6 +321,10 @@ class TrialRunner:
                 leftover.unlink(missing_ok=True)
 
     def _reuse(self, trial: Any, reuse: Any) -> Outcome:
+        """Answer a proposal of an architecture already trained at this fidelity: the trial keeps
+        the earlier result's attributes (``reused_from``) and ends FAIL, the one state no
+        sampler learns from, so the history holds each architecture once. The outcome carries
+        the known result (NNI's strategies are told it)."""
         from optuna.trial import TrialState
 
         for key, value in reuse.user_attrs.items():
@@ -325,21 +332,13 @@ class TrialRunner:
                 trial.set_user_attr(key, value)
         trial.set_user_attr("reused_from", reuse.number)
         self.consecutive_failures = 0
+        self.study.tell(trial, state=TrialState.FAIL)
         if reuse.state == TrialState.COMPLETE:
-            self.study.tell(trial, list(reuse.values))
             return Outcome("complete", float(reuse.values[0]), reused=True)
-        if pruned_at_last_step(reuse, self.objective.schedule.updates) and len(self.study.directions) == 1:
+        if pruned_at_last_step(reuse, self.objective.schedule.updates):
             # Trained to the last evaluation, but recorded PRUNED by an older srnas: a full result.
-            for step, value in reuse.intermediate_values.items():
-                trial.report(value, step)
-            psnr = float(reuse.user_attrs["psnr"])
-            self.study.tell(trial, [psnr])
-            return Outcome("complete", psnr, reused=True)
-        # Pruned at this fidelity before: it would be pruned again.
-        for step, value in reuse.intermediate_values.items():
-            trial.report(value, step)
-        self.study.tell(trial, state=TrialState.PRUNED)
-        last = reuse.user_attrs.get("psnr")
+            return Outcome("complete", float(reuse.user_attrs["psnr"]), reused=True)
+        last = reuse.user_attrs.get("psnr")  # pruned at this fidelity before: it would be pruned again
         return Outcome("pruned", float(last) if last is not None else None, reused=True)
 
     def _upload(self, trial: Any, png: Path) -> None:

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -312,6 +312,22 @@ def evaluate_model(model: nn.Module, dataset: "SRImageSet", *, scale: int, proto
     finally:
         model.train(was_training)
     return _finish(dataset, scale, protocol, self_ensemble, rows, started, "model")
+
+
+def psnr_per_image(model: nn.Module, val_sets: "Mapping[int, SRImageSet]", *,
+                   indices: Sequence[int] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """PSNR of ``model`` on each image of the validation sets (``scale -> set``, the sets holding
+    the same images; an MDSR model's score is the mean over its scales), by image name, and the
+    process CPU seconds each image took. ``indices``: which images (default: all)."""
+    first = next(iter(val_sets.values()))
+    scores: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for i in (range(len(first.names)) if indices is None else indices):
+        t = time.process_time()
+        values = [evaluate_model(model, val.subset([i]), scale=s, with_ssim=False).psnr for s, val in val_sets.items()]
+        seconds[first.names[i]] = round(time.process_time() - t, 4)
+        scores[first.names[i]] = float(sum(values) / len(values))
+    return scores, seconds
 
 
 def evaluate_bicubic(dataset: "SRImageSet", *, scale: int, protocol: str | None = None,

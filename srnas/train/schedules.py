@@ -35,7 +35,10 @@ class _Schedule:
     ``lr * lr_min_factor`` over the run instead (``lr_milestones="cosine"`` is accepted as a
     shorthand). ``eval_every`` is the number of updates between validation evaluations (the
     points reported to a pruner); the last update is always evaluated. ``val_images`` limits the
-    validation set (``None``: all images).
+    validation set (``None``: all images). ``first_rung`` is the earliest evaluation point at which
+    a search may prune (None: the first one): where the proxy-fidelity study measured that the
+    ranking carries signal (benchmarks/README.md, "Proxy fidelity"). Like ``eval_every`` it
+    changes no trained weight nor score, so it is not part of ``fidelity_id``.
     """
 
     name: str
@@ -53,6 +56,7 @@ class _Schedule:
     eps: float = 1e-8
     loss: str = "l1"
     augment: bool = True
+    first_rung: int | None = None
 
     kind = "schedule"
 
@@ -98,6 +102,12 @@ class _Schedule:
         set_("eps", float(self.eps))
         if self.loss not in LOSSES:
             raise ConfigError(f"{where}: loss {self.loss!r} unknown; allowed: {', '.join(LOSSES)}")
+        if self.first_rung is not None:
+            r = self.first_rung
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or int(r) != r or r not in self.eval_points():
+                raise ConfigError(f"{where}: first_rung must be one of its evaluation points "
+                                  f"{self.eval_points()}, got {r!r}")
+            set_("first_rung", int(r))
 
     # ---- learning rate ------------------------------------------------------------------------
 
@@ -135,7 +145,7 @@ class _Schedule:
         Readable prefix plus a hash of every field that changes the trained weights or the score.
         """
         d = dataclasses.asdict(self)
-        for field in ("name", "eval_every"):
+        for field in ("name", "eval_every", "first_rung"):
             d.pop(field)
         d["lr_milestones"] = list(self.lr_milestones)
         d["betas"] = list(self.betas)
@@ -153,7 +163,8 @@ class _Schedule:
             return self
         return dataclasses.replace(self, name=f"{self.name}*{factor}", updates=self.updates * factor,
                                    lr_milestones=tuple(m * factor for m in self.lr_milestones),
-                                   eval_every=self.eval_every * factor)
+                                   eval_every=self.eval_every * factor,
+                                   first_rung=None if self.first_rung is None else self.first_rung * factor)
 
     def shortened(self, max_updates: int) -> "Schedule":
         """The same schedule cut to at most ``max_updates`` updates (smoke runs, benchmarks).
@@ -164,11 +175,18 @@ class _Schedule:
         """
         if max_updates >= self.updates:
             return self
-        return dataclasses.replace(
-            self, name=f"{self.name}@{max_updates}", updates=max_updates,
-            lr_milestones=tuple(m for m in self.lr_milestones if m < max_updates),
-            eval_every=min(self.eval_every, max_updates),
-        )
+        short = dataclasses.replace(self, name=f"{self.name}@{max_updates}", updates=max_updates,
+                                    lr_milestones=tuple(m for m in self.lr_milestones if m < max_updates),
+                                    eval_every=min(self.eval_every, max_updates), first_rung=None)
+        # The measured rung holds for the full schedule; a cut one keeps it where it still evaluates.
+        if self.first_rung is not None and self.first_rung in short.eval_points()[:-1]:
+            short = dataclasses.replace(short, first_rung=self.first_rung)
+        return short
+
+    def rungs_from(self) -> int:
+        """The first update at which a pruner may stop a run (``first_rung``, else the first
+        evaluation point)."""
+        return self.first_rung if self.first_rung is not None else self.eval_points()[0]
 
 
 @dataclasses.dataclass(frozen=True)

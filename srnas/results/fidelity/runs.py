@@ -109,7 +109,7 @@ def _init_worker(data: str, scales: tuple[int, ...], device: str, threads: int |
 
 def _train_run(config_json: str, schedule: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train one config in this (worker) process; score the final model on each validation image."""
-    from srnas.train.evaluate import evaluate_model
+    from srnas.train.evaluate import psnr_per_image
     from srnas.train.schedules import schedule_from_dict
     from srnas.train.trainer import Trainer
 
@@ -131,15 +131,8 @@ def _train_run(config_json: str, schedule: dict[str, Any], seed: int) -> dict[st
     row["fit_wall_s"] = round(time.perf_counter() - wall, 3)
     row["curve"] = [[int(u), float(p)] for u, p in result.psnr_curve]
     row["protocol"] = result.final["protocol"]
-    first = val[cfg.scales[0]]
-    images: dict[str, float] = {}
-    costs: dict[str, float] = {}
-    for i, name in enumerate(first.names):
-        t = time.process_time()
-        scores = [evaluate_model(result.model, val[s].subset([i]), scale=s, with_ssim=False).psnr for s in cfg.scales]
-        costs[name] = round(time.process_time() - t, 4)
-        images[name] = float(sum(scores) / len(scores))
-    row["images"], row["eval_cpu_s"] = images, costs
+    row["images"], row["eval_cpu_s"] = psnr_per_image(result.model, val)
+    images = row["images"]
     row["psnr"] = float(sum(images.values()) / len(images))
     return row
 
