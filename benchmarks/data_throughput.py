@@ -6,7 +6,10 @@ Prints, per device (CPU, and CUDA when available):
 - one EDSR-baseline x2 training step (Adam lr 1e-4, L1 loss) on such a minibatch, fp32;
 - the share of a training step that sampling would take (sampling runs in the training loop).
 
-Also prints the time of one MATLAB-bicubic x1/2 of a DIV2K-sized image (LR generation).
+Also prints the time of one MATLAB-bicubic x1/2 of a DIV2K-sized image (LR generation), and
+how many operations the accelerator path of the sampler runs per minibatch (each non-view aten
+operation is a kernel launch on a GPU; counted on the CPU by forcing that path, so the figure is
+the same on every machine), for x2 and for MDSR's x2/x3/x4.
 
     .venv/bin/python benchmarks/data_throughput.py            # about 30-60 s on 2 CPU cores
     .venv/bin/python benchmarks/data_throughput.py --devices cuda --steps 50
@@ -61,6 +64,34 @@ def time_sampler(data: SRImageSet, device: torch.device, batches: int, rounds: i
         _sync(device)
         best = min(best, (time.perf_counter() - start) / per_round)
     return setup, best
+
+
+def launches_per_minibatch(data: SRImageSet, scales: tuple[int, ...], minibatches: int = 64) -> tuple[float, float]:
+    """(non-view aten operations, CPU milliseconds) per ``sample()`` of the accelerator path
+    (the per-block work shared out over its minibatches); operations counted with a dispatch
+    mode, time the best of 5 rounds without it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if not func.is_view:
+                Count.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    sampler = PatchSampler(data, scales, patch=48, batch=16, seed=0, shared_store=False)
+    sampler._batched = True  # the path an accelerator takes
+    with Count():
+        for _ in range(minibatches):
+            sampler.sample()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(minibatches):
+            sampler.sample()
+        best = min(best, (time.perf_counter() - start) / minibatches)
+    return Count.ops / minibatches, best * 1e3
 
 
 def time_train_step(data: SRImageSet, device: torch.device, steps: int, warmup: int) -> float:
@@ -128,6 +159,12 @@ def main() -> None:
         print(f"{label[:28]:<28} {setup:>7.2f} {per_batch * 1e3:>10.2f} {16 / per_batch:>10.0f} "
               f"{per_step * 1e3:>9.1f} {16 / per_step:>10.1f} {per_batch / (per_batch + per_step):>9.1%}")
     print("\ndata share = sampling time / (sampling + training step): what feeding costs a training loop.")
+    small = SRImageSet("launch-count", data.names[:2], [h[:384, :384] for h in data.hr[:2]],
+                       {s: [imresize(h[:384, :384], 1 / s) for h in data.hr[:2]] for s in (2, 3, 4)}, protocol="div2k")
+    for scales in ((2,), (2, 3, 4)):
+        ops, ms = launches_per_minibatch(small, scales)
+        print(f"accelerator path, scales {'/'.join(map(str, scales))}: {ops:.1f} kernel-launching operations per "
+              f"minibatch; {ms:.2f} ms per minibatch when run on the CPU")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,33 @@
-"""The prepared device check of the GPU path: one call, at most ~8 minutes on a GPU machine.
+"""The prepared device check of the GPU path: the checks take about 2 minutes on a GPU, the
+throughput table about 4 more (`benchmarks/gpu_run.sh` runs both and a short real search).
 
 Prints the card and the policy, then one PASS/FAIL/SKIP line per CUDA path, then the throughput
-table, and writes everything as JSON (``--json``). Needs only PyTorch (with CUDA), NumPy,
-SciPy, scikit-image and Pillow: no Optuna, no PyYAML (it imports the training layer only).
-On a machine without CUDA the CPU-safe parts run and every CUDA check says SKIP.
+table. ``--json`` is rewritten after every check and every throughput row, so a hang or a
+timeout keeps everything measured until then. Needs only PyTorch (with CUDA), NumPy, SciPy,
+scikit-image and Pillow: no Optuna, no PyYAML (it imports the training layer only). On a
+machine without CUDA the CPU-safe parts run and every CUDA check says SKIP with a line.
 
     python benchmarks/gpu_check.py --json gpu_check.json          # on the GPU machine, from the repo root
-    python benchmarks/gpu_check.py --quick                        # checks only, no throughput table
+    python benchmarks/gpu_check.py --quick                        # checks only, fewer trials, no throughput
 
 Checks
 - sampler parity: the CUDA patch sampler draws exactly the CPU sampler's minibatches;
 - graphs vs eager: losses of captured bf16 steps follow eager bf16 steps;
 - replays train: parameters move under replays, no fallback happened;
-- lr changes: an lr halving mid-run takes effect in the captured optimiser (fp32 graphed run
-  ends where the fp32 eager run ends);
+- lr changes: an lr halving mid-run takes effect in the captured optimiser (its lr, a float32
+  tensor, compared with a relative tolerance; the fp32 graphed run ends where the fp32 eager run
+  ends);
+- MDSR graphs: one pool of per-scale graphs replayed in random scale order trains as eager
+  steps do (fp32 losses and parameters);
+- scorer: `DeviceScorer` on CUDA equals the protocol metrics computed on the CPU (1e-4 dB);
+- head fp32: under bf16 autocast the mean-shifted input and the head conv stay fp32 (TF32 off);
 - bf16 output stage: an untrained bicubic-skip net under bf16 autocast is bicubic, in fp32;
 - resume on CUDA: a checkpoint written on CUDA resumes (RNG states read to the CPU first);
 - capture fallback: a capture that fails releases its graphs and the run goes on eagerly;
-- memory flat: allocated memory after 12 trials of different architectures is flat;
+- memory flat: allocated and reserved memory after 12 trials of different architectures are
+  flat, with graphs, with torch.compile and in eager fallback;
 - placement: a worker bound with CUDA_VISIBLE_DEVICES sees one GPU and trains there (captured
-  steps are not empty);
+  steps are not empty); ``--devices cuda`` spreads workers over every visible GPU;
 - compile: torch.compile of the forward pass trains.
 """
 
@@ -54,6 +62,28 @@ from srnas.train.graphs import CudaGraphs  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 RESULTS: list[dict[str, Any]] = []
+#: Where the results are rewritten after every check and row (``--json``), and what they hold.
+STATE: dict[str, Any] = {"path": None, "card": {}, "throughput": {}, "started": time.perf_counter()}
+#: Trials per memory mode (fewer under ``--quick``).
+MEMORY_TRIALS = {"graphs": 12, "eager fallback": 12, "compile": 6}
+
+
+def save() -> None:
+    """Rewrite the JSON with everything measured so far (atomically: a kill leaves the last one)."""
+    path = STATE["path"]
+    if path is None:
+        return
+    payload = {"card": STATE["card"], "checks": RESULTS, "throughput": STATE["throughput"],
+               "seconds": round(time.perf_counter() - STATE["started"], 1)}
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def lr_matches(value: float, expected: float) -> bool:
+    """A captured optimiser's lr is a float32 tensor: compare relatively (float32(1e-3) is
+    1.0000000474974513e-3)."""
+    return abs(value - expected) <= 1e-6 * abs(expected)
 
 
 def report(name: str, fn: Callable[[], str | None], *, cuda: bool = True) -> None:
@@ -61,6 +91,7 @@ def report(name: str, fn: Callable[[], str | None], *, cuda: bool = True) -> Non
     if cuda and not CUDA:
         RESULTS.append({"check": name, "status": "SKIP", "detail": "no CUDA device here"})
         print(f"SKIP  {name}: no CUDA device here", flush=True)
+        save()
         return
     start = time.perf_counter()
     try:
@@ -73,6 +104,7 @@ def report(name: str, fn: Callable[[], str | None], *, cuda: bool = True) -> Non
     seconds = time.perf_counter() - start
     RESULTS.append({"check": name, "status": status, "detail": detail, "seconds": round(seconds, 2)})
     print(f"{status}  {name} ({seconds:.1f} s): {detail}", flush=True)
+    save()
 
 
 def synthetic_set(n: int = 6, size: int = 192, scales: tuple[int, ...] = (2, 3, 4), seed: int = 0) -> SRImageSet:
@@ -147,7 +179,7 @@ def check_lr_changes() -> str:
     rg = g.fit()
     re = Trainer(NET, DATA, VAL, sched, device="cuda", seed=2, precision="fp32", cuda_graphs=False).fit()
     lr_now = float(g.optimizer.param_groups[0]["lr"])
-    assert abs(lr_now - 1e-3) < 1e-12, f"captured optimiser lr is {lr_now}, not 1e-3 after the milestone"
+    assert lr_matches(lr_now, 1e-3), f"captured optimiser lr is {lr_now}, not 1e-3 after the milestone"
     diff = max_diff(params(rg.model), params(re.model))
     assert diff < 1e-2, f"graphed fp32 run ends {diff:.3e} away from the eager run"
     return f"lr {lr_now:g} after the milestone; graphed vs eager fp32 parameters within {diff:.1e}"
@@ -207,20 +239,88 @@ def check_capture_fallback() -> str:
     return f"fell back ({t.graph_failure[:60]}); a later run captured: {after.graph_failure is None}"
 
 
+MEMORY_CONFIGS = [ArchConfig(n_resblocks=b, n_feats=f, kernel_sizes=k, global_skip=sk)
+                  for b, f, k, sk in [(1, 8, 3, "none"), (4, 32, 3, "bicubic"), (2, 16, 5, "bicubic"), (3, 24, 3, "none"),
+                                      (4, 32, 5, "bicubic"), (1, 12, 3, "bicubic"), (2, 32, 3, "none"),
+                                      (4, 16, 3, "bicubic"), (3, 32, 5, "bicubic"), (2, 8, 3, "none"),
+                                      (4, 24, 3, "bicubic"), (1, 32, 5, "none")]]
+
+
 def check_memory_flat() -> str:
-    configs = [ArchConfig(n_resblocks=b, n_feats=f, kernel_sizes=k, global_skip=s)
-               for b, f, k, s in [(1, 8, 3, "none"), (4, 32, 3, "bicubic"), (2, 16, 5, "bicubic"), (3, 24, 3, "none"),
-                                  (4, 32, 5, "bicubic"), (1, 12, 3, "bicubic"), (2, 32, 3, "none"), (4, 16, 3, "bicubic"),
-                                  (3, 32, 5, "bicubic"), (2, 8, 3, "none"), (4, 24, 3, "bicubic"), (1, 32, 5, "none")]]
-    allocated = []
-    for cfg in configs:
-        Trainer(cfg, DATA, VAL, schedule(12), device="cuda").fit()
-        gc.collect()
-        torch.cuda.synchronize()
-        allocated.append(torch.cuda.memory_allocated() / 2**20)
-    growth = allocated[-1] - allocated[1]
-    assert growth < 64, f"allocated memory grew {growth:.1f} MiB over 12 trials: {[round(a, 1) for a in allocated]}"
-    return f"allocated after each trial (MiB): {', '.join(f'{a:.0f}' for a in allocated)}"
+    modes = {"graphs": {}, "eager fallback": {"graph_backend": FailingCuda(torch.device("cuda"))},
+             "compile": {"compile": "inductor"}}
+    lines, problems = [], []
+    for mode, kwargs in modes.items():
+        allocated, reserved = [], []
+        for cfg in MEMORY_CONFIGS[:MEMORY_TRIALS[mode]]:
+            if mode == "eager fallback":  # a fresh failing backend per trial, as a real fallback has
+                kwargs = {"graph_backend": FailingCuda(torch.device("cuda"))}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Trainer(cfg, DATA, VAL, schedule(12), device="cuda", **kwargs).fit()
+            gc.collect()
+            torch.cuda.synchronize()
+            allocated.append(torch.cuda.memory_allocated() / 2**20)
+            reserved.append(torch.cuda.memory_reserved() / 2**20)
+        grew_a, grew_r = allocated[-1] - allocated[1], reserved[-1] - reserved[1]
+        lines.append(f"{mode}: allocated {allocated[1]:.0f} -> {allocated[-1]:.0f} MiB, reserved {reserved[1]:.0f} -> "
+                     f"{reserved[-1]:.0f} MiB over {len(allocated)} trials")
+        if grew_a >= 64 or grew_r >= 256:
+            problems.append(f"{mode} grew by {grew_a:.0f} MiB allocated, {grew_r:.0f} MiB reserved: "
+                            f"{[round(r) for r in reserved]}")
+    assert not problems, "; ".join(problems)
+    return "; ".join(lines)
+
+
+def check_mdsr_graphs() -> str:
+    cfg = ArchConfig(family="mdsr", scales=(2, 3, 4), n_resblocks=2, n_feats=16, head_blocks=1, head_kernel=3)
+    sched = schedule(48)
+    g = Trainer(cfg, DATA, VAL, sched, device="cuda", seed=4, precision="fp32")
+    rg = g.fit()
+    re = Trainer(cfg, DATA, VAL, sched, device="cuda", seed=4, precision="fp32", cuda_graphs=False).fit()
+    assert g.graph_failure is None, f"graphs fell back: {g.graph_failure}"
+    captured = sorted(str(k) for k in (g._graphs or {}))
+    assert len(captured) >= 3, f"expected one graph per scale, got {captured}"
+    diff = max_diff(params(rg.model), params(re.model))
+    lg, le = rg.loss_curve[-1][1], re.loss_curve[-1][1]
+    assert diff < 1e-2 and abs(lg - le) <= 0.05 * le, f"parameters {diff:.3e} apart, losses {lg:.4f} vs {le:.4f}"
+    return f"{len(captured)} graphs in one pool, mixed-scale replays: parameters within {diff:.1e}, losses {lg:.4f} vs {le:.4f}"
+
+
+def check_device_scorer() -> str:
+    from srnas.train.evaluate import DeviceScorer, evaluate_model
+
+    net = build_model(NET).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.01)  # not the bicubic identity
+    val = synthetic_set(n=3, size=120, scales=(2,), seed=5)
+    cpu = evaluate_model(net, val, scale=2, with_ssim=False)
+    gpu = DeviceScorer(val, scale=2, device=torch.device("cuda")).score(net.cuda())
+    diffs = [abs(a.psnr - b.psnr) for a, b in zip(cpu.rows, gpu.rows)]
+    assert max(diffs) < 1e-4, f"per-image PSNR differs by up to {max(diffs):.2e} dB"
+    return f"{len(diffs)} images, mean {gpu.psnr:.4f} dB on CUDA vs {cpu.psnr:.4f} on the CPU (max difference {max(diffs):.1e})"
+
+
+def check_head_fp32() -> str:
+    net = build_model(NET).cuda().eval()
+    x = torch.rand(2, 3, 40, 44, device="cuda") * 255
+    with torch.no_grad():
+        _, want = net._start(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            shifted, head = net._start(x)
+    err = float((head - want).abs().max())
+    assert shifted.dtype == head.dtype == torch.float32 and err == 0.0, f"head {head.dtype}, max error {err:.2e}"
+    return "mean-shifted input and head conv in fp32 under bf16 autocast (identical to fp32)"
+
+
+def check_devices_spread() -> str:
+    from srnas.search.settings import expand_devices
+
+    devices = expand_devices(("cuda",))
+    n = torch.cuda.device_count()
+    assert devices == tuple(f"cuda:{i}" for i in range(n)), f"--devices cuda -> {devices} with {n} GPU(s)"
+    return f"--devices cuda -> {', '.join(devices)}"
 
 
 PLACEMENT_CHILD = """
@@ -280,10 +380,13 @@ def check_cpu_seams() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--json", type=Path, default=None, help="write the results here")
-    ap.add_argument("--quick", action="store_true", help="checks only (no throughput table)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here (after every check and row)")
+    ap.add_argument("--quick", action="store_true", help="checks only, with fewer memory trials (no throughput table)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
+    STATE.update(path=args.json, started=started)
+    if args.quick:
+        MEMORY_TRIALS.update({"graphs": 6, "eager fallback": 4, "compile": 3})
     card: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0]}
     if CUDA:
         dev = torch.device("cuda")
@@ -294,17 +397,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         card.update(name="no CUDA device", policy=policy_for("cpu").describe())
     print("card: " + ", ".join(f"{k} {v}" for k, v in card.items()), flush=True)
+    STATE["card"] = card
+    save()
 
     report("CPU seams (stand-in graphs, fp32 output stage)", check_cpu_seams, cuda=False)
     report("sampler parity with the CPU", check_sampler_parity)
     report("graphs vs eager losses", check_graphs_vs_eager)
     report("replays train", check_replays_train)
     report("lr changes take effect", check_lr_changes)
+    report("MDSR per-scale graphs vs eager", check_mdsr_graphs)
+    report("DeviceScorer on CUDA vs CPU metrics", check_device_scorer)
     report("bf16 output stage", check_bf16_output_stage)
+    report("head and its input in fp32 under bf16", check_head_fp32)
     report("resume on CUDA", check_resume)
     report("capture fallback", check_capture_fallback)
-    report("memory flat across 12 trials", check_memory_flat)
+    report("memory flat across trials (graphs, eager fallback, compile)", check_memory_flat)
     report("placement with CUDA_VISIBLE_DEVICES", check_placement)
+    report("--devices cuda spreads over every GPU", check_devices_spread)
     report("torch.compile trains", check_compile)
 
     throughput: dict[str, Any] = {}
@@ -313,18 +422,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\nthroughput (CUDA):", flush=True)
         out = Path(tempfile.gettempdir()) / "srnas-train-throughput.json"
+
+        def row_done(partial: dict[str, Any]) -> None:  # train_throughput calls this after every row
+            STATE["throughput"] = partial
+            save()
+
         try:
-            tt.main(["--device", "cuda", "--json", str(out)])
+            tt.main(["--device", "cuda", "--json", str(out)], on_row=row_done)
             throughput = json.loads(out.read_text())
         except Exception as exc:
-            throughput = {"error": f"{type(exc).__name__}: {exc}"}
+            throughput = {**STATE["throughput"], "error": f"{type(exc).__name__}: {exc}"}
             print(f"throughput failed: {throughput['error']}", flush=True)
+        STATE["throughput"] = throughput
     failed = [r for r in RESULTS if r["status"] == "FAIL"]
     print(f"\n{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed or skipped, {len(failed)} failed; "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"card": card, "checks": RESULTS, "throughput": throughput,
-                                         "seconds": round(time.perf_counter() - started, 1)}, indent=2) + "\n")
+    save()
     return 1 if failed else 0
 
 

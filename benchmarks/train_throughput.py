@@ -16,10 +16,15 @@ batch, LR 48) and the tiny proxy net (the tiny space's preset: 4 blocks, 32 chan
 skip) at the tiny proxy's own LR patch 24. Loops run in alternating timed rounds (at least 3,
 each at least 1 s); the best round counts and the median is shown too.
 
-Trial share: a whole proxy trial (costs, data on the device, training, validation, sample image)
-through the search objective, for the ``tiny`` and ``short`` proxies: the share of its seconds
-spent outside training updates (`time_split`). Workers per GPU (CUDA): total patches/s of 1, 2
-and 4 processes training the tiny proxy net on one GPU.
+Trial share: whole proxy trials (costs, data on the device, training, validation, sample image)
+through the search objective, for the ``tiny`` and ``short`` proxies: the share of each trial's
+seconds spent outside training updates (`time_split`), for the first (cold: the training set
+goes to the device, the bicubic baseline and the scorer are set up, graphs are captured) and
+the second (steady state, another architecture of the same size) trial of a worker. Workers
+per GPU (CUDA): 1, 2 and 4 processes training the tiny proxy net on one GPU, started together:
+each warms up, then waits at a barrier; all then train over one common window, and the total
+is the patches all of them trained in that window divided by its length. The JSON is rewritten
+after every row.
 
     .venv/bin/python benchmarks/train_throughput.py                  # CPU (+ CUDA when present), ~5 min on 2 cores
     .venv/bin/python benchmarks/train_throughput.py --device cuda --json out.json
@@ -238,62 +243,82 @@ def compare(cfg: ArchConfig, data: SRImageSet, device: torch.device, *, patch: i
     return row
 
 
-def trial_share(proxy: str, device: str, *, data: tuple[SRImageSet, SRImageSet] | None = None) -> dict[str, Any]:
-    """One whole proxy trial of the tiny space's preset through the search objective."""
+def trial_share(proxy: str, device: str, *, data: tuple[SRImageSet, SRImageSet] | None = None) -> list[dict[str, Any]]:
+    """Two whole proxy trials of one worker through the search objective: the tiny space's
+    preset (cold), then the same net with its kernels changed (steady state)."""
     from srnas.search.objective import Objective
     from srnas.space import SearchSpace
 
     space = SearchSpace.from_dict({"name": "bench", "parameters": {"n_resblocks": [4], "n_feats": [32],
-                                                                  "global_skip": ["bicubic"]}})
-    cfg = MODELS["tiny-proxy"][0]()
+                                                                  "kernel_size": [3, 5], "global_skip": ["bicubic"]}})
+    first = MODELS["tiny-proxy"][0]()
     objective = Objective(space, get_schedule(proxy), data="demo", device=device)
     if data is not None:
         objective._train, objective._val = data[0], data[1]
     objective.load_data()
-    start = time.perf_counter()
-    costs = space.costs(cfg)
-    evaluation = objective.evaluate(cfg, trial_seed=0, costs=costs)
-    total = time.perf_counter() - start
-    if evaluation.sample_png is not None:
-        evaluation.sample_png.unlink(missing_ok=True)
-    split = evaluation.attrs["time_split"]
-    return {"proxy": proxy, "device": device, "total_s": total, **{f"{k}_s": v for k, v in split.items()},
-            "outside_share": 1.0 - split["train"] / total, "updates": evaluation.attrs["updates"]}
-
-
-def worker_throughput(device: str, model: str, seconds: float) -> float:
-    """Patches/s of one process training ``model`` for ``seconds`` (after a warm-up)."""
-    cfg_fn, patch = MODELS[model]
-    train, _ = bench_data(cfg_fn().scales)
-    loop = SrnasLoop(cfg_fn(), train, torch.device(device), patch, "auto")
-    loop.run(20)
-    dev = torch.device(device)
-    _sync(dev)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        loop.run(25)
-        n += 25
-    _sync(dev)
-    return n * BATCH / (time.perf_counter() - start)
-
-
-def workers_per_gpu(counts: tuple[int, ...], model: str = "tiny-proxy", seconds: float = 8.0) -> list[dict[str, Any]]:
-    """Total patches/s of K processes on cuda:0 (each its own process, as search workers are)."""
     rows = []
-    for k in counts:
-        procs = [subprocess.Popen([sys.executable, __file__, "--child-worker", model, str(seconds)],
-                                  stdout=subprocess.PIPE, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES":
-                                                                          os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]})
-                 for _ in range(k)]
-        rates = []
-        for p in procs:
-            out, _ = p.communicate(timeout=600)
-            rates.append(float(out.strip().splitlines()[-1]))
-        rows.append({"workers": k, "total_patches_s": sum(rates), "per_worker": rates})
+    for which, cfg in (("cold", first), ("steady", first.replace(kernel_sizes=(3, 5, 3, 5)))):
+        start = time.perf_counter()
+        costs = space.costs(cfg)
+        evaluation = objective.evaluate(cfg, trial_seed=len(rows), costs=costs)
+        total = time.perf_counter() - start
+        if evaluation.sample_png is not None:
+            evaluation.sample_png.unlink(missing_ok=True)
+        split = evaluation.attrs["time_split"]
+        rows.append({"proxy": proxy, "device": device, "trial": which, "total_s": total,
+                     **{f"{k}_s": v for k, v in split.items()}, "outside_share": 1.0 - split["train"] / total,
+                     "updates": evaluation.attrs["updates"]})
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def worker_throughput(device: str, model: str, seconds: float) -> dict[str, float]:
+    """One process of a workers-per-GPU row: warm up, say ``ready``, wait for ``go DEADLINE``
+    on stdin, then train until the (wall-clock) deadline; the patches trained and the window."""
+    cfg_fn, patch = MODELS[model]
+    train, _ = bench_data(cfg_fn().scales)
+    loop = SrnasLoop(cfg_fn(), train, torch.device(device), patch, "auto")
+    dev = torch.device(device)
+    loop.run(20)
+    _sync(dev)
+    print("ready", flush=True)
+    line = sys.stdin.readline().split()
+    start, deadline = time.time(), float(line[1])
+    n = 0
+    while time.time() < deadline:
+        loop.run(5)
+        n += 5
+    _sync(dev)
+    return {"patches": n * BATCH, "start": start, "end": time.time()}
+
+
+def workers_per_gpu(counts: tuple[int, ...], model: str = "tiny-proxy", seconds: float = 8.0) -> list[dict[str, Any]]:
+    """Total patches/s of K processes on one GPU (each its own process, as search workers are),
+    timed over one common window after all of them warmed up (see the module docstring)."""
+    rows = []
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    for k in counts:
+        procs = [subprocess.Popen([sys.executable, __file__, "--child-worker", model, str(seconds)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu}) for _ in range(k)]
+        for p in procs:  # the barrier: every worker warmed up
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go = time.time() + 0.5
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write(f"go {go + seconds}\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, _ = p.communicate(timeout=600)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        window = max(r["end"] for r in results) - max(min(r["start"] for r in results), go)
+        total = sum(r["patches"] for r in results)
+        rows.append({"workers": k, "window_s": round(window, 3), "total_patches_s": total / window,
+                     "per_worker": [r["patches"] / window for r in results]})
+    return rows
+
+
+def main(argv: list[str] | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", help="auto (cpu, plus cuda when present), cpu or cuda")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
@@ -310,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child-worker", nargs=2, metavar=("MODEL", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child_worker:
-        print(worker_throughput("cuda:0", args.child_worker[0], float(args.child_worker[1])))
+        print(json.dumps(worker_throughput("cuda:0", args.child_worker[0], float(args.child_worker[1]))))
         return 0
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
@@ -323,6 +348,16 @@ def main(argv: list[str] | None = None) -> int:
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
     data = bench_data()
     rows: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = []
+    per_gpu: list[dict[str, Any]] = []
+
+    def save() -> None:  # after every row: a hang or a timeout keeps what was measured
+        payload = {"torch": torch.__version__, "rows": rows, "trials": trials, "workers_per_gpu": per_gpu}
+        if args.json is not None:
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        if on_row is not None:
+            on_row(payload)
+
     for dev_name in devices:
         device = torch.device(dev_name)
         for m in models:
@@ -333,23 +368,26 @@ def main(argv: list[str] | None = None) -> int:
                    **compare(cfg_fn(), data[0], device, patch=patch, warmup=warmup, rounds=args.rounds, workers=workers,
                              precision=args.precision, compile=args.compile if device.type == "cuda" else None)}
             rows.append(row)
+            save()
             print(f"  {dev_name:5s} {m:14s} LR {patch:2d}  reference {row['reference']['patches_s']:9.1f} patches/s  "
                   f"srnas {row['srnas']['patches_s']:9.1f}  ({row['ratio']:.2f}x)"
                   + (f"  compile {row['srnas-compile']['patches_s']:9.1f} ({row['compile_ratio']:.2f}x)"
                      if "srnas-compile" in row else ""), flush=True)
-    trials = []
     for dev_name in devices:
         for proxy in [p.strip() for p in args.trials.split(",") if p.strip()]:
-            t = trial_share(proxy, dev_name, data=(data[0], data[1]))
-            trials.append(t)
-            print(f"  {dev_name:5s} trial {proxy:6s} {t['total_s']:7.2f} s: prepare {t['prepare_s']:.2f}, train "
-                  f"{t['train_s']:.2f}, validate {t['validate_s']:.2f} -> outside training {t['outside_share']:.1%}",
-                  flush=True)
-    per_gpu = []
+            for t in trial_share(proxy, dev_name, data=(data[0], data[1])):
+                trials.append(t)
+                save()
+                print(f"  {dev_name:5s} trial {proxy:6s} ({t['trial']:6s}) {t['total_s']:7.2f} s: prepare "
+                      f"{t['prepare_s']:.2f}, train {t['train_s']:.2f}, validate {t['validate_s']:.2f} -> outside "
+                      f"training {t['outside_share']:.1%}", flush=True)
     if "cuda" in devices and args.per_gpu:
-        per_gpu = workers_per_gpu(tuple(int(k) for k in args.per_gpu.split(",")))
-        for r in per_gpu:
-            print(f"  cuda  {r['workers']} worker(s) per GPU: {r['total_patches_s']:9.1f} patches/s in total (tiny proxy)")
+        for k in (int(k) for k in args.per_gpu.split(",")):
+            per_gpu += workers_per_gpu((k,))
+            save()
+            r = per_gpu[-1]
+            print(f"  cuda  {r['workers']} worker(s) per GPU: {r['total_patches_s']:9.1f} patches/s in total over one "
+                  f"{r['window_s']:.1f} s window (tiny proxy)", flush=True)
     print()
     header = f"{'device':6s} {'model':14s} {'LR':>3s} {'ref patch/s':>12s} {'srnas patch/s':>14s} {'ratio':>6s}  srnas policy"
     print(header)
@@ -357,9 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['device']:6s} {r['model']:14s} {r['patch']:3d} {r['reference']['patches_s']:12.1f} "
               f"{r['srnas']['patches_s']:14.1f} {r['ratio']:5.2f}x  {r['srnas']['policy']}")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"torch": torch.__version__, "rows": rows, "trials": trials,
-                                         "workers_per_gpu": per_gpu}, indent=2) + "\n")
+    save()
     return 0
 
 

@@ -86,8 +86,8 @@ class RetrainSettings:
             raise ConfigError(f"{' and '.join(chosen)} both say what to retrain; give one of them")
         if self.top is not None and not self.study:
             raise ConfigError("--top needs --study NAME (the study whose best trials to retrain)")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"--precision: {self.precision!r}; allowed: auto, fp32, bf16")
+        if self.precision not in ("auto", "fp32", "tf32", "bf16"):
+            raise ConfigError(f"--precision: {self.precision!r}; allowed: auto, fp32, tf32, bf16")
         for key in ("top", "checkpoint_every", "max_updates"):
             value = getattr(self, key)
             if value is not None and value < 1:

@@ -243,9 +243,47 @@ def test_the_device_check_runs_its_cpu_parts_and_skips_the_cuda_ones(tmp_path: A
     statuses = {c["check"]: c["status"] for c in result["checks"]}
     assert statuses.pop("CPU seams (stand-in graphs, fp32 output stage)") == "PASS"
     expected = "SKIP" if not torch.cuda.is_available() else "PASS"
-    assert set(statuses.values()) == {expected} and len(statuses) == 10
+    assert set(statuses.values()) == {expected} and len(statuses) == 14
     if expected == "SKIP":
-        assert out.stdout.count("SKIP  ") == 10 and "no CUDA device here" in out.stdout
+        assert out.stdout.count("SKIP  ") == 14 and "no CUDA device here" in out.stdout
+
+
+def test_the_checks_own_comparisons_do_not_cry_wolf() -> None:
+    """float32(1e-3), what a captured optimiser's tensor lr reads back as, is 1e-3."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    as_read = float(torch.tensor(1e-3, dtype=torch.float32))
+    assert as_read != 1e-3 and check.lr_matches(as_read, 1e-3)
+    assert not check.lr_matches(2e-3, 1e-3) and not check.lr_matches(float(torch.tensor(5e-4)), 1e-3)
+
+
+@pytest.mark.slow
+def test_gpu_run_script_leaves_its_results_on_a_cpu(tmp_path: Any) -> None:
+    """The one-call device script runs end to end here (CUDA parts SKIP with a line), within
+    3 minutes, leaving the check's JSON, the card and the short search in OUTDIR."""
+    import json
+    import subprocess
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_run.sh"
+    start = time.monotonic()
+    out = subprocess.run(["bash", str(script), str(tmp_path / "out"), "--quick"], capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert time.monotonic() - start < 180
+    files = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"card.txt", "gpu_check.json", "gpu_check.log", "search.json", "search.log"} <= files and len(files) <= 8
+    checks = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["checks"]
+    assert len(checks) == 15 and all(c["status"] in ("PASS", "SKIP") for c in checks)
+    if not torch.cuda.is_available():
+        assert "SKIP card" in (tmp_path / "out" / "card.txt").read_text()
+    assert json.loads((tmp_path / "out" / "search.json").read_text())["trained"] == 8
 
 
 def test_workers_per_device_and_each_worker_bound_to_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,3 +301,92 @@ def test_workers_per_device_and_each_worker_bound_to_its_gpu(monkeypatch: pytest
     assert bound == [({"CUDA_VISIBLE_DEVICES": "0"}, "cuda:0"), ({"CUDA_VISIBLE_DEVICES": "1"}, "cuda:0")] * 2
     with pytest.raises(Exception, match="--workers-per-device"):
         SearchSettings(workers_per_device=0)
+    # --devices cuda (no index) spreads the workers over every visible GPU, auto or not.
+    assert auto_workers(("cuda",), 2) == (4, ("cuda:0", "cuda:1"))
+    spread = engine.OptunaEngine().validate(SearchSettings(workers=4, devices=("cuda",)))
+    assert spread.devices == ("cuda:0", "cuda:1")
+    assert [bind_device(engine.worker_device(spread, i))[0] for i in range(4)] == \
+        [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}] * 2
+
+
+def test_fp32_means_fp32_and_tf32_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TF32 only where asked for: `apply_policy` sets the process-wide flags from the policy."""
+    import dataclasses
+
+    from srnas.errors import ConfigError
+    from srnas.train.device import apply_policy, policy_for
+
+    with pytest.raises(ConfigError, match="tf32"):
+        policy_for("cpu", "tf32")
+    cpu = policy_for("cpu", "fp32")
+    assert cpu.precision == "fp32" and not cpu.tf32
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        for tf32, autocast, name in ((False, None, "fp32"), (True, None, "tf32"), (False, torch.bfloat16, "bf16")):
+            policy = dataclasses.replace(cpu, device=torch.device("cuda"), autocast_dtype=autocast, tf32=tf32,
+                                         threads=None)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32
+            apply_policy(policy)  # sets flags only: no CUDA call is made
+            assert policy.precision == name
+            assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = saved
+
+
+def test_head_and_its_input_stay_fp32_under_bf16_autocast() -> None:
+    from srnas.arch import ArchConfig, build_model
+
+    for cfg in (ArchConfig(n_resblocks=1, n_feats=8), ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=1,
+                                                                n_feats=8, head_blocks=1, head_kernel=3)):
+        net = build_model(cfg).eval()
+        x = torch.rand(1, 3, 12, 12) * 255
+        with torch.no_grad():
+            _, want = net._start(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                shifted, head = net._start(x)
+        assert shifted.dtype == head.dtype == torch.float32
+        assert torch.equal(head, want)  # not rounded to bf16's grey levels
+
+
+def test_unchanged_lr_is_not_written_again() -> None:
+    from srnas.arch import ArchConfig
+    from srnas.data import demo_split
+    from srnas.train import Trainer, get_schedule
+
+    class Spy(torch.Tensor):
+        fills = 0
+
+        def fill_(self, value):  # type: ignore[no-untyped-def, override]
+            Spy.fills += 1
+            return super().fill_(value)
+
+    train, val = demo_split()
+    t = Trainer(ArchConfig(n_resblocks=1, n_feats=8), train, val, get_schedule("tiny@4"), device="cpu")
+    t.prepare()
+    group = t.optimizer.param_groups[0]
+    group["lr"] = torch.tensor(t._lr_now).as_subclass(Spy)
+    t.set_lr(t._lr_now)
+    t.set_lr(t._lr_now)
+    assert Spy.fills == 0
+    t.set_lr(t._lr_now / 2)
+    assert Spy.fills == 1 and float(group["lr"]) == pytest.approx(t._lr_now)
+
+
+def test_accelerator_sampler_launches_few_kernels_per_minibatch() -> None:
+    """The accelerator path of the patch sampler: about 14 kernel launches per minibatch plus its
+    share of the per-block work (was about 55), counted on the CPU with a dispatch mode."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "data_throughput", Path(__file__).resolve().parent.parent / "benchmarks" / "data_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from srnas.data import SRImageSet, imresize
+
+    rng = np.random.default_rng(0)
+    hr = [rng.integers(0, 256, (240, 240, 3), dtype=np.uint8) for _ in range(2)]
+    data = SRImageSet("s", ["a", "b"], hr, {s: [imresize(h, 1 / s) for h in hr] for s in (2, 3, 4)}, protocol="div2k")
+    ops_x2, _ = bench.launches_per_minibatch(data, (2,), minibatches=32)
+    ops_mdsr, _ = bench.launches_per_minibatch(data, (2, 3, 4), minibatches=32)
+    assert ops_x2 <= 20 and ops_mdsr <= 26, (ops_x2, ops_mdsr)

@@ -153,3 +153,24 @@ def test_search_settings_check_the_new_options() -> None:
     for bad in ({"max_updates": 0}, {"confirm": -1}, {"confirm_seeds": 0}, {"max_updates": "9"}):
         with pytest.raises(ConfigError):
             SearchSettings(**bad)
+
+
+def test_pruned_trials_record_their_time_split(tmp_path: Path) -> None:
+    from srnas.search.objective import Objective
+    from srnas.search.trial import TrialRunner
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study: Any, trial: Any) -> bool:
+            return True
+
+    space = SearchSpace.load("tiny")
+    study = optuna.create_study(direction="maximize", pruner=Always())
+    runner = TrialRunner(study, space, Objective(space, get_schedule("tiny@100"), device="cpu"),
+                         artifacts=tmp_path / "art", seed=0, device="cpu", worker={"worker": "test:1"})
+    cfg = space.sample_random(1, seed=3)[0]
+    outcome = runner.run(study.ask(), cfg, prune=True)
+    t = study.trials[-1]
+    assert outcome.state == "pruned" and t.state == TrialState.PRUNED
+    split = t.user_attrs["time_split"]
+    assert set(split) == {"prepare", "train", "validate"} and split["train"] > 0 and split["validate"] > 0
+    assert t.user_attrs["wall_time_s"] >= split["train"]

@@ -52,9 +52,12 @@ class _SRNet(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def _start(self, x: torch.Tensor) -> torch.Tensor:
+    def _start(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean-shifted input and the head conv's features, both in fp32 even under
+        autocast (bf16 would round the 0-255 input to whole grey levels above 128)."""
         with _fp32(x):
-            return self.sub_mean(x.float())
+            x = self.sub_mean(x.float())
+            return x, self.head(x)
 
     def _finish(self, x_in: torch.Tensor, features: torch.Tensor, last: nn.Module, idx: int) -> torch.Tensor:
         """The output stage in fp32 even under autocast: the last conv, the bicubic skip and the
@@ -86,8 +89,7 @@ class EDSR(_SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         idx = self.scale_index(scale)
-        x = self._start(x)
-        h = self.head(x)
+        x, h = self._start(x)
         res = self.body(h) + h
         return self._finish(x, self.tail[0](res), self.tail[1], idx)
 
@@ -115,8 +117,8 @@ class MDSR(_SRNet):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         idx = self.scale_index(scale)
-        x = self._start(x)
-        h = self.pre_process[idx](self.head(x))
+        x, h = self._start(x)
+        h = self.pre_process[idx](h)
         res = self.body(h) + h
         return self._finish(x, self.upsample[idx](res), self.tail[0], idx)
 

@@ -50,7 +50,7 @@ def _register_retrain(sub: argparse._SubParsersAction) -> None:
                    help="paper (3e5 updates), paper-long (1e6), or proxy-tiny/short/medium")
     r.add_argument("--resume", action="store_true", help="continue from checkpoint.pt in the output folder")
     r.add_argument("--device", default=d["device"], help="auto, cpu, cuda, cuda:N")
-    r.add_argument("--precision", default=d["precision"], choices=["auto", "fp32", "bf16"],
+    r.add_argument("--precision", default=d["precision"], choices=["auto", "fp32", "tf32", "bf16"],
                    help="auto: bf16 on CUDA, fp32 on CPU")
     r.add_argument("--out", default=d["out"], metavar="DIR", help="root folder (default trials/)")
     r.add_argument("--seed", type=int, default=d["seed"], help="initialisation and training seed")

@@ -6,9 +6,11 @@ random numbers of a minibatch (scale, image, corner, augmentation) are drawn on 
 block of `DRAW_BLOCK` minibatches at once; the pixels are then cut out without any DataLoader,
 worker process or host-to-device copy of pixels:
 
-- on an accelerator, the block's numbers go to the device in one copy, and each minibatch is one
-  ``torch.take`` per resolution whose index already applies the dihedral transform, then one
-  cast to float (a dozen small kernels, whatever the batch size);
+- on an accelerator, the block's numbers go to the device in one copy and are turned there, once
+  per block, into each patch's affine index form (a start byte and one step per output row and
+  column that already apply its dihedral transform); a minibatch is then, per resolution, one
+  index built from those (four small arithmetic kernels), one ``torch.take`` and one cast to
+  float: about 14 kernel launches per minibatch, whatever the batch size;
 - on the CPU, by slicing each patch as a view and copying it (flipped/transposed) straight into
   the float output, which avoids the large index tensors that make gathers slow there.
 
@@ -33,16 +35,24 @@ __all__ = ["DRAW_BLOCK", "PatchSampler", "PatchStore"]
 DRAW_BLOCK = 32
 
 
-def _dihedral_index(n_flags: tuple[torch.Tensor, torch.Tensor, torch.Tensor], size: int,
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source (row, column) of every output pixel of ``size`` x ``size`` patches under the
-    per-sample transform: transpose, then v-flip, then h-flip (bits 2, 1, 0 of the code)."""
-    hflip, vflip, transpose = (f.view(-1, 1, 1) for f in n_flags)
-    i = torch.arange(size, device=device).view(1, -1, 1)
-    j = torch.arange(size, device=device).view(1, 1, -1)
-    j1 = torch.where(hflip, size - 1 - j, j)
-    i1 = torch.where(vflip, size - 1 - i, i)
-    return torch.where(transpose, j1, i1), torch.where(transpose, i1, j1)
+def _affine(start: torch.Tensor, row_bytes: torch.Tensor, aug: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """Each patch's index form ``base + i * di + j * dj`` (output pixel (i, j), channel added by
+    the caller) under its dihedral transform: transpose, then v-flip, then h-flip (bits 2, 1, 0
+    of ``aug``), for patches of ``size`` x ``size`` starting at byte ``start`` of images whose
+    rows are ``row_bytes`` long."""
+    hflip, vflip, transpose = (aug & 1).bool(), (aug & 2).bool(), (aug & 4).bool()
+    last = size - 1
+    # Untransposed: source row from i (v-flip reverses it), column from j (h-flip reverses it);
+    # transposed: source row from j (h-flip), column from i (v-flip).
+    row_step = torch.where(vflip, -row_bytes, row_bytes)
+    col_step = torch.where(hflip, -3, 3)
+    t_row_step = torch.where(vflip, -3, 3)
+    t_col_step = torch.where(hflip, -row_bytes, row_bytes)
+    base = start + torch.where(vflip, last * torch.where(transpose, 3, row_bytes), 0) \
+        + torch.where(hflip, last * torch.where(transpose, row_bytes, 3), 0)
+    di = torch.where(transpose, t_row_step, row_step)
+    dj = torch.where(transpose, t_col_step, col_step)
+    return base, di, dj
 
 
 class _Packed:
@@ -61,18 +71,25 @@ class _Packed:
         self.offsets = torch.from_numpy(offsets).to(device)
         self.row_bytes = (self.widths * 3).to(device)
         self.channel = torch.arange(3, device=device).view(1, 1, 1, 3)
+        self._grid: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.views = [self.flat[off:off + size].view(im.shape[0], im.shape[1], 3)
                       for off, size, im in zip(offsets.tolist(), sizes, images, strict=True)]
 
-    def crops(self, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, size: int,
-              flags: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Augmented crops ``N x size x size x 3`` (uint8) at corners ``(y0, x0)`` of ``img``,
-        in one gather whose index applies the transform."""
-        device = self.flat.device
-        row_bytes = self.row_bytes[img].view(-1, 1, 1, 1)
-        start = (self.offsets[img] + y0 * self.row_bytes[img] + x0 * 3).view(-1, 1, 1, 1)
-        rows, cols = _dihedral_index(flags, size, device)
-        index = start + rows.unsqueeze(-1) * row_bytes + cols.unsqueeze(-1) * 3 + self.channel
+    def affine(self, img: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, aug: torch.Tensor,
+               size: int) -> tuple[torch.Tensor, ...]:
+        """`_affine` of crops at corners ``(y0, x0)`` of images ``img`` (any shape of patches)."""
+        row_bytes = self.row_bytes[img]
+        return _affine(self.offsets[img] + y0 * row_bytes + x0 * 3, row_bytes, aug, size)
+
+    def crops(self, base: torch.Tensor, di: torch.Tensor, dj: torch.Tensor, size: int) -> torch.Tensor:
+        """Augmented crops ``N x size x size x 3`` (uint8) of patches in `affine` form: one
+        gather whose index applies the transform."""
+        grid = self._grid.get(size)
+        if grid is None:
+            ramp = torch.arange(size, device=self.flat.device)
+            grid = self._grid[size] = (ramp.view(1, -1, 1, 1), ramp.view(1, 1, -1, 1))
+        index = (base.view(-1, 1, 1, 1) + self.channel) + grid[0] * di.view(-1, 1, 1, 1) \
+            + grid[1] * dj.view(-1, 1, 1, 1)
         return torch.take(self.flat, index)
 
     def crops_one_by_one(self, img: list[int], y0: list[int], x0: list[int], size: int,
@@ -199,9 +216,12 @@ class PatchSampler:
             y0[rows] = (fy[rows] * room_y).long().clamp_(max=room_y - 1)
             x0[rows] = (fx[rows] * room_x).long().clamp_(max=room_x - 1)
         block: dict[str, Any] = {"scale": scale_pick.tolist(), "img": img, "y0": y0, "x0": x0, "aug": aug}
-        if self._batched:  # one copy to the device for the whole block
-            packed = torch.stack([img, y0, x0, aug]).to(self.device, non_blocking=True)
-            block["device"] = packed
+        if self._batched:  # one copy to the device, then every patch's index form, for the whole block
+            d_img, d_y0, d_x0, d_aug = torch.stack([img, y0, x0, aug]).to(self.device, non_blocking=True)
+            p = self.patch
+            block["affine"] = {
+                s: (self._lr[s].affine(d_img, d_y0, d_x0, d_aug, p),
+                    self._hr.affine(d_img, d_y0 * s, d_x0 * s, d_aug, p * s)) for s in self.scales}
         self._block = block
         self._position = 0
 
@@ -220,10 +240,9 @@ class PatchSampler:
             lr = lr_store.crops_one_by_one(i, y, x, p, a)
             hr = self._hr.crops_one_by_one(i, ys, xs, p * scale, a)
             return self._layout(lr), self._layout(hr), scale
-        img, y0, x0, aug = b["device"][:, k]
-        flags = ((aug & 1).bool(), (aug & 2).bool(), (aug & 4).bool())
-        lr = lr_store.crops(img, y0, x0, p, flags).to(torch.float32)
-        hr = self._hr.crops(img, y0 * scale, x0 * scale, p * scale, flags).to(torch.float32)
+        lr_form, hr_form = b["affine"][scale]
+        lr = lr_store.crops(*(t[k] for t in lr_form), p).to(torch.float32)
+        hr = self._hr.crops(*(t[k] for t in hr_form), p * scale).to(torch.float32)
         return self._layout(lr), self._layout(hr), scale
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,9 @@ class Objective:
         self.latency_lr_size = latency_lr_size
         self.threads = threads
         self._train = self._val = None
+        #: Where the last training's seconds went (`Trainer.current_time_split`), also when it
+        #: was stopped early (pruned): the trial runner records it either way.
+        self.last_time_split: dict[str, float] = {}
 
     # ---- data ---------------------------------------------------------------------------
 
@@ -111,7 +114,11 @@ class Objective:
         t0 = time.perf_counter()
         trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
                           seed=trial_seed, on_eval=on_eval, threads=self.threads)
-        result = trainer.fit()
+        self.last_time_split = {}
+        try:
+            result = trainer.fit()
+        finally:
+            self.last_time_split = trainer.current_time_split()
         final = result.final
         attrs.update({
             "psnr": float(final["psnr"]),

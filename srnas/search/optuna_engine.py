@@ -25,7 +25,7 @@ from srnas.search.processes import die_with_parent, terminate_as_interrupt
 from srnas.search.progress import SearchProgress
 from srnas.search.sampling import make_pruner, make_sampler, make_sampler_for_worker
 from srnas.search.session import Session
-from srnas.search.settings import SearchSettings, auto_workers
+from srnas.search.settings import SearchSettings, auto_workers, expand_devices
 from srnas.studies import storage_errors
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class OptunaEngine:
         if settings.workers == "auto":
             workers, devices = auto_workers(settings.devices, settings.workers_per_device)
             return dataclasses.replace(settings, workers=workers, devices=devices)
-        return settings
+        return dataclasses.replace(settings, devices=expand_devices(settings.devices))
 
     def run(self, session: Session, *, console: "Console", progress: bool) -> None:
         settings = session.settings

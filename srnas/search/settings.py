@@ -154,6 +154,21 @@ class SearchSettings:
         return Path(self.root) if self.root else None
 
 
+def expand_devices(devices: Sequence[str]) -> tuple[str, ...]:
+    """``cuda`` without an index stands for every visible GPU (``cuda:0``, ``cuda:1``, ...), so
+    that workers spread over them instead of all landing on the first; others unchanged."""
+    out: list[str] = []
+    for d in devices:
+        if str(d).strip().lower() == "cuda":
+            import torch
+
+            if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+                out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                continue
+        out.append(d)
+    return tuple(dict.fromkeys(out))
+
+
 def auto_workers(devices: Sequence[str], per_device: int = 1) -> tuple[int, tuple[str, ...]]:
     """``--workers auto``: ``per_device`` workers per visible GPU (several small proxies share a
     GPU better than one leaves it busy), else one single-threaded worker per CPU core (up to 8):
@@ -166,6 +181,7 @@ def auto_workers(devices: Sequence[str], per_device: int = 1) -> tuple[int, tupl
             n = torch.cuda.device_count()
             return n * per_device, tuple(f"cuda:{i}" for i in range(n))
         return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), ("cpu",)
+    devices = expand_devices(devices)
     if all(d.startswith("cuda") for d in devices):
         return len(devices) * per_device, tuple(devices)
     return max(1, min(MAX_AUTO_CPU_WORKERS, os.cpu_count() or 1)), tuple(devices)

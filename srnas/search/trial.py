@@ -256,6 +256,7 @@ class TrialRunner:
         except optuna.TrialPruned:
             trial.set_user_attr("psnr_curve", curve)
             trial.set_user_attr("wall_time_s", round(time.perf_counter() - t0, 3))
+            trial.set_user_attr("time_split", dict(self.objective.last_time_split))
             if curve:
                 trial.set_user_attr("psnr", curve[-1][1])
             self.study.tell(trial, state=TrialState.PRUNED)

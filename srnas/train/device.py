@@ -25,7 +25,10 @@ import torch
 
 from srnas.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+#: ``fp32`` is plain fp32 everywhere (TF32 tensor cores off); ``tf32`` is fp32 storage with TF32
+#: matrix and convolution arithmetic on CUDA; ``bf16`` autocasts the body to bf16 and keeps the
+#: stages promised fp32 (input, head, output stage, loss, metrics) in plain fp32.
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 def cpu_count() -> int:
@@ -73,8 +76,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 class DevicePolicy:
     """How one training run uses its device.
 
-    ``autocast_dtype`` is None for fp32; ``cuda_graphs`` captures the whole training step
-    (forward, backward, Adam) once per input shape and replays it.
+    ``autocast_dtype`` is None for fp32; ``tf32`` lets fp32 matrix products and convolutions use
+    TF32 tensor cores (CUDA: process-wide, so it is off under bf16, where the fp32 stages must be
+    fp32); ``cuda_graphs`` captures the whole training step (forward, backward, Adam) once per
+    input shape and replays it.
     """
 
     device: torch.device
@@ -83,10 +88,13 @@ class DevicePolicy:
     cuda_graphs: bool
     cudnn_benchmark: bool
     threads: int | None
+    tf32: bool = False
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
+        if self.autocast_dtype == torch.bfloat16:
+            return "bf16"
+        return "tf32" if self.tf32 else "fp32"
 
     def describe(self) -> str:
         """One line, e.g. ``cuda:0 bf16 channels_last cuda-graphs``."""
@@ -106,7 +114,8 @@ class DevicePolicy:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=cache_enabled)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+        return {"device": str(self.device), "precision": self.precision, "tf32": self.tf32,
+                "channels_last": self.channels_last,
                 "cuda_graphs": self.cuda_graphs, "cudnn_benchmark": self.cudnn_benchmark, "threads": self.threads}
 
 
@@ -122,8 +131,9 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
                threads: int | None = None) -> DevicePolicy:
     """The policy for a device.
 
-    ``precision``: ``auto`` (bf16 on CUDA cards that support it, fp32 elsewhere), ``fp32`` or
-    ``bf16`` (CUDA only). ``channels_last``/``cuda_graphs`` default to the policy above; the
+    ``precision``: ``auto`` (bf16 on CUDA cards that support it, fp32 elsewhere), ``fp32`` (plain
+    fp32: no TF32 on CUDA), ``tf32`` (CUDA only: fp32 with TF32 tensor cores) or ``bf16`` (CUDA
+    only). ``channels_last``/``cuda_graphs`` default to the policy above; the
     environment variables ``SRNAS_CHANNELS_LAST`` and ``SRNAS_CUDA_GRAPHS`` (0/1) override the
     defaults. ``threads`` defaults to the cores of this process on CPU.
     """
@@ -131,6 +141,8 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} unknown; allowed: {', '.join(PRECISIONS)}")
     cuda = dev.type == "cuda"
+    if precision == "tf32" and not cuda:
+        raise ConfigError(f"precision 'tf32' is a CUDA mode, not available on {dev.type}; use fp32 or auto")
     if precision == "bf16":
         if not cuda:
             raise ConfigError(f"precision 'bf16' is supported on CUDA only, not on {dev.type}; use fp32 or auto")
@@ -153,6 +165,7 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
         cuda_graphs=bool(cuda_graphs and cuda),
         cudnn_benchmark=cuda,
         threads=(threads or cpu_count()) if dev.type == "cpu" else None,
+        tf32=precision == "tf32",
     )
 
 
@@ -206,9 +219,10 @@ def apply_policy(policy: DevicePolicy) -> None:
         torch.set_num_threads(policy.threads)
     if policy.device.type == "cuda":
         torch.backends.cudnn.benchmark = policy.cudnn_benchmark
-        # fp32 layers outside autocast (and the fp32 policy) may use TF32 tensor cores.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        # TF32 only where asked for: under bf16 the fp32 stages (input, head, output stage) and
+        # under fp32 everything must compute in fp32, and these flags are process-wide.
+        torch.backends.cuda.matmul.allow_tf32 = policy.tf32
+        torch.backends.cudnn.allow_tf32 = policy.tf32
 
 
 def memory_format(policy: DevicePolicy) -> torch.memory_format:

@@ -315,8 +315,11 @@ class Trainer:
     # ---- one update -----------------------------------------------------------------------------
 
     def set_lr(self, lr: float) -> None:
-        """Set the learning rate of every parameter group (in place for a captured optimiser)."""
+        """Set the learning rate of every parameter group (in place for a captured optimiser);
+        nothing when it is unchanged (a fill is one kernel launch per update otherwise)."""
         assert self.optimizer is not None
+        if lr == self._lr_now:
+            return
         self._lr_now = lr
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
@@ -504,6 +507,13 @@ class Trainer:
     def _session_time(self) -> float:
         return time.perf_counter() - self._t0 if self._t0 is not None else 0.0
 
+    def current_time_split(self) -> dict[str, float]:
+        """Seconds spent preparing, training and validating so far (also of a run stopped early,
+        e.g. pruned from ``on_eval``)."""
+        split = dict(self.time_split)
+        split["train"] = max(0.0, self._session_time() - split["validate"])
+        return {k: round(v, 4) for k, v in split.items()}
+
     def fit(self, resume: bool = False) -> TrainResult:
         """Train for the schedule's updates (continuing from the checkpoint with ``resume``).
 
@@ -543,14 +553,14 @@ class Trainer:
         if final is None:  # resumed after the last update, or nothing to train
             final = self.validate(with_ssim=self.ssim, final=True)
         wall = self.wall_time_before + self._session_time()
-        self.time_split["train"] = max(0.0, self._session_time() - self.time_split["validate"])
+        self.time_split = self.current_time_split()
         model = self.model.to(memory_format=torch.contiguous_format).eval()
         return TrainResult(
             psnr_curve=list(self.psnr_curve), final=final, bicubic_psnr=final["bicubic_psnr"],
             updates=self.update, wall_time_s=wall, device=str(self.device), model=model, seed=self.seed,
             schedule=self.schedule.to_dict(), arch_id=self.config.arch_id, precision=self.policy.precision,
             loss_curve=list(self.loss_curve), graph_failure=self.graph_failure,
-            time_split={k: round(v, 4) for k, v in self.time_split.items()},
+            time_split=dict(self.time_split),
         )
 
 
