@@ -267,7 +267,7 @@ def trial_share(proxy: str, device: str, *, data: tuple[SRImageSet, SRImageSet] 
         split = evaluation.attrs["time_split"]
         rows.append({"proxy": proxy, "device": device, "trial": which, "total_s": total,
                      **{f"{k}_s": v for k, v in split.items()}, "outside_share": 1.0 - split["train"] / total,
-                     "updates": evaluation.attrs["updates"]})
+                     "updates": evaluation.attrs["updates"], "first_replay_s": evaluation.attrs.get("first_replay_s")})
     return rows
 
 
@@ -380,7 +380,9 @@ def main(argv: list[str] | None = None, on_row: Callable[[dict[str, Any]], None]
                 save()
                 print(f"  {dev_name:5s} trial {proxy:6s} ({t['trial']:6s}) {t['total_s']:7.2f} s: prepare "
                       f"{t['prepare_s']:.2f}, train {t['train_s']:.2f}, validate {t['validate_s']:.2f} -> outside "
-                      f"training {t['outside_share']:.1%}", flush=True)
+                      f"training {t['outside_share']:.1%}"
+                      + (f", first graph replay after {t['first_replay_s']:.2f} s" if t["first_replay_s"] else ""),
+                      flush=True)
     if "cuda" in devices and args.per_gpu:
         for k in (int(k) for k in args.per_gpu.split(",")):
             per_gpu += workers_per_gpu((k,))

@@ -280,6 +280,9 @@ def test_checkpoint_taus_come_from_the_recorded_curves() -> None:
     assert first_rung([row(50, -0.1), row(100, 0.05), row(150, 0.0)]) == 100
     assert first_rung([row(50, 0.2), row(100, -0.01), row(150, 0.0)]) == 150
     assert first_rung([row(50, 0.2), row(100, 0.1), row(150, 0.0)]) == 50
+    # Within skip groups too: a point that ranks only the skip bit well is no rung.
+    grouped = lambda u, hi, ghi: {**row(u, hi), "group_vs_final_hi": ghi}  # noqa: E731
+    assert first_rung([grouped(50, 0.2, -0.3), grouped(100, 0.1, 0.02), grouped(150, 0.0, 0.0)]) == 100
 
 
 def test_rule_prefers_a_costlier_design_only_when_its_interval_excludes_zero() -> None:

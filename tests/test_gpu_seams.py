@@ -52,9 +52,10 @@ def test_recorded_graphs_train_like_eager_steps(demo_x2: tuple[SRImageSet, SRIma
     graphed = Trainer(CFG, train, _small(val), sched, seed=3, graph_backend=backend)
     result = graphed.fit()
     eager = Trainer(CFG, train, _small(val), sched, seed=3).fit()
-    assert graphed.graph_failure is None
+    assert graphed.graph_failure is None and eager.first_replay_s is None
     # Warm-up steps, then one capture for the one (scale, shape), replayed for every later step.
     assert len(backend.captured) == 1 and backend.replays == 12 - 3
+    assert result.first_replay_s is not None and 0 < result.first_replay_s < result.wall_time_s
     assert isinstance(graphed.optimizer.param_groups[0]["lr"], torch.Tensor)
     assert float(graphed.optimizer.param_groups[0]["lr"]) == pytest.approx(sched.lr_at(11))
     for a, b in zip(_params(result.model), _params(eager.model)):

@@ -213,11 +213,13 @@ def test_recorder_writes_reuses_and_fails_like_the_optuna_engine(trials_dir: Pat
     assert first.intermediate_values == {10: first.user_attrs["psnr"]}
     assert first.system_attrs["constraints:max_params"] < 0
 
-    assert reused.state == TrialState.COMPLETE and reused.user_attrs["reused_from"] == first.number
-    assert reused.values == first.values and reused.user_attrs["engine"] == "nni"
+    # A repeat adds no observation (FAIL) but keeps the known result; NNI is told it all the same.
+    assert reused.state == TrialState.FAIL and reused.user_attrs["reused_from"] == first.number
+    assert reused.user_attrs["psnr"] == first.values[0] and reused.user_attrs["engine"] == "nni"
     assert reused.user_attrs["nni_trial"] == "exp/2"
 
-    assert infeasible.state == TrialState.PRUNED and "max_params exceeded" in infeasible.user_attrs["infeasible"]
+    # Infeasible: COMPLETE with its constraint values (constrained samplers see it), never trained.
+    assert infeasible.state == TrialState.COMPLETE and "max_params exceeded" in infeasible.user_attrs["infeasible"]
     assert infeasible.params == space.params_of(big) and "psnr" not in infeasible.user_attrs
     assert infeasible.system_attrs["constraints:max_params"] > 0
 
@@ -246,12 +248,12 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     study = optuna.load_study(study_name="nni4", storage=f"sqlite:///{trials_dir / 'nni4' / 'study.db'}")
     space = SearchSpace.load("tiny")
     trials = study.get_trials()
-    assert trials[0].user_attrs["preset"] == "custom" and trials[0].state == TrialState.PRUNED
-    assert "infeasible" in trials[0].user_attrs
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert trials[0].user_attrs["preset"] == "custom" and trials[0].state == TrialState.COMPLETE
+    assert "infeasible" in trials[0].user_attrs and trials[0].system_attrs["constraints:max_params"] > 0
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs]
     assert len({t.user_attrs["arch_id"] for t in complete}) == 4  # the budget counts architectures
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert all("infeasible" in t.user_attrs for t in trials if t.state == TrialState.PRUNED)
+    assert all(t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "reused_from" in t.user_attrs)
+               for t in trials)
 
     from optuna.artifacts import get_all_artifact_meta
 

@@ -134,6 +134,8 @@ class Objective:
         })
         if result.graph_failure:
             attrs["graph_failure"] = result.graph_failure
+        if result.first_replay_s is not None:
+            attrs["first_replay_s"] = result.first_replay_s
         if "latency" in self.objectives:
             from srnas.arch.cost import measure_latency
 

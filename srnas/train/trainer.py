@@ -86,6 +86,8 @@ class TrainResult:
     graph_failure: str | None = None
     #: Seconds spent preparing (model, optimiser, data on the device), training and validating.
     time_split: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Seconds from the start of training to the first replayed whole-step graph (None: none).
+    first_replay_s: float | None = None
 
     @property
     def fidelity_id(self) -> str:
@@ -99,6 +101,7 @@ class TrainResult:
             "updates": self.updates, "wall_time_s": self.wall_time_s, "device": self.device,
             "precision": self.precision, "seed": self.seed, "schedule": self.schedule,
             "graph_failure": self.graph_failure, "time_split": self.time_split,
+            "first_replay_s": self.first_replay_s,
         }
 
 
@@ -180,6 +183,8 @@ class Trainer:
         self._t0: float | None = None
         #: Why graphs were turned off for this run (None while they work or were not asked for).
         self.graph_failure: str | None = None
+        #: Seconds from the start of `fit` to the first replayed step (None: no graph replayed).
+        self.first_replay_s: float | None = None
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -378,6 +383,8 @@ class Trainer:
         entry.lr.copy_(lr)
         entry.hr.copy_(hr)
         probe = None if entry.checked else self._probe()
+        if self.first_replay_s is None:
+            self.first_replay_s = round(self._session_time(), 4)
         self.graphs.replay(entry.graph)
         if probe is not None:
             entry.checked = True
@@ -560,7 +567,7 @@ class Trainer:
             updates=self.update, wall_time_s=wall, device=str(self.device), model=model, seed=self.seed,
             schedule=self.schedule.to_dict(), arch_id=self.config.arch_id, precision=self.policy.precision,
             loss_curve=list(self.loss_curve), graph_failure=self.graph_failure,
-            time_split=dict(self.time_split),
+            time_split=dict(self.time_split), first_replay_s=self.first_replay_s,
         )
 
 

@@ -26,7 +26,8 @@ the cheapest one (of designs within 10% of its CPU cost, the one with the higher
 to a costlier one only where the paired 95% interval of its tau minus the current one's lies
 above 0. The first pruning rung (`first_rung`) is the earliest evaluation point of the chosen
 schedule from which on no point's tau is distinguishable from the final one's (every paired
-interval of tau(point) - tau(final) reaches 0).
+interval of tau(point) - tau(final) reaches 0, overall and within skip groups: the skip bit
+alone must not be what a rung ranks by).
 """
 
 from __future__ import annotations
@@ -185,6 +186,9 @@ def checkpoint_taus(records: Sequence[ArchRecord], schedule: str, y: Sequence[fl
             row["group_tau"] = mean_tau(scores, y, group)
             gci = percentile_interval(tau_samples(scores, y, idx, group))
             row["group_lo"], row["group_hi"] = (gci[0], gci[1]) if gci else (None, None)
+            gdiff = paired_difference(scores, final, y, pairs=group, resamples=resamples, seed=seed)
+            row["group_vs_final"], row["group_vs_final_lo"], row["group_vs_final_hi"] = \
+                gdiff["diff"], gdiff["lo"], gdiff["hi"]
         diff = paired_difference(scores, final, y, resamples=resamples, seed=seed)
         row["vs_final"], row["vs_final_lo"], row["vs_final_hi"] = diff["diff"], diff["lo"], diff["hi"]
         out.append(row)
@@ -200,10 +204,12 @@ def _curve_at(curve: Sequence[Sequence[float]], update: int) -> float:
 
 def first_rung(points: Sequence[Mapping[str, Any]]) -> int | None:
     """The earliest update from which on every point's paired interval against the final point
-    reaches 0 (no later point ranks distinguishably worse than the final one)."""
+    reaches 0, overall and (where the skip is searched) within skip groups: no later point ranks
+    distinguishably worse than the final one, also among nets that differ in more than the skip."""
     rung = None
     for row in reversed(points):
-        if row["vs_final_hi"] is None or row["vs_final_hi"] < 0:
+        his = [row["vs_final_hi"], *([row["group_vs_final_hi"]] if "group_vs_final_hi" in row else [])]
+        if any(hi is None or hi < 0 for hi in his):
             break
         rung = row["update"]
     return rung
