@@ -55,6 +55,13 @@ def test_search_confirms_its_top_k_on_fresh_seeds_and_held_out_images(trials_dir
     before = dict(study.user_attrs)
     assert main(["confirm", "--study", "conf", "--top", "2", "--json"]) == 0
     assert dict(_study(trials_dir, "conf").user_attrs) == before
+    # --trial adds one (the preset, to compare with); a trial without a result is refused in one line.
+    preset = next(t for t in study.trials if t.user_attrs.get("preset"))
+    assert main(["confirm", "--study", "conf", "--top", "0", "--trial", str(preset.number)]) == 0
+    assert preset.user_attrs["arch_id"] in confirmed_records(_study(trials_dir, "conf").user_attrs)
+    capsys.readouterr()
+    assert main(["confirm", "--study", "conf", "--top", "0", "--trial", "99"]) == 2
+    assert "trial 99 is not a COMPLETE trial" in capsys.readouterr().err
 
 
 def test_confirmed_scores_change_what_export_and_retrain_take(trials_dir: Path) -> None:

@@ -80,3 +80,36 @@ def test_make_demo_installs_the_base_package_only_and_shows_it(tmp_path: Path) -
     assert not re.search(r"(^|\s)(-q|--quiet)(\s|$)", demo, flags=re.M), demo  # pip's progress stays visible
     assert demo.count("echo \">>> ") >= 3  # and each step says what it does
     assert '-e ".[all]"' in dry_run("test")
+
+
+def _proxy_row(name: str) -> str:
+    """The README's row of a proxy fidelity, as the code defines it."""
+    from srnas.train.schedules import PROXY_FIDELITIES
+
+    s = PROXY_FIDELITIES[name]
+    if s.lr_policy == "cosine":
+        lr = f"{s.lr:g}, annealed to {s.lr * s.lr_min_factor:g}"
+    elif s.lr_milestones:
+        lr = f"{s.lr:g}, x{s.lr_gamma:g} at {', '.join(f'{m:,}' for m in s.lr_milestones)}"
+    else:
+        lr = f"{s.lr:g}"
+    images = "all images" if s.val_images is None else f"{s.val_images} image{'s' if s.val_images > 1 else ''}"
+    return (f"| `{name}` | {s.updates:,} | {s.batch} x {s.patch} | {lr} | every {s.eval_every:,}, {images} | "
+            f"{s.rungs_from():,} |")
+
+
+def test_readme_proxy_table_is_the_code() -> None:
+    from srnas.train.schedules import PROXY_FIDELITIES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in PROXY_FIDELITIES:
+        assert _proxy_row(name) in readme, _proxy_row(name)
+
+
+def test_readme_lists_every_shipped_space() -> None:
+    from srnas.space import available_spaces
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    synopsis = re.search(r"\[--space ([^\]]+)\]", readme)
+    assert synopsis is not None
+    assert set(synopsis.group(1).split("|")) == {*available_spaces(), "FILE"}

@@ -203,6 +203,19 @@ def test_export_missing_extra_names_it(trials_dir: Path, tmp_path: Path, capsys:
     assert not out.exists()
 
 
+def test_export_by_default_writes_what_is_installed_and_names_what_is_not(
+        trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = build_study(trials_dir, "hand")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # a machine without the export extra (make demo's)
+    out = tmp_path / "out"
+    assert main(["export", "--study", "hand", "--top", "1", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: onnx skipped: onnx is not installed: pip install 'srnas[export]'" in printed
+    arch = next(t for t in _complete(study)).user_attrs["arch_id"]
+    files = {p.name for p in (out / arch).iterdir()}
+    assert {"config.yaml", "config.json", "model_card.md"} <= files and not any(f.endswith(".onnx") for f in files)
+
+
 @pytest.mark.slow
 def test_exported_config_retrains_and_exports_trained(trials_dir: Path, tmp_path: Path) -> None:
     study = build_study(trials_dir, "hand")

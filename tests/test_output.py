@@ -149,3 +149,20 @@ def test_units_and_progress_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SRNAS_PROGRESS_INTERVAL", "soon")
     with pytest.raises(ConfigError, match="SRNAS_PROGRESS_INTERVAL='soon'"):
         progress_interval()
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["search", "--bugdet", "5"], "srnas search: error: unrecognized arguments: --bugdet 5 (did you mean --budget?)"),
+    (["search", "--budget", "abc"], "srnas search: error: argument --budget: invalid int value: 'abc'"),
+    (["serch"], "(did you mean search?)"),
+    (["retrain", "--preset", "edsr-baseline", "--precision", "bf61"], "(did you mean bf16?)"),
+    (["report", "--study", "x", "--zzz"], "srnas report: error: unrecognized arguments: --zzz; see srnas report --help"),
+])
+def test_usage_errors_are_one_line_with_a_suggestion(capsys: pytest.CaptureFixture, argv: list, line: str) -> None:
+    from srnas.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and line in err, err

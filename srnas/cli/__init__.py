@@ -9,6 +9,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from srnas import __version__
@@ -40,8 +41,37 @@ def _registrars() -> dict[str, Callable[[argparse._SubParsersAction], None]]:
     return found
 
 
+class CommandParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the command, with a "did you mean" for a misspelt option
+    or choice (sub-commands use this class too)."""
+
+    def error(self, message: str) -> "typing.NoReturn":  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    import difflib
+    import re
+
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        for token in unknown.group(1).split():
+            close = difflib.get_close_matches(token.split("=")[0], options, n=1, cutoff=0.6)
+            if token.startswith("--") and close:
+                return f" (did you mean {close[0]}?)"
+        return f"; see {parser.prog} --help"
+    choice = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        choices = [c.strip().strip("'") for c in choice.group(3).split(",")]
+        close = difflib.get_close_matches(choice.group(2), choices, n=1, cutoff=0.5)
+        if close:
+            return f" (did you mean {close[0]}?)"
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="srnas",
         description="Neural architecture search for single-image super-resolution (EDSR/MDSR space).",
         epilog=_OVERVIEW_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from srnas.log import configure
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the sub-command's own parser names its options in the suggestion
+        sub = next((a.choices.get(args.command) for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction) and getattr(args, "command", None)), None)
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     configure(args.verbosity)
     try:
         return int(args.func(args) or 0)

@@ -37,13 +37,16 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--top", type=positive_int, metavar="K", help="the best K distinct architectures")
     which.add_argument("--trial", type=trial_number, metavar="N", help="one trial by number")
     which.add_argument("--pareto", action="store_true", help="the Pareto set (PSNR vs the cost objectives, or params)")
-    e.add_argument("--format", default="yaml,json,pt,safetensors,onnx",
-                   help="comma list of yaml, json, pt, safetensors, onnx (default: all of them)")
+    e.add_argument("--format", default=None,
+                   help="comma list of yaml, json, pt, safetensors, onnx (default: every one whose package is "
+                        "installed; a skipped one is named with the extra that brings it)")
     e.add_argument("-o", "--out", type=Path, required=True, metavar="DIR")
     e.set_defaults(func=_export)
 
 
 def _register_fidelity(sub: argparse._SubParsersAction) -> None:
+    from srnas.train.schedules import PAPER_SCHEDULES, PROXY_FIDELITIES
+
     f = add_command(sub, "fidelity", help="measure how well proxy designs rank architectures (vs a longer training)",
                     description="Samples N architectures stratified over the space's dimensions (distinct parameter "
                                 "counts, every value of every dimension), trains each with every --proxy (--seeds "
@@ -53,9 +56,9 @@ def _register_fidelity(sub: argparse._SubParsersAction) -> None:
                                 "95% interval against the reference scored on held-out validation images, overall, "
                                 "inside 10% parameter bands and within skip groups; paired intervals against the "
                                 "chosen design; the reference's seed-to-seed tau (noise ceiling); tau at every "
-                                "evaluation point and the first pruning rung. Resumable. Fidelities: tiny, tiny-step, "
-                                "tiny-cosine, short, medium, paper; NAME*F trains F times longer, NAME@N cuts to N "
-                                "updates.")
+                                "evaluation point and the first pruning rung. Resumable. Fidelities: "
+                                f"{', '.join([*PROXY_FIDELITIES, *PAPER_SCHEDULES])}; NAME*F trains F times longer, "
+                                "NAME@N cuts to N updates.")
     f.add_argument("--space", default="tiny", help="shipped space name or YAML file")
     f.add_argument("--n", type=positive_int, required=True, help="number of architectures (>= 3)")
     f.add_argument("--proxy", default="tiny", help="proxy fidelities, comma-separated (NAME, NAME@N, NAME*F)")
@@ -94,10 +97,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from srnas.results.export import export_study
+    from srnas.results.export import export_study, installed_formats
 
     exported = export_study(args.study, args.out, top=args.top, trial=args.trial, pareto=args.pareto,
                             formats=args.format, storage=args.storage)
+    if args.format is None:
+        for fmt, why in installed_formats()[1].items():
+            print(f"note: {fmt} skipped: {why}")
     for item in exported:
         status = "trained" if item.trained else "UNTRAINED (no retrained weights; see model_card.md)"
         onnx = "".join(f", {name} max |ONNX-PyTorch| {diff:.1e}" for name, diff in item.onnx_max_abs_diff.items())

@@ -21,6 +21,7 @@ from srnas.cli._args import (
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
     from srnas.search.settings import SearchSettings
+    from srnas.train.schedules import PROXY_FIDELITIES
 
     d = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
     p = add_command(sub, "search", help="run an architecture search (Optuna by default, or NNI)",
@@ -35,8 +36,8 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default=d["space"], help="shipped space name or YAML file")
     p.add_argument("--data", default=d["data"], help="demo, a DIV2K root, or a folder of images")
     p.add_argument("--proxy", default=d["proxy"],
-                   help="proxy fidelity: tiny, short, medium; NAME@N cuts it to N updates, NAME*F trains F "
-                        "times longer (default: the space's, else tiny)")
+                   help=f"proxy fidelity: {', '.join(PROXY_FIDELITIES)}; NAME@N cuts it to N updates, NAME*F "
+                        "trains F times longer (default: the space's, else tiny)")
     p.add_argument("--study", default=d["study"], help="study name (default <space>-<data>[-objectives])")
     p.add_argument("--storage", default=d["storage"], help="Optuna storage URL (default trials/<study>/study.db); "
                    "postgresql://..., mysql+pymysql://..., or journal:FILE")
@@ -120,7 +121,9 @@ def _register_confirm(sub: argparse._SubParsersAction) -> None:
                                 "report, export --top and retrain --top rank by it. Resumable; several commands "
                                 "(or machines) on one study share the work.")
     c.add_argument("--study", required=True, help="study name")
-    c.add_argument("--top", type=positive_int, default=3, help="architectures to confirm (by their search score)")
+    c.add_argument("--top", type=int, default=3, help="architectures to confirm (by their search score; 0: none)")
+    c.add_argument("--trial", type=int, action="append", default=[], metavar="N",
+                   help="also confirm this trial (e.g. 0, the space's preset, to compare with); repeatable")
     c.add_argument("--seeds", type=positive_int, default=None,
                    help="fresh seeds per architecture (default: the study's --confirm-seeds, 2)")
     c.add_argument("--storage", default=None, help="storage URL (default trials/<study>/study.db)")
@@ -134,6 +137,7 @@ COMMANDS = {"search": _register_search, "confirm": _register_confirm, "dashboard
 
 def _confirm(args: argparse.Namespace) -> int:
     from srnas.api import resolve_search
+    from srnas.errors import ConfigError
     from srnas.log import get_logger
     from srnas.search.confirm import confirm_session
     from srnas.search.session import Session
@@ -141,7 +145,9 @@ def _confirm(args: argparse.Namespace) -> int:
     options = {"study": args.study, **({"storage": args.storage} if args.storage else {})}
     settings, _ = resolve_search(**options)
     session = Session.attach(settings)
-    records = confirm_session(session, device=args.device, top=args.top, seeds=args.seeds,
+    if args.top < 0:
+        raise ConfigError(f"--top must be 0 or more, got {args.top}")
+    records = confirm_session(session, device=args.device, top=args.top, seeds=args.seeds, extra=args.trial,
                               log=get_logger("confirm").info)
     if args.json:
         print_json(records)

@@ -92,6 +92,24 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def installed_formats() -> tuple[tuple[str, ...], dict[str, str]]:
+    """The export formats whose packages are installed, and for each other one why not (the
+    default of ``srnas export``: write what can be written, say what was skipped)."""
+    import importlib
+
+    ok, skipped = [], {}
+    for fmt in EXPORT_FORMATS:
+        for package in FORMAT_PACKAGES.get(fmt, ()):
+            try:
+                importlib.import_module(package)
+            except ImportError:
+                skipped[fmt] = f"{package} is not installed: pip install 'srnas[export]'"
+                break
+        else:
+            ok.append(fmt)
+    return tuple(ok), skipped
+
+
 def require_extras(formats: Iterable[str]) -> None:
     """Fail before writing anything when a format's package is missing (names the extra)."""
     import importlib
@@ -399,11 +417,13 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
 
 
 def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None, trial: int | None = None,
-                 pareto: bool = False, formats: str | Sequence[str] = EXPORT_FORMATS,
+                 pareto: bool = False, formats: str | Sequence[str] | None = None,
                  storage: str | None = None, root: Path | None = None) -> list[ExportedArch]:
     """Export the selected trials of a study (exactly one of ``top``, ``trial``, ``pareto``).
 
-    Checks the study, the selection and the formats' packages before writing anything.
+    ``formats``: the formats to write (each one's package must be installed), or None for every
+    format whose package is installed (`installed_formats`). Checks the study, the selection and
+    the formats' packages before writing anything.
 
     Raises:
         StudyError: unknown study.
@@ -415,7 +435,7 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
     from srnas.results.frame import retrained_results, select_trials
     from srnas.studies import load_study
 
-    fmts = parse_formats(formats)
+    fmts = installed_formats()[0] if formats is None else parse_formats(formats)
     require_extras(fmts)
     study = load_study(study_name, storage, root=root)
     selected = select_trials(study, top=top, trial=trial, pareto=pareto)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
+from srnas.errors import SrnasError
 from srnas.outcomes import CONFIRMED_PREFIX, arch_of, pareto_trials, results_of_record
 from srnas.search.processes import worker_identity
 from srnas.search.session import StaleTrials
@@ -53,24 +54,36 @@ def confirm_seeds(search_seed: int | None, n: int) -> list[int]:
     return [SEED_BASE + 1009 * (search_seed or 0) + j for j in range(n)]
 
 
-def candidates(trials: Sequence["FrozenTrial"], top: int) -> list["FrozenTrial"]:
-    """The ``top`` results of record by their own (selection) PSNR; of a multi-objective study,
-    the Pareto set's first ``top`` by PSNR."""
+def candidates(trials: Sequence["FrozenTrial"], top: int, extra: Sequence[int] = ()) -> list["FrozenTrial"]:
+    """The ``top`` results of record by their own (selection) PSNR (of a multi-objective study,
+    the Pareto set's first ``top`` by PSNR), then the results of record of trials ``extra``
+    (e.g. the space's preset, to compare with)."""
     multi = any(len(t.values or ()) > 1 for t in trials if t.state.name == "COMPLETE")
     rows = pareto_trials(trials) if multi else results_of_record(trials)
-    return sorted(rows, key=lambda t: (-float(t.values[0]), t.number))[:top]
+    out = sorted(rows, key=lambda t: (-float(t.values[0]), t.number))[:top]
+    record = {arch_of(t): t for t in results_of_record(trials)}
+    for number in extra:
+        match = [t for t in trials if t.number == number]
+        if not match or arch_of(match[0]) not in record:
+            raise SrnasError(f"trial {number} is not a COMPLETE trial with a result of record; "
+                             "confirm a trained, COMPLETE trial (srnas report lists them)")
+        t = record[arch_of(match[0])]
+        if t not in out:
+            out.append(t)
+    return out
 
 
 class Confirmation:
     """Runs and records the confirmation of one session's study (see the module docstring)."""
 
     def __init__(self, session: "Session", *, top: int, seeds: int, device: str, threads: int | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 extra: Sequence[int] = (), log: Callable[[str], None] | None = None) -> None:
         from srnas.search.objective import load_search_data
 
         self.session = session
         self.study = session.study
         self.top = top
+        self.extra = tuple(extra)
         self.seeds = confirm_seeds(session.settings.seed, seeds)
         self.device = device
         self.threads = threads
@@ -84,9 +97,9 @@ class Confirmation:
 
     def units(self) -> list[tuple["FrozenTrial", str, int]]:
         """(trial of record, arch_id, seed) of every run the confirmation asks for."""
-        if self.top < 1:
+        if self.top < 1 and not self.extra:
             return []
-        return [(t, arch_of(t), s) for t in candidates(self.study.get_trials(deepcopy=False), self.top)
+        return [(t, arch_of(t), s) for t in candidates(self.study.get_trials(deepcopy=False), self.top, self.extra)
                 for s in self.seeds]
 
     def _results(self) -> dict[str, Any]:
@@ -180,7 +193,7 @@ class Confirmation:
         done (a finished trial cannot change); returns the records."""
         attrs = self.study.user_attrs
         out = []
-        for trial in candidates(self.study.get_trials(deepcopy=False), self.top):
+        for trial in candidates(self.study.get_trials(deepcopy=False), self.top, self.extra):
             runs = [attrs.get(f"{RESULT_PREFIX}{arch_of(trial)}:{s}") for s in self.seeds]
             if any(not isinstance(r, dict) for r in runs):
                 continue
@@ -205,18 +218,18 @@ def summarise(trial: "FrozenTrial", runs: Sequence[dict[str, Any]]) -> dict[str,
 
 
 def confirm_session(session: "Session", *, device: str | None = None, threads: int | None = None,
-                    top: int | None = None, seeds: int | None = None,
+                    top: int | None = None, seeds: int | None = None, extra: Sequence[int] = (),
                     log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Confirm ``session``'s study with its settings' ``confirm`` and ``confirm_seeds`` (or
-    ``top``/``seeds``); returns the confirmed records (best confirmed first)."""
+    ``top``/``seeds``, and the trials ``extra``); returns the confirmed records (best first)."""
     settings = session.settings
     top = settings.confirm if top is None else top
     seeds = settings.confirm_seeds if seeds is None else seeds
-    if top < 1:
+    if top < 1 and not extra:
         return []
     from srnas.train.device import resolve_device
 
     device = device or str(resolve_device(settings.devices[0] if settings.devices else "auto"))
-    runner = Confirmation(session, top=top, seeds=seeds, device=device, threads=threads, log=log)
+    runner = Confirmation(session, top=top, seeds=seeds, device=device, threads=threads, extra=extra, log=log)
     runner.run()
     return sorted(runner.record(), key=lambda r: -r["psnr"])

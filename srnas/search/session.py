@@ -197,7 +197,7 @@ def resolve_proxy(settings: SearchSettings, space: SearchSpace) -> ProxySchedule
     schedule: Schedule = get_schedule(name)
     if not isinstance(schedule, ProxySchedule):
         raise SrnasError(f"--proxy {name!r} is a full training schedule; a search needs a proxy fidelity "
-                         "(tiny, short, medium, NAME@N, NAME*F)")
+                         f"({', '.join(PROXY_FIDELITIES)}, NAME@N, NAME*F)")
     return schedule
 
 
