@@ -164,6 +164,15 @@ def test_report_excludes_infeasible_trials_from_plots(trials_dir: Path) -> None:
     for div_id in ("fig-pareto-params", "fig-pareto-macs"):
         numbers = {int(t.split()[0][1:]) for trace in result.figures[div_id].data for t in trace.text}
         assert numbers and numbers <= set(frame[frame["state"] == "COMPLETE"]["number"])
+    # One count of trained architectures everywhere: the summary, `srnas studies`, the budget.
+    from srnas.outcomes import study_counts
+    from srnas.results.overview import study_overview
+
+    counts, overview = study_counts(study), study_overview(study)
+    assert result.n_trained == counts.finished == overview["trained"]
+    html = result.html.read_text()
+    assert (f"{counts.finished} distinct architectures trained ({overview['complete']} complete, "
+            f"{counts.pruned} pruned)") in html and "1 infeasible (never trained)" in html
 
 
 def test_report_with_retrained_results_shows_kendall_tau(trials_dir: Path) -> None:

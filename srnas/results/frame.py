@@ -52,17 +52,12 @@ def trial_config(trial: Any, *, study_name: str = "") -> ArchConfig | None:
 
 
 def is_trained(trial: Any) -> bool:
-    """True for trials that were trained: COMPLETE ones, and PRUNED ones the pruner stopped.
+    """True for trials that trained their architecture (`srnas.outcomes.is_trained`: COMPLETE,
+    or PRUNED by the pruner; not infeasible, not a repeat), the same rule as the search's budget
+    and ``srnas studies``."""
+    from srnas.outcomes import is_trained as trained
 
-    Trials marked ``infeasible`` were never trained (they broke a constraint) and are left out
-    of every plot.
-    """
-    state = trial.state.name
-    if "infeasible" in trial.user_attrs:
-        return False
-    if state == "COMPLETE":
-        return True
-    return state == "PRUNED" and bool(trial.user_attrs.get("psnr_curve"))
+    return trained(trial)
 
 
 def study_frame(study: "optuna.Study") -> "pd.DataFrame":

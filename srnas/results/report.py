@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from srnas.outcomes import study_counts
 from srnas.results.frame import (
     complete_trials, pareto_mask, retrained_results, study_frame, trial_config,
 )
@@ -622,6 +623,21 @@ def _scored_images(study: "optuna.Study", schedule: dict[str, Any]) -> str:
     return str(schedule.get("val_images") or "all")
 
 
+def _trial_counts(study: "optuna.Study") -> str:
+    """The summary's trial line, with the counts every command uses (`srnas.outcomes`)."""
+    from srnas.outcomes import count_trials, results_of_record
+
+    trials = study.get_trials(deepcopy=False)
+    c = count_trials(trials)
+    parts = [f"{len(trials)} trials: {c.finished} distinct architectures trained "
+             f"({len(results_of_record(trials))} complete, {c.pruned} pruned)"]
+    for n, what in ((c.repeats, "repeated proposals (not trained again)"), (c.infeasible, "infeasible (never trained)"),
+                    (c.failed, "failed"), (c.running, "running")):
+        if n:
+            parts.append(f"{n} {what}")
+    return ", ".join(parts)
+
+
 def _confirmed_text(study: "optuna.Study", t: Any) -> str:
     """`` (confirmed 32.10 dB held out, gap +0.12 dB)`` for a confirmed trial of record, else ``""``."""
     from srnas.outcomes import confirmed_records
@@ -664,8 +680,6 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     notes: list[str] = []
 
     # -- summary
-    states = frame["state"].value_counts().to_dict()
-    infeasible = int(frame["infeasible"].notna().sum())
     complete = complete_trials(study)
     best = complete[0] if complete else None
     best_cfg = trial_config(best, study_name=study_name) if best is not None else None
@@ -682,8 +696,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         "protocol": (protocol or "-") + {"benchmark": " (Y channel, crop = scale)",
                                          "div2k": " (RGB, crop = scale + 6)"}.get(protocol or "", ""),
         "scales": scales_text,
-        "trials": (", ".join(f"{k.lower()} {v}" for k, v in sorted(states.items())) or "none")
-                  + (f" (infeasible, never trained: {infeasible})" if infeasible else ""),
+        "trials": _trial_counts(study),
         "best trial": (f"#{best.number}: {best.values[0]:.3f} dB{_confirmed_text(study, best)}, "
                        f"{best_cfg.describe() if best_cfg else '-'}, "
                        f"{human_count(best.user_attrs.get('params'))} params, "
@@ -756,4 +769,4 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     atomic_write_text(csv_path, frame.to_csv(index=False))
     atomic_write_text(target, document)
     return ReportResult(html=target, csv=csv_path, pngs=pngs, notes=notes, n_trials=len(frame),
-                        n_trained=int(frame["trained"].sum()), figures=figures)
+                        n_trained=study_counts(study).finished, figures=figures)
