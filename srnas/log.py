@@ -174,12 +174,15 @@ class ProgressClock:
     """Paces plain progress lines of work measured as ``done`` of ``total`` and estimates the
     time left from the rate since it was made (``start`` = what was done before, e.g. on resume)."""
 
-    def __init__(self, total: int | None, *, start: int = 0, every: float | None = None) -> None:
+    def __init__(self, total: int | None, *, start: int = 0, every: float | None = None,
+                 first: float | None = None) -> None:
+        """``first``: seconds before the first line is due (default ``every``): a long command
+        shows early that it works."""
         self.total = total
         self.start = start
         self.every = progress_interval() if every is None else every
         self.t0 = time.monotonic()
-        self._last = self.t0
+        self._last = self.t0 - max(0.0, self.every - (self.every if first is None else min(first, self.every)))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0

@@ -18,7 +18,7 @@ Format (see README, "Search-space files")::
       head_blocks: [0, 1, 2]     # mdsr only; head_kernel is sampled only when head_blocks > 0
       head_kernel: [3, 5]
     constraints: {max_params: 1400000, max_mult_adds: 1.0e11, max_activation_mb: 2000}
-    presets: [edsr-baseline, {n_resblocks: 4, n_feats: 32}]   # enqueued first when inside the space
+    presets: [edsr-baseline, {name: small, n_resblocks: 4, n_feats: 32}]   # enqueued first when inside the space
 
 Every searchable field is declared once, as a `Dimension` in `DIMENSIONS` (its YAML key, the
 `ArchConfig` field it sets, the families it applies to, its condition and whether it can be
@@ -502,10 +502,12 @@ class SearchSpace:
 
             cfg = preset_config(preset, scale=self.scales[0]) if self.family == "edsr" else preset_config(preset)
         else:
-            unknown = [k for k in preset if k not in DIMENSIONS_BY_NAME]
+            unknown = [k for k in preset if k not in DIMENSIONS_BY_NAME and k != "name"]
             if unknown:
-                raise ConfigError(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(PARAMETERS)}")
-            kw = {DIMENSIONS_BY_NAME[k].field: v for k, v in preset.items()}
+                raise ConfigError(f"unknown parameter {unknown[0]!r}; allowed: name, {', '.join(PARAMETERS)}")
+            if "name" in preset and (not isinstance(preset["name"], str) or not preset["name"].strip()):
+                raise ConfigError(f"preset name must be a non-empty string, got {preset['name']!r}")
+            kw = {DIMENSIONS_BY_NAME[k].field: v for k, v in preset.items() if k != "name"}
             cfg = ArchConfig(family=self.family, scales=self.scales, **kw)
         params = self.params_of(cfg)
         if params is None:
@@ -513,8 +515,10 @@ class SearchSpace:
         return params
 
     def preset_assignments(self) -> list[tuple[str, dict[str, Any]]]:
-        """(label, params) of the space's presets (validated at load to lie inside the space)."""
-        return [(p if isinstance(p, str) else "custom", self.preset_params(p)) for p in self.presets]
+        """(label, params) of the space's presets (validated at load to lie inside the space): a
+        preset's name, a mapping's ``name``, else ``<space> preset <i>``."""
+        return [(p if isinstance(p, str) else str(p.get("name") or f"{self.name} preset {i + 1}"),
+                 self.preset_params(p)) for i, p in enumerate(self.presets)]
 
     # ---- NNI: the same dimensions without conditionals ----------------------------------
 

@@ -77,7 +77,11 @@ def test_study_records_its_run_and_a_plain_resume_reuses_it(trials_dir: Path, tm
     assert yaml.safe_load(capsys.readouterr().out)["proxy"] == "tiny@10"
     # A flag given overrides the record: a bigger budget continues the same study.
     assert main(["search", "--confirm", "0", "--study", "rec", "--budget", "3", "--no-progress", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    # A resume says so in its first line.
+    first = captured.err.strip().splitlines()[0]
+    assert first.startswith("resuming study rec") and "2 of 3 architectures trained so far" in first
     assert summary["study"] == "rec" and summary["trained"] == 3 and summary["fidelity"] == "tiny@10"
     assert summary["run_settings"]["budget"] == 3 and summary["best"]["psnr"] > 0
     # Changes that alter results are still refused.
@@ -87,9 +91,17 @@ def test_study_records_its_run_and_a_plain_resume_reuses_it(trials_dir: Path, tm
     assert main(["studies", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["study"], row["trained"], row["fidelity"]) == ("rec", 3, "tiny@10")
+    best = row["best"]
+    assert best["describe"].startswith("EDSR x2 B=") and row["repeats_per_trained"] == 0.0
     assert main(["studies"]) == 0
     table = capsys.readouterr().out
     assert "rec" in table and "tiny@10" in table
+    # The best net is described (and named when it is the space's preset), not only its id.
+    assert main(["studies", "--show", "rec"]) == 0
+    shown = capsys.readouterr().out
+    assert best["describe"] in shown.replace("\n", " ")
+    if best["preset"]:
+        assert f"preset {best['preset']}" in shown
 
 
 def test_retrain_run_file(tmp_path: Path, capsys) -> None:

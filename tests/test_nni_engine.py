@@ -248,7 +248,7 @@ def test_nni_search_fills_the_optuna_study(trials_dir: Path, capsys: pytest.Capt
     study = optuna.load_study(study_name="nni4", storage=f"sqlite:///{trials_dir / 'nni4' / 'study.db'}")
     space = SearchSpace.load("tiny")
     trials = study.get_trials()
-    assert trials[0].user_attrs["preset"] == "custom" and trials[0].state == TrialState.COMPLETE
+    assert trials[0].user_attrs["preset"] == "tiny-default" and trials[0].state == TrialState.COMPLETE
     assert "infeasible" in trials[0].user_attrs and trials[0].system_attrs["constraints:max_params"] > 0
     complete = [t for t in trials if t.state == TrialState.COMPLETE and "infeasible" not in t.user_attrs]
     assert len({t.user_attrs["arch_id"] for t in complete}) == 4  # the budget counts architectures

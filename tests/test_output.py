@@ -166,3 +166,15 @@ def test_usage_errors_are_one_line_with_a_suggestion(capsys: pytest.CaptureFixtu
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and line in err, err
+
+
+def test_progress_clock_shows_the_first_line_early() -> None:
+    import time
+
+    from srnas.log import ProgressClock
+
+    clock = ProgressClock(10, every=60.0, first=0.05)
+    assert not clock.due()
+    time.sleep(0.06)
+    assert clock.due() and not clock.due()  # then every 60 s as before
+    assert not ProgressClock(10, every=60.0).due()

@@ -55,7 +55,7 @@ def test_six_trial_search_records_everything(trials_dir: Path, capsys) -> None:
         assert t.user_attrs["psnr_curve"][-1][0] == 40
         assert t.values[0] == pytest.approx(t.user_attrs["psnr"])
     # The preset of the tiny space ran first.
-    assert study.trials[0].user_attrs.get("preset") == "custom"
+    assert study.trials[0].user_attrs.get("preset") == "tiny-default"
     # Every trained trial has its SR sample artifact.
     from optuna.artifacts import get_all_artifact_meta
 

@@ -82,7 +82,11 @@ def test_presets_inside_space_are_found() -> None:
     assert labels == ["edsr-baseline", "edsr"]
     tiny = SearchSpace.load("tiny")
     (label, params), = tiny.preset_assignments()
+    assert label == "tiny-default"  # presets carry their names
     assert params["n_resblocks"] == 4 and params["global_skip"] == "bicubic"
+    unnamed = SearchSpace.from_dict({"name": "s", "parameters": {"n_resblocks": [2], "n_feats": [8]},
+                                     "presets": [{"n_resblocks": 2, "n_feats": 8}]})
+    assert [label for label, _ in unnamed.preset_assignments()] == ["s preset 1"]
 
 
 BAD_SPACES = [
@@ -102,6 +106,8 @@ BAD_SPACES = [
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8, 8]\n", "duplicate choices"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\npresets: [vdsr]\n", "presets: entry 0: unknown preset 'vdsr'"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\npresets: [edsr-baseline]\n", "preset 'edsr-baseline'"),
+    ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\npresets: [{name: 3, n_resblocks: 2, n_feats: 8}]\n",
+     "presets: entry 0: preset name must be a non-empty string, got 3"),
     ("parameters:\n  n_resblocks: [2\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\nbudget: 3\n", ":4: budget: unknown key"),

@@ -66,10 +66,29 @@ def _studies(args: argparse.Namespace) -> int:
             continue
         best = row["best"] or {}
         table.add_row(row["study"], str(row["trials"]), str(row["trained"]), str(row["complete"]),
-                      _psnr(best.get("psnr")), _psnr(row["bicubic_psnr"]), str(best.get("arch_id") or "-"),
+                      _psnr(best.get("psnr")), _psnr(row["bicubic_psnr"]), _best_text(best),
                       str(row["fidelity"] or "-"), str(row["space"] or "-"), ",".join(row["objectives"] or []))
     stdout_console().print(table)
     return 0
+
+
+def _best_text(best: dict[str, Any]) -> str:
+    """``B4 F32 k3 ... (preset tiny-default, edsr-984aaaaeaa)``, or ``-``."""
+    if not best:
+        return "-"
+    what = best.get("describe") or best.get("arch_id") or "-"
+    tags = [f"preset {best['preset']}"] if best.get("preset") else []
+    if best.get("describe") and best.get("arch_id"):
+        tags.append(str(best["arch_id"]))
+    return what + (f" ({', '.join(tags)})" if tags else "")
+
+
+def _confirmed(best: dict[str, Any]) -> str:
+    c = best.get("confirmed")
+    if not c:
+        return ""
+    return (f"; confirmed {c['psnr']:.3f} dB on {c['on']} images over {len(c['seeds'])} fresh seeds, "
+            f"winner's-curse gap {c['gap']:+.3f} dB")
 
 
 def _show(overview: dict[str, Any]) -> None:
@@ -81,8 +100,9 @@ def _show(overview: dict[str, Any]) -> None:
              f"{overview['trials']} trials, {overview['trained']} distinct architectures trained "
              f"({overview['pruned']} pruned), {overview['complete']} complete, {overview['repeats']} repeats, "
              f"{overview['failed']} failed, {overview['running']} running",
-             "best: " + (f"trial {best['trial']} {best['arch_id']} {best['psnr']:.3f} dB "
-                         f"(bicubic {_psnr(overview['bicubic_psnr'])} dB)" if best else "none above bicubic yet")]
+             "best: " + (f"trial {best['trial']} {_best_text(best)}: {best['psnr']:.3f} dB "
+                         f"(bicubic {_psnr(overview['bicubic_psnr'])} dB)" + _confirmed(best)
+                         if best else "none above bicubic yet")]
     if overview.get("artifacts"):
         lines.append(f"artifacts: {overview['artifacts']}")
     run = overview.get("run_settings")

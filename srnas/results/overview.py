@@ -21,7 +21,16 @@ if TYPE_CHECKING:
 def _result(t: "FrozenTrial", confirmed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a = t.user_attrs
     record = confirmed.get(str(a.get("arch_id")))
-    return {"trial": t.number, "arch_id": a.get("arch_id"), "psnr": finite_or_none(t.values[0]),
+    describe = None
+    if isinstance(a.get("config"), dict):
+        from srnas.arch.config import ArchConfig
+
+        try:
+            describe = ArchConfig.from_dict(a["config"]).describe()
+        except Exception:  # a config this srnas cannot read: shown by its id only
+            describe = None
+    return {"trial": t.number, "arch_id": a.get("arch_id"), "describe": describe, "preset": a.get("preset"),
+            "psnr": finite_or_none(t.values[0]),
             "values": [float(v) for v in t.values], "params": a.get("params"), "mult_adds": a.get("mult_adds"),
             "protocol": a.get("protocol"), "config": a.get("config"),
             "confirmed": record if record is not None and record.get("trial") == t.number else None}

@@ -170,7 +170,10 @@ class OptunaEngine:
             raise ConfigError("OptunaEngine.run: settings.workers must be resolved by validate()")
         session.study.sampler = make_sampler(settings, session.space)
         session.study.pruner = make_pruner(settings, session.schedule)
-        console.print(session.describe(self.name)
+        counts = session.counts()
+        resuming = counts.finished or counts.repeats or counts.infeasible
+        console.print(("resuming " if resuming else "") + session.describe(self.name)
+                      + (f" ({counts.finished} of {settings.budget} architectures trained so far)" if resuming else "")
                       + f", sampler {settings.sampler}, pruner {settings.effective_pruner}"
                       + (" (pruning is off for multi-objective searches)" if settings.multi_objective else "")
                       + f", budget {settings.budget} distinct architectures, workers {settings.workers}")
@@ -181,6 +184,7 @@ class OptunaEngine:
         if done is not None:
             console.print(done)
             return
+
         monitor = SearchProgress(session.study, settings.budget, console=console, bar=progress)
         procs: list[subprocess.Popen[bytes]] = []
         try:

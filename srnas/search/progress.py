@@ -21,6 +21,8 @@ from srnas.units import human_count, human_duration
 
 log = get_logger("search")
 
+#: Seconds before a search's first progress line (later ones every `progress_interval`).
+FIRST_LINE_S = 10.0
 #: Trial states that end a trial.
 _FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -113,7 +115,8 @@ class SearchProgress:
         s = self.snapshot()
         self._start_finished = s["finished"]
         self._reported = {t.number for t in s["trials"]}
-        self._clock = ProgressClock(self.budget, start=self._start_finished, every=self.every)
+        # The first progress line after FIRST_LINE_S: a search shows early that it trains.
+        self._clock = ProgressClock(self.budget, start=self._start_finished, every=self.every, first=FIRST_LINE_S)
         if self.bar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
