@@ -176,3 +176,13 @@ def test_decoded_size_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SRNAS_MAX_IMAGE_PIXELS", str(300_000_000))
     with pytest.raises(DataError, match=r"mid\.png: not a readable image"):
         load_image(_png_header_only(tmp_path / "mid.png", 15000, 15000))
+
+
+def test_most_detailed_window_finds_the_detail() -> None:
+    from srnas.data.images import most_detailed_window
+
+    img = np.full((100, 120, 3), 128, np.uint8)
+    img[60:70, 80:90] = 255  # the only detail: a small bright square
+    y, x = most_detailed_window(img, 20)
+    assert y <= 60 and y + 20 >= 70 and x <= 80 and x + 20 >= 90
+    assert most_detailed_window(img[..., 0], 200) == (0, 0)  # a window larger than the image: all of it

@@ -128,6 +128,12 @@ def test_report_has_named_figures_and_no_external_scripts(trials_dir: Path, caps
     # Offline: no script loaded from anywhere, and plotly.js inline exactly once.
     assert not re.search(r"<script[^>]*\bsrc=", text, flags=re.I)
     assert text.count("* plotly.js v") == 1
+    # Fixed parameters (one value in every trial) get no bar: only the varied ones are ranked.
+    from srnas.results.report import _importances
+
+    importances, _ = _importances(study)
+    frame = study_frame(study)
+    assert importances and all(len(set(frame[f"param_{name}"].dropna())) > 1 for name in importances)
     # res_scale is varied in the tiny space: its importance and the per-value table are there.
     assert "id='res-scale-importance'" in text and "id='table-res-scale'" in text
     # The demo data is not a published set: published models are not drawn, and the report says so.

@@ -271,14 +271,33 @@ def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[di
     return fig
 
 
+def _results_study(study: "optuna.Study") -> "optuna.Study":
+    """An in-memory copy holding only the results of record (COMPLETE, feasible, one per
+    architecture): infeasible configs' placeholder values and repeats stay out of importances."""
+    import optuna
+
+    from srnas.outcomes import results_of_record
+
+    copy = optuna.create_study(directions=study.directions)
+    copy.add_trials(results_of_record(study.get_trials(deepcopy=False)))
+    return copy
+
+
 def _importances(study: "optuna.Study") -> tuple[dict[str, float], str]:
-    """Parameter importances for the first objective (PSNR) of COMPLETE trials, and the method.
+    """Parameter importances for the first objective (PSNR) of the results of record, and the
+    method; parameters that took one value only (fixed in the space, e.g. ``act``) are left out.
 
     fANOVA (seeded) when scikit-learn is installed, else PED-ANOVA (no extra dependency).
     """
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
+    study = _results_study(study)
+    trials = study.get_trials(deepcopy=False)
+    common = set.intersection(*(set(t.params) for t in trials)) if trials else set()
+    varied = sorted(name for name in common if len({repr(t.params[name]) for t in trials}) > 1)
+    if not varied:
+        return {}, "fANOVA"
     if importlib.util.find_spec("sklearn") is not None:
         evaluator: Any = FanovaImportanceEvaluator(seed=0)
         method = "fANOVA"
@@ -287,7 +306,7 @@ def _importances(study: "optuna.Study") -> tuple[dict[str, float], str]:
         method = "PED-ANOVA"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        values = optuna.importance.get_param_importances(study, evaluator=evaluator,
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varied,
                                                          target=lambda t: float(t.values[0]))
     return dict(values), method
 
@@ -296,7 +315,7 @@ def _importance_figure(study: "optuna.Study", frame: "pd.DataFrame") -> tuple[An
     """(importance bar figure or None, HTML text about res_scale or why nothing was computed)."""
     import plotly.graph_objects as go
 
-    n_complete = int((frame["state"] == "COMPLETE").sum())
+    n_complete = int(((frame["state"] == "COMPLETE") & frame["psnr"].notna()).sum())
     try:
         if n_complete < 2:
             raise ValueError(f"needs at least 2 complete trials, the study has {n_complete}")

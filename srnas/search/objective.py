@@ -176,18 +176,21 @@ class Objective:
         return tuple(self._value(name, attrs) for name in self.objectives)
 
     def _sample_image(self, model: Any, cfg: ArchConfig) -> Path | None:
-        """A small LR | SR | HR strip of the first validation image (the trial's artifact)."""
+        """A small LR | SR | HR strip of the first validation image, where it has the most detail
+        (the trial's artifact)."""
         import numpy as np
         import torch
 
         from srnas.data import imresize, save_image
+        from srnas.data.images import most_detailed_window
 
         s = cfg.scale
         val = self._val[s] if isinstance(self._val, dict) else self._val
         hr = val.hr[0]
         lr = val.lr[s][0]
         size = min(48, lr.shape[0], lr.shape[1])
-        y0, x0 = (lr.shape[0] - size) // 2, (lr.shape[1] - size) // 2
+        # Where the image has the most detail (a flat centre would look the same for every net).
+        y0, x0 = most_detailed_window(lr, size)
         lr_crop = lr[y0:y0 + size, x0:x0 + size]
         hr_crop = hr[y0 * s:(y0 + size) * s, x0 * s:(x0 + size) * s]
         device = next(model.parameters()).device
