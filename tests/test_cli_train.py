@@ -105,6 +105,34 @@ def test_upscale_writes_bigger_images(edsr_baseline_run: Path, tmp_path: Path) -
     assert rc == 0
     assert load_image(out / "in0_x2.png").shape == (40, 60, 3)
     assert load_image(out / "in1_x2.png").shape == (34, 22, 3)
+    # Existing outputs are refused (one line), replaced with --overwrite.
+    before = (out / "in0_x2.png").read_bytes()
+    assert main(["upscale", str(inputs[0]), "-o", str(out), "--model", str(edsr_baseline_run / "model.pt"),
+                 "--device", "cpu"]) == 2
+    assert (out / "in0_x2.png").read_bytes() == before
+    assert main(["upscale", str(inputs[0]), "-o", str(out), "--model", str(edsr_baseline_run / "model.pt"),
+                 "--device", "cpu", "--overwrite"]) == 0
+
+
+def test_upscale_keeps_grayscale_and_alpha(edsr_baseline_run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    grey = tmp_path / "grey.png"
+    Image.fromarray((rng.random((12, 14)) * 255).astype(np.uint8), mode="L").save(grey)
+    rgba = tmp_path / "rgba.png"
+    pixels = (rng.random((12, 14, 4)) * 255).astype(np.uint8)
+    pixels[..., 3] = np.where(np.arange(14) < 7, 0, 255)[None, :]  # left half transparent
+    Image.fromarray(pixels, mode="RGBA").save(rgba)
+    out = tmp_path / "out"
+    assert main(["upscale", str(grey), str(rgba), "-o", str(out), "--model", str(edsr_baseline_run / "model.pt"),
+                 "--device", "cpu"]) == 0
+    with Image.open(out / "grey_x2.png") as im:
+        assert im.mode == "L" and im.size == (28, 24)
+    with Image.open(out / "rgba_x2.png") as im:
+        assert im.mode == "RGBA" and im.size == (28, 24)
+        alpha = np.asarray(im.getchannel("A"))
+    assert alpha[:, :12].max() < 20 and alpha[:, 16:].min() > 235  # the transparent half stays transparent
 
 
 def test_retrain_top_k_of_a_study(tmp_path: Path) -> None:

@@ -112,7 +112,9 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
 def _register_upscale(sub: argparse._SubParsersAction) -> None:
     u = add_command(sub, "upscale", help="super-resolve image files with trained weights",
                     description="Write IN_x<scale>.png into OUTDIR for every image file (or every image of a "
-                                "folder) given.")
+                                "folder) given. A grayscale input gives a grayscale output (the network sees it as "
+                                "RGB); an alpha channel is upscaled with MATLAB bicubic and kept. Existing outputs "
+                                "are refused unless --overwrite.")
     u.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders of images")
     u.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR")
     u.add_argument("--model", required=True, metavar="PATH",
@@ -128,6 +130,7 @@ def _register_upscale(sub: argparse._SubParsersAction) -> None:
                    help="tiled inference with N x N LR tiles (default: whole images)")
     u.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble")
     u.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    u.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: refuse)")
     u.set_defaults(func=_upscale)
 
 
@@ -305,20 +308,42 @@ def _inputs(paths: list[str]) -> list[Path]:
 def _upscale(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from srnas.data import load_image, save_image
+    import numpy as np
+
+    from srnas.data import imresize, load_image, save_image
+    from srnas.data.images import image_kind
+    from srnas.errors import DataError
     from srnas.train.evaluate import upscale_image
 
     from srnas.api import load_for_inference
 
     console = Console()
+    files = _inputs(args.inputs)
+    scale_hint = args.scale
+    if not args.overwrite and scale_hint is not None:  # refuse before loading a model
+        taken = [args.out / f"{f.stem}_x{scale_hint}.png" for f in files if (args.out / f"{f.stem}_x{scale_hint}.png").exists()]
+        if taken:
+            raise DataError(f"{taken[0]}: exists; pass --overwrite to replace it")
     model, cfg, scale = load_for_inference(args.model, pretrained=args.pretrained, weights_url=args.weights_url,
                                            config=args.config, scale=args.scale, device=args.device)
-    files = _inputs(args.inputs)
+    targets = [args.out / f"{f.stem}_x{scale}.png" for f in files]
+    taken = [t for t in targets if t.exists()]
+    if taken and not args.overwrite:
+        raise DataError(f"{taken[0]}: exists; pass --overwrite to replace it")
     args.out.mkdir(parents=True, exist_ok=True)
-    for f in files:
+    for f, target in zip(files, targets):
         lr = load_image(f)
+        grey, alpha = image_kind(f)
         sr = upscale_image(model, lr, scale=scale, tile=args.tile, self_ensemble=args.self_ensemble)
-        target = args.out / f"{f.stem}_x{scale}.png"
+        kept = []
+        if grey:  # BT.601 luma of the RGB output
+            sr = np.floor(np.clip(sr.astype(np.float64) @ np.array([0.299, 0.587, 0.114]), 0, 255) + 0.5).astype(np.uint8)
+            kept.append("grayscale")
+        if alpha is not None:
+            up = imresize(alpha, scale)
+            sr = np.dstack([sr, up])  # grey + alpha, or RGB + alpha
+            kept.append("alpha upscaled bicubically")
         save_image(target, sr)
-        console.print(f"{f} ({lr.shape[1]}x{lr.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]})")
+        console.print(f"{f} ({lr.shape[1]}x{lr.shape[0]}) -> {target} ({sr.shape[1]}x{sr.shape[0]}"
+                      + (f", {', '.join(kept)}" if kept else "") + ")")
     return 0

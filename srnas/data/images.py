@@ -111,13 +111,28 @@ def _to_rgb8(im: Any) -> np.ndarray:
     return np.array(im, dtype=np.uint8, copy=True)
 
 
+def image_kind(path: str | os.PathLike[str]) -> tuple[bool, np.ndarray | None]:
+    """(whether the file is a grayscale image, its alpha channel as ``H x W`` uint8 or None): what
+    `load_image`'s RGB leaves out, for writers that keep the input's kind (``srnas upscale``)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        bands = im.getbands()
+        alpha = np.array(im.getchannel("A"), dtype=np.uint8) if "A" in bands else None
+        if im.mode == "P" and "transparency" in im.info:
+            alpha = np.array(im.convert("RGBA").getchannel("A"), dtype=np.uint8)
+        grey = im.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "1")
+    return grey, alpha
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:200]
 
 
 def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
-    """Write ``array`` (``H x W`` or ``H x W x 3``) to ``path`` atomically; return the path.
+    """Write ``array`` (``H x W`` grey, ``H x W x 2`` grey and alpha, ``H x W x 3`` RGB or
+    ``H x W x 4`` RGBA) to ``path`` atomically; return the path.
 
     The format follows the suffix (``.png`` is lossless; JPEG is written at quality 95). uint8
     arrays are written as they are; float arrays are taken as 0..255, clipped and rounded. The
@@ -135,8 +150,9 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ValueError(f"{p}: cannot save an array of shape {arr.shape} as an image (need HxW or HxWx3)")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))):
+        raise ValueError(f"{p}: cannot save an array of shape {arr.shape} as an image "
+                         "(need HxW, HxWx2 grey+alpha, HxWx3 or HxWx4)")
     if arr.dtype != np.uint8:
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{p}: cannot save an array of dtype {arr.dtype} as an image")
