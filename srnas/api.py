@@ -133,7 +133,9 @@ class RetrainOutcome:
         ssim = "" if final.get("ssim") is None else f", SSIM {final['ssim']:.4f}"
         scales = ",".join(str(s) for s in final["scales"])
         mean = " (mean over scales)" if len(final["scales"]) > 1 else ""
-        return (f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']} "
+        images = final.get("val_images")
+        return (f"done: PSNR {final['psnr']:.2f} dB{ssim}{mean} on {final['val_set']}"
+                + (f" ({images} image{'s' if images != 1 else ''})" if images else "") + " "
                 f"({final['protocol']} protocol, x{scales}); bicubic {result.bicubic_psnr:.2f} dB; "
                 f"{result.updates:,} updates in {human_duration(result.wall_time_s)} on {result.device} "
                 f"-> {self.run.folder}")

@@ -304,6 +304,15 @@ def test_demo_card_has_no_dataset_and_names_the_benchmark_protocol(trials_dir: P
     assert [m["value"] for m in result["metrics"]] == [31.9, 0.91]
     assert result["metrics"][0]["name"] == "PSNR x2 (benchmark protocol: Y channel (BT.601), 2 px border crop)"
     assert result["metrics"][0]["args"]["border_crop"] == 2
+    # A retrain that recorded how many images its score covers: the card's set name says so.
+    import shutil
+
+    shutil.rmtree(trials_dir / "hand" / "retrain")
+    _fake_retrain(trials_dir, "hand", cfg, final={"psnr": 31.6, "ssim": 0.9, "protocol": "benchmark", "scale": 2,
+                                                  "val_set": "demo-val", "val_images": 3})
+    [item] = export_study("hand", tmp_path / "out2", trial=trial.number, formats="yaml,pt")
+    meta, _ = _front_matter((item.folder / "model_card.md").read_text())
+    assert meta["model-index"][0]["results"][0]["dataset"]["name"] == "demo-val (3 images)"
 
 
 def test_untrained_card_has_no_model_index_and_a_runnable_snippet(trials_dir: Path, tmp_path: Path,

@@ -215,6 +215,9 @@ def _model_index(meta: dict[str, Any], config: "ArchConfig") -> list[dict[str, A
         per_scale = {config.scales[0]: {"psnr": r["psnr"], "ssim": r.get("ssim")}} if len(config.scales) == 1 else {}
     div2k = _trained_on_div2k(protocol, val_set)
     dataset_type = "DIV2K" if div2k else ("srnas-demo" if data == "demo" else "custom")
+    images = r.get("val_images")
+    # The set's name says how many of its images the number covers (one name, one number).
+    named = str(val_set or f"validation part of {data}") + (f" ({images} images)" if images else "")
     results = []
     for s, v in sorted(per_scale.items()):
         metrics = [_metric("psnr", v["psnr"], s, protocol)]
@@ -222,8 +225,7 @@ def _model_index(meta: dict[str, Any], config: "ArchConfig") -> list[dict[str, A
             metrics.append(_metric("ssim", v["ssim"], s, protocol))
         results.append({
             "task": {"type": "image-to-image", "name": "Image Super-Resolution"},
-            "dataset": {"type": dataset_type, "name": str(val_set or f"validation part of {data}"),
-                        "config": f"bicubic_x{s}", "split": "validation"},
+            "dataset": {"type": dataset_type, "name": named, "config": f"bicubic_x{s}", "split": "validation"},
             "metrics": metrics,
         })
     return results

@@ -109,8 +109,11 @@ class RetrainRun:
             if progress is not None:
                 progress(p)
 
+        # A full training's result covers the whole validation set, with SSIM, whatever the schedule:
+        # one set name, one number (a proxy schedule scores fewer images while it trains).
         trainer = Trainer(self.config, train, val, self.schedule, device=device, seed=seed, checkpoint_dir=folder,
                           checkpoint_every=checkpoint_every, precision=precision, init_weights=init,
+                          ssim=True, full_final=True,
                           progress=on_progress if scalars is not None or progress is not None else None,
                           on_eval=scalars.evaluation if scalars is not None else None)
         try:
@@ -184,7 +187,8 @@ def read_run(folder: Path) -> dict[str, Any] | None:
     """Final metrics of one retrain folder (None when it has no readable metrics.json).
 
     Returns ``psnr``, ``ssim``, ``protocol``, ``scale``, ``per_scale`` (scale -> psnr, ssim),
-    ``val_set``, ``data`` (the training data spec), ``schedule`` (name), ``fidelity``,
+    ``val_set``, ``val_images`` (how many images the score covers), ``data`` (the training
+    data spec), ``schedule`` (name), ``fidelity``,
     ``updates``, ``bicubic_psnr``, ``psnr_curve``, ``weights`` (path of model.pt or None),
     ``config`` (ArchConfig or None), ``arch_id`` and ``folder``.
     """
@@ -222,6 +226,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
         "scale": final.get("scale"),
         "per_scale": final.get("per_scale") if isinstance(final.get("per_scale"), dict) else {},
         "val_set": final.get("val_set"),
+        "val_images": final.get("val_images"),
         "data": data.get("data"),
         "schedule": schedule.get("name") if isinstance(schedule, dict) else str(schedule),
         "fidelity": schedule.get("fidelity_id") if isinstance(schedule, dict) else None,

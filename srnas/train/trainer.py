@@ -121,8 +121,9 @@ class Trainer:
     ``progress(TrainProgress)`` is called after every loss check (every update on CPU).
 
     ``ssim``: score SSIM at the last evaluation (default: for paper schedules only; proxies are
-    ranked by PSNR, and SSIM costs more than the rest of a short validation). A paper schedule's
-    last evaluation scores the whole validation set; earlier ones its ``val_images``.
+    ranked by PSNR, and SSIM costs more than the rest of a short validation). ``full_final``:
+    the last evaluation scores the whole validation set (default: for paper schedules only;
+    ``srnas retrain`` asks for it whatever the schedule); earlier ones its ``val_images``.
     ``graph_backend``: the whole-step graphs to use (default `CudaGraphs` when the policy turns
     them on; `RecordedGraphs` runs the same control flow on the CPU). ``compile``: a
     ``torch.compile`` backend (``inductor``, ``inductor:reduce-overhead``, ``eager`` ...) for the
@@ -137,7 +138,7 @@ class Trainer:
                  on_eval: Callable[[int, float], None] | None = None,
                  progress: Callable[[TrainProgress], None] | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool | None = None,
-                 threads: int | None = None, ssim: bool | None = None,
+                 threads: int | None = None, ssim: bool | None = None, full_final: bool | None = None,
                  graph_backend: GraphBackend | None = None, compile: str | None = None) -> None:
         if not isinstance(config, ArchConfig):
             raise ConfigError(f"Trainer needs an ArchConfig, got {type(config).__name__}")
@@ -161,6 +162,7 @@ class Trainer:
         self.progress = progress
         self.check_every = CUDA_CHECK_EVERY if self.policy.device.type == "cuda" else 1
         self.ssim = self.schedule.kind == "paper" if ssim is None else bool(ssim)
+        self.full_final = self.schedule.kind == "paper" if full_final is None else bool(full_final)
         self.compile = compile if compile is not None else (os.environ.get("SRNAS_COMPILE") or None)
         self._graph_backend_arg = graph_backend
         self.graphs: GraphBackend | None = None
@@ -477,13 +479,14 @@ class Trainer:
     def validate(self, *, with_ssim: bool = True, final: bool = False) -> dict[str, Any]:
         """Score the current model on the validation set (every scale; PSNR/SSIM are the mean).
 
-        Scores the schedule's ``val_images`` (a paper schedule's ``final`` evaluation: the
-        whole set), in plain fp32. PSNR alone is computed on the device (`DeviceScorer`); with
+        Scores the schedule's ``val_images`` (the ``final`` evaluation of a run with
+        ``full_final``: the whole set), in plain fp32. PSNR alone is computed on the device
+        (`DeviceScorer`); with
         SSIM the images come back to the CPU metrics.
         """
         assert self.model is not None
         started = time.perf_counter()
-        images = None if (final and self.schedule.kind == "paper") else self.schedule.val_images
+        images = None if (final and self.full_final) else self.schedule.val_images
         per_scale: dict[str, dict[str, Any]] = {}
         bicubic = self.bicubic_scores(images)
         with exact_fp32(self.policy):
