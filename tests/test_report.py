@@ -278,6 +278,13 @@ def _png_strip(seed: int) -> bytes:
     return buf.getvalue()
 
 
+def test_proxy_trials_say_ssim_is_not_scored() -> None:
+    from srnas.results.report import _cell
+
+    assert _cell("ssim", None) == ("not scored", None) and _cell("ssim", float("nan"))[0] == "not scored"
+    assert _cell("ssim", 0.91234)[0] == "0.9123" and _cell("params", None) == ("-", None)
+
+
 def test_report_uses_human_units_names_fidelities_and_cautions_on_few_trials(trials_dir: Path) -> None:
     build_study(trials_dir, "few", n_complete=8)
     text = write_report("few", static_images=False).html.read_text(encoding="utf-8")

@@ -411,7 +411,8 @@ document.addEventListener('DOMContentLoaded', () => {
 def _cell(column: str, value: Any) -> tuple[str, Any]:
     """(text shown, value sorted by) of one best-trials cell: counts in K/M/G, times in s/m/h."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-", None
+        # Proxies rank by PSNR; SSIM is scored by full trainings (retrain, eval).
+        return ("not scored", None) if column == "ssim" else ("-", None)
     if column in ("params", "mult_adds"):
         return human_count(float(value)), float(value)
     if column == "activation_mb":
