@@ -259,6 +259,10 @@ def test_unreachable_host_is_one_clear_line(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("srnas: error: ") and err.count("\n") == 1 and "cannot reach the host" in err
+    # A root this command created and nothing landed in is removed; one that existed stays.
+    fresh = tmp_path / "new" / "root"
+    assert main(["data", "download", "benchmark", "--root", str(fresh), "--base-url", url, "--no-progress"]) == 2
+    assert not fresh.exists() and (tmp_path / "new").exists()
 
 
 def test_http_error_and_bad_arguments(server: tuple[str, _Files], tmp_path: Path) -> None:

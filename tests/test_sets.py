@@ -176,6 +176,15 @@ def test_small_folders_split(tmp_path: Path) -> None:
     save_image(folder / "a.png", _img(20, 20, 0))
     with pytest.raises(DataError, match=r"one: a folder used for training needs at least 2 images"):
         load_train_set(folder, 2)
+    # A corrupt file is named, not counted as an image.
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match=r"found 0 \(c\.png: not a readable image\)"):
+        load_train_set(corrupt, 2)
+    (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # held out: named when it is read
+    with pytest.raises(DataError, match=r"c\.png: not a readable image"):
+        load_eval_set(folder, 2)
 
 
 def test_cache_reuses_and_invalidates(tmp_path: Path) -> None:

@@ -131,10 +131,24 @@ def download_dataset(name: str, root: str | os.PathLike[str], *, scales: Sequenc
     """
     archives = archives_for(name, scales)
     target = Path(root).expanduser()
+    created = not target.exists()
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{target}: cannot create the data folder ({exc.strerror or exc})") from None
+    try:
+        return _download_into(name, archives, target, base_url=base_url, progress=progress, checksums=checksums,
+                              retries=retries, timeout=timeout, keep_archives=keep_archives)
+    except BaseException:
+        # A folder this call made and nothing landed in (no data, no partial file to resume) goes.
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+
+
+def _download_into(name: str, archives: Sequence[Archive], target: Path, *, base_url: str | None, progress: bool,
+                   checksums: Mapping[str, Checksum] | None, retries: int, timeout: float,
+                   keep_archives: bool) -> list[Path]:
     table = {**CHECKSUMS, **(checksums or {})}
     base = base_url or os.environ.get("SRNAS_DATA_BASE_URL") or DEFAULT_BASE_URLS[name.lower()]
     base = check_base_url(base, "--base-url")

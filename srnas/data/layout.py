@@ -106,6 +106,18 @@ def folder_entries(folder: Path, scales: tuple[int, ...]) -> list[ImageEntry]:
     return [ImageEntry(f.stem, f, {}) for f in files]
 
 
+def _readable(path: Path) -> bool:
+    """Whether Pillow can open and verify the file (its header and, for PNG, its checksums)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # any decoder error: not an image this set can use
+        return False
+
+
 def held_out_indices(n: int) -> list[int]:
     """Indices (into the name-sorted images of a folder) held out for validation.
 
@@ -119,7 +131,10 @@ def held_out_indices(n: int) -> list[int]:
 def split_folder(folder: Path, entries: list[ImageEntry], part: Literal["train", "val"]) -> list[ImageEntry]:
     """The training part or the held-out validation part of a folder's entries."""
     if len(entries) < 2:
-        raise DataError(f"{folder}: a folder used for training needs at least 2 images (1 is held out for validation), found {len(entries)}")
+        unreadable = [e.hr.name for e in entries if not _readable(e.hr)]
+        found = len(entries) - len(unreadable)
+        raise DataError(f"{folder}: a folder used for training needs at least 2 images (1 is held out for validation), "
+                        f"found {found}" + (f" ({', '.join(unreadable)}: not a readable image)" if unreadable else ""))
     held = set(held_out_indices(len(entries)))
     return [e for i, e in enumerate(entries) if (i in held) == (part == "val")]
 
