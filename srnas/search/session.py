@@ -356,13 +356,14 @@ class Session:
             changes = self.changes_from(known)
             if changes:
                 raise StudyError(f"study {name!r} was searched with another setup: {'; '.join(changes)}; "
-                                 "resume with the same space and settings, or pass --study NEW for a new study")
+                                 "resume with the same space and settings, or pass --study NEW (study= in Python) "
+                                 "for a new study")
             for key, value in self.identity().items():
                 if key not in known:  # studies of older srnas: keep what they lacked from now on
                     study.set_user_attr(key, value)
             return
         if [d.name.lower() for d in study.directions] != directions:
-            raise StudyError(f"study {name!r} exists with other objectives; pass --study NEW")
+            raise StudyError(f"study {name!r} exists with other objectives; pass --study NEW (study= in Python)")
         for key, value in self.identity().items():
             study.set_user_attr(key, value)
         study.set_user_attr("protocol", None)
@@ -380,10 +381,11 @@ class Session:
             return
         if recorded:
             raise StudyError(f"study {self.name!r} keeps its artifacts in {recorded}, not {given}: drop --artifacts "
-                             "(the recorded store is used), or pass --study NEW for a new study")
+                             "(the recorded store is used), or pass --study NEW (study= in Python) for a new study")
         if any("sample_artifact" in t.user_attrs for t in self.study.get_trials(deepcopy=False)):
             raise StudyError(f"study {self.name!r} keeps its sample images in {self.home.artifacts}: --artifacts "
-                             f"{given} would split them; drop --artifacts, or pass --study NEW for a new study")
+                             f"{given} would split them; drop --artifacts, or pass --study NEW (study= in Python) "
+                             "for a new study")
         self.study.set_user_attr(ARTIFACTS_ATTR, given)
 
     def _record_run(self, run: Mapping[str, Any]) -> None:
