@@ -150,20 +150,53 @@ def retrain(run: str | Path | None = None, *,
     ``options`` are the flags as keywords (`RetrainSettings`: ``config``, ``preset``,
     ``top``, ``study``, ``data``, ``schedule``, ``max_updates``, ``device``, ``seed``,
     ``resume``, ``tensorboard`` ...); ``run``: a run file they override. ``progress(run, p)``
-    sees every update; ``on_done(outcome)`` each finished run. Each run appends its lines to
-    its ``retrain.log``.
+    sees every update (default: the plain lines ``srnas retrain`` prints off a terminal,
+    `retrain_progress_lines`); ``on_done(outcome)`` each finished run. Each run appends its
+    lines to its ``retrain.log``; the result line is logged too.
 
     >>> [done] = srnas.retrain(preset="edsr-baseline", schedule="proxy-tiny", max_updates=20)  # doctest: +SKIP
     >>> done.result.final["psnr"], done.run.weights  # doctest: +SKIP
     """
+    from srnas.log import ensure_configured
+
+    ensure_configured()
     settings, _output = resolve_retrain(run, **options)
-    return run_retrain(settings, progress=progress, on_done=on_done)
+    return run_retrain(settings, progress=progress or retrain_progress_lines(), on_done=on_done, log_result=True)
+
+
+def retrain_progress_lines(*, log_every: int = 1000, route: dict[str, Any] | None = None
+                           ) -> "Callable[[RetrainRun, TrainProgress], None]":
+    """A ``progress`` for `run_retrain` that logs a plain line at every evaluation, every
+    ``log_every`` updates, at the end and at least every minute (what ``srnas retrain`` prints
+    off a terminal, and the Python API by default); ``route`` is the logging ``extra``."""
+    from srnas.log import ProgressClock, get_logger
+    from srnas.units import human_duration
+
+    log = get_logger("retrain")
+    state: dict[str, Any] = {}
+
+    def lines(run: "RetrainRun", p: "TrainProgress") -> None:
+        if state.get("run") is not run:  # a new run: its own evaluation points and clock
+            state.update(run=run, eval_points=set(run.schedule.eval_points()), clock=ProgressClock(run.schedule.updates))
+        evaluated = p.update in state["eval_points"]
+        clock = state["clock"]
+        if not (evaluated or p.update % log_every == 0 or p.update == p.total or clock.due()):
+            return
+        clock.mark()
+        psnr = f", validation PSNR {p.last_psnr:.2f} dB" if evaluated and p.last_psnr is not None else ""
+        log.info(f"update {p.update:,}/{p.total:,} ({100 * p.update / max(p.total, 1):.0f}%){psnr}, "
+                 f"loss {p.loss:.3f}, lr {p.lr:.2e}, elapsed {human_duration(p.elapsed_s)}, "
+                 f"ETA {human_duration(p.eta_s)}", extra=route)
+
+    return lines
 
 
 def run_retrain(settings: RetrainSettings, *,
                 progress: "Callable[[RetrainRun, TrainProgress], None] | None" = None,
-                on_done: Callable[[RetrainOutcome], None] | None = None) -> list[RetrainOutcome]:
-    """`retrain` with settings already resolved."""
+                on_done: Callable[[RetrainOutcome], None] | None = None,
+                log_result: bool = False) -> list[RetrainOutcome]:
+    """`retrain` with settings already resolved; ``log_result``: the result line goes to the log
+    as well as to ``retrain.log`` (the command prints it on stdout instead)."""
     from srnas.arch.presets import preset_config
     from srnas.log import FILE_ONLY, get_logger, log_file
     from srnas.studies import StudyHome, trials_root
@@ -213,7 +246,7 @@ def run_retrain(settings: RetrainSettings, *,
                                resume=s.resume, init=init, checkpoint_every=s.checkpoint_every, progress=report,
                                tensorboard=s.tensorboard)
             outcome = RetrainOutcome(run, result)
-            log.info(outcome.summary, extra=FILE_ONLY)
+            log.info(outcome.summary, extra=None if log_result else FILE_ONLY)
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome)

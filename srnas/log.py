@@ -94,6 +94,13 @@ def configure(level: int = NORMAL) -> None:
     logger.setLevel(logging.DEBUG)
 
 
+def ensure_configured() -> None:
+    """`configure` at the default level unless the command line (or the caller) did already:
+    the Python API (`srnas.search`, `srnas.retrain`) prints the same lines as the commands."""
+    if not any(isinstance(h, _StderrHandler) for h in get_logger().handlers):
+        configure(_verbosity)
+
+
 def is_terminal(stream: Any = None) -> bool:
     """Whether ``stream`` (default stderr) is an interactive terminal (live bars) rather than a
     file, a pipe or a batch scheduler's log (plain lines)."""

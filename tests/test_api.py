@@ -149,10 +149,12 @@ def test_api_checks_keywords_like_a_run_file() -> None:
 
 
 @pytest.mark.slow
-def test_python_api_search_retrain_evaluate(trials_dir: Path, tmp_path: Path) -> None:
+def test_python_api_search_retrain_evaluate(trials_dir: Path, tmp_path: Path, capsys) -> None:
     import optuna
 
     study = srnas.search(study="py", budget=2, progress=False, **FAST)
+    # The API prints what the command prints off a terminal: a line per trial.
+    assert "trial 0 complete" in capsys.readouterr().err
     assert isinstance(study, optuna.Study) and study.study_name == "py"
     assert study.user_attrs["run_settings"]["budget"] == 2
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) >= 1
@@ -167,6 +169,11 @@ def test_python_api_search_retrain_evaluate(trials_dir: Path, tmp_path: Path) ->
     assert done.run.weights.is_file() and done.result.updates == 3 and seen[-1] == 3
     assert done.run.folder.parents[2] == trials_dir / "py"
     assert "done: PSNR" in done.summary
+    capsys.readouterr()
+    # Without a progress callback the API logs each evaluation and the result, as the CLI does.
+    (again_done,) = srnas.retrain(study="py", top=1, schedule="proxy-tiny", max_updates=4, device="cpu", seed=1)
+    err = capsys.readouterr().err
+    assert "update 4/4 (100%), validation PSNR" in err and again_done.summary in err
 
     scores = srnas.evaluate(done.run.folder, data="demo", device="cpu")
     (name,) = scores.results

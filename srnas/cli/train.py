@@ -146,9 +146,8 @@ def _retrain(args: argparse.Namespace) -> int:
     in each run's retrain.log), and print each run's result line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from srnas.api import RETRAIN_OUTPUT, resolve_retrain, retrain_schema, run_retrain
-    from srnas.log import QUIET, VERBOSE_ONLY, ProgressClock, get_logger, verbosity
-    from srnas.units import human_duration
+    from srnas.api import RETRAIN_OUTPUT, resolve_retrain, retrain_progress_lines, retrain_schema, run_retrain
+    from srnas.log import QUIET, VERBOSE_ONLY, verbosity
 
     settings, output = resolve_retrain(getattr(args, "run", None), **given(args, retrain_schema()))
     output = {"no_progress": False, "log_every": 1000, **output}
@@ -159,7 +158,6 @@ def _retrain(args: argparse.Namespace) -> int:
                              header="srnas retrain run file: srnas retrain --run FILE (flags given override it)")
         write_run_file(args.print_config, text)
         return 0
-    log = get_logger("retrain")
     console = stderr_console(args)
     live = not output["no_progress"] and console.is_terminal and verbosity() > QUIET
     progress_bar = Progress(
@@ -169,24 +167,16 @@ def _retrain(args: argparse.Namespace) -> int:
         console=console, disable=not live, transient=False,
     )
     route = VERBOSE_ONLY if live else None
-    state: dict[str, Any] = {}
+    lines = retrain_progress_lines(log_every=output["log_every"], route=route)
+    bars: dict[str, Any] = {}
 
     def on_progress(run: "RetrainRun", p: "TrainProgress") -> None:
-        if state.get("run") is not run:  # a new run: its own bar, evaluation points and clock
-            state.update(run=run, eval_points=set(run.schedule.eval_points()), clock=ProgressClock(run.schedule.updates),
-                         task=progress_bar.add_task(run.config.arch_id, total=run.schedule.updates, loss="-",
-                                                    lr="-", psnr="-"))
-        progress_bar.update(state["task"], completed=p.update, loss=f"{p.loss:.3f}", lr=f"{p.lr:.2e}",
+        if bars.get("run") is not run:  # a new run: its own bar
+            bars.update(run=run, task=progress_bar.add_task(run.config.arch_id, total=run.schedule.updates, loss="-",
+                                                            lr="-", psnr="-"))
+        progress_bar.update(bars["task"], completed=p.update, loss=f"{p.loss:.3f}", lr=f"{p.lr:.2e}",
                             psnr="-" if p.last_psnr is None else f"{p.last_psnr:.2f}")
-        evaluated = p.update in state["eval_points"]
-        clock = state["clock"]
-        if not (evaluated or p.update % output["log_every"] == 0 or p.update == p.total or clock.due()):
-            return
-        clock.mark()
-        psnr = f", validation PSNR {p.last_psnr:.2f} dB" if evaluated and p.last_psnr is not None else ""
-        log.info(f"update {p.update:,}/{p.total:,} ({100 * p.update / max(p.total, 1):.0f}%){psnr}, "
-                 f"loss {p.loss:.3f}, lr {p.lr:.2e}, elapsed {human_duration(p.elapsed_s)}, "
-                 f"ETA {human_duration(p.eta_s)}", extra=route)
+        lines(run, p)
 
     with progress_bar:
         run_retrain(settings, progress=on_progress, on_done=lambda done: print(done.summary, flush=True))

@@ -99,8 +99,10 @@ def search(run: str | Path | None = None, *, progress: bool = True, console: "Co
 
     >>> study = srnas.search(budget=6, proxy="tiny@20", workers=1, seed=0)  # doctest: +SKIP
     """
+    from srnas.log import ensure_configured
     from srnas.search.engines import run_search
 
+    ensure_configured()  # per-trial and progress lines as the command prints them
     settings, output = resolve_search(run, root=root, **options)
     return run_search(settings, console=console, progress=progress and not output.get("no_progress", False))
 
