@@ -65,6 +65,10 @@ def test_eval_prints_the_table_and_writes_json(edsr_baseline_run: Path, tmp_path
     metrics = json.loads((edsr_baseline_run / "metrics.json").read_text())
     ours = result["results"]["demo-val"]
     assert ours["protocol"] == "benchmark" and ours["n_images"] == 3
+    # --per-image: a row per image beside bicubic.
+    assert main(["eval", "--model", str(edsr_baseline_run), "--data", "demo", "--device", "cpu", "--per-image"]) == 0
+    per_image = capsys.readouterr().out
+    assert "per image, x2" in per_image and all(n in per_image for n in ("coffee", "china", "flower"))
     # Same weights, same protocol, same images: one set name, one number (retrain and eval agree).
     assert metrics["final"]["val_images"] == 3 and ours["rows"][0]["name"] == "coffee"
     assert ours["psnr"] == pytest.approx(metrics["final"]["psnr"], abs=1e-6)

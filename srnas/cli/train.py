@@ -104,6 +104,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
                    help="tiled inference with N x N LR tiles (default: whole images)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     e.add_argument("--bf16", action="store_true", help="bf16 inference (CUDA only; default fp32)")
+    e.add_argument("--per-image", action="store_true",
+                   help="also print each image's PSNR / SSIM, beside bicubic's, under the table")
     e.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write per-image results as JSON (default: table only)")
     e.set_defaults(func=_eval)
@@ -197,6 +199,8 @@ def _eval(args: argparse.Namespace) -> int:
     console = stdout_console()
     label = f"{result.config.describe()}{' (+)' if args.self_ensemble else ''}"
     console.print(_results_table(result.results, result.bicubic, result.scale, label, result.params, result.counts))
+    if args.per_image:
+        console.print(_per_image_table(result.results, result.bicubic, result.scale))
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
     if args.json is not None:
@@ -207,6 +211,23 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _set_header(name: str, found: int, official: int | None) -> str:
     return name if official is None or found >= official else f"{name} ({found} of {official} images)"
+
+
+def _per_image_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult"], scale: int) -> Any:
+    """One row per image of every set: the model's PSNR / SSIM and bicubic's."""
+    from rich.table import Table
+
+    table = Table(title=f"per image, x{scale}")
+    for col in ("set", "image", "PSNR (dB)", "SSIM", "bicubic PSNR", "bicubic SSIM"):
+        table.add_column(col, justify="left" if col in ("set", "image") else "right")
+    for name, res in ours.items():
+        ref = {r.name: r for r in bicubic[name].rows} if name in bicubic else {}
+        for row in res.rows:
+            b = ref.get(row.name)
+            table.add_row(name, row.name, f"{row.psnr:.3f}", "-" if row.ssim is None else f"{row.ssim:.4f}",
+                          "-" if b is None else f"{b.psnr:.3f}",
+                          "-" if b is None or b.ssim is None else f"{b.ssim:.4f}")
+    return table
 
 
 def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult"], scale: int, label: str,

@@ -531,7 +531,8 @@ def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tup
         cfg = r["config"]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
             arch_id, t.number if t is not None else "-", cfg.describe() if cfg else "-", _fmt(proxy, 3),
-            _fmt(r["psnr"], 3), _fmt(r["ssim"], 4), r["protocol"] or "-", r["val_set"] or "-",
+            _fmt(r["psnr"], 3), _fmt(r["ssim"], 4), r["protocol"] or "-",
+            (r["val_set"] or "-") + (f" ({r['val_images']} images)" if r.get("val_images") else ""),
             f"x{r['scale']}" if r["scale"] else "-", r["schedule"] or "-", r["updates"] or "-",
             "yes" if r["weights"] else "no", ref)) + "</tr>")
         if proxy is not None:
