@@ -349,3 +349,21 @@ def test_report_output_path_under_a_file_is_one_line(trials_dir: Path, tmp_path:
     assert (folder / "report.html").is_file() and (folder / "trials.csv").is_file()
     assert main(["report", "--study", "hand", "-o", f"{tmp_path / 'new'}/", "--no-png"]) == 0  # "DIR/": a new folder
     assert (tmp_path / "new" / "report.html").is_file()
+
+
+def test_best_table_folds_repeats_into_their_architecture() -> None:
+    """Older studies recorded repeats COMPLETE: one row per architecture, with the count."""
+    import optuna
+
+    from srnas.arch import ArchConfig
+    from srnas.results.report import _best_table
+
+    study = optuna.create_study(direction="maximize")
+    cfg = ArchConfig(n_resblocks=2, n_feats=8, global_skip="bicubic")
+    attrs = {"config": cfg.to_dict(), "arch_id": cfg.arch_id, "psnr": 31.0, "params": 1000}
+    study.add_trial(optuna.trial.create_trial(value=31.0, user_attrs=attrs))
+    for n in range(2):
+        study.add_trial(optuna.trial.create_trial(value=31.0, user_attrs={**attrs, "reused_from": 0}))
+    table = _best_table(study_frame(study), 20)
+    assert table.count("<tr>") == 1 + 1  # the header and one architecture
+    assert "repeated proposals" in table and "data-v='2'>2<" in table

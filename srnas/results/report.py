@@ -66,14 +66,14 @@ FIGURE_TITLES: dict[str, str] = {
 #: Columns of the best-trials table, in order (``schedule``: the proxy fidelity by name).
 TABLE_COLUMNS = ("number", "psnr", "confirmed_psnr", "confirmed_sd", "confirmed_gap", "ssim", "bicubic_psnr",
                  "params", "mult_adds", "activation_mb",
-                 "describe", "arch_id", "protocol", "schedule", "wall_time_s", "reused_from", "preset")
+                 "describe", "arch_id", "protocol", "schedule", "wall_time_s", "repeats", "preset")
 #: What the best-trials table calls its columns.
 COLUMN_LABELS = {"number": "#", "psnr": "PSNR (dB)", "confirmed_psnr": "confirmed PSNR, held out (dB)",
                  "confirmed_sd": "confirmed sd (dB)", "confirmed_gap": "winner's-curse gap (dB)", "ssim": "SSIM",
                  "bicubic_psnr": "bicubic (dB)",
                  "params": "params", "mult_adds": "Mult-Adds (720p)", "activation_mb": "train activations",
                  "describe": "architecture", "arch_id": "arch_id", "protocol": "protocol", "schedule": "proxy",
-                 "wall_time_s": "time", "reused_from": "reused from", "preset": "preset"}
+                 "wall_time_s": "time", "repeats": "repeated proposals", "preset": "preset"}
 #: Below this many complete trials parameter importances are flagged as a rough hint.
 IMPORTANCE_MIN_TRIALS = 20
 #: LR | SR | HR strips embedded by default (the best trials with a sample image).
@@ -419,7 +419,7 @@ def _cell(column: str, value: Any) -> tuple[str, Any]:
         return f"{float(value):,.0f} MB", float(value)
     if column == "wall_time_s":
         return human_duration(float(value)), float(value)
-    if column in ("reused_from", "number"):
+    if column in ("repeats", "number"):
         return f"{int(value)}", int(value)
     if column == "confirmed_gap":
         return f"{float(value):+.3f}", float(value)
@@ -437,6 +437,12 @@ def _best_table(frame: "pd.DataFrame", top: int) -> str:
     if done.empty:
         return _note("No complete trials yet.", "table-best-trials")
     done = done.copy()
+    # Repeats (older studies recorded them COMPLETE) fold into their architecture's row, counted.
+    if "reused_from" in done and "arch_id" in done:
+        repeats = frame[frame["reused_from"].notna()].groupby("arch_id").size()
+        done = done[done["reused_from"].isna()]
+        done["repeats"] = done["arch_id"].map(repeats).fillna(0).astype(int)
+        done = done.drop(columns="reused_from")
     if "schedule" in done and "fidelity" in done:  # trials of older srnas recorded only the fidelity id
         done["schedule"] = done["schedule"].where(done["schedule"].notna(), done["fidelity"])
     cols = [c for c in TABLE_COLUMNS
