@@ -132,12 +132,28 @@ class JournalLock:
             self.release()
 
 
+def _refuse_other_files(path: Path) -> None:
+    """`StudyError` when ``path`` exists, is not empty and does not begin with a journal record
+    (an image, a CSV, someone's notes: ``--storage journal:img.png`` must not cut them)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_RECORD_START))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise StudyError(f"journal storage {path}: is a folder; give a file (journal:FILE)") from None
+    if head and not _RECORD_START.startswith(head):  # a first record torn short still begins like one
+        raise StudyError(f"journal storage {path}: exists and is not an Optuna journal (it begins with "
+                         f"{head[:12]!r}); nothing was written to it: give another file")
+
+
 class JournalFile(JournalFileBackend):
     """Optuna's journal file backend with torn records repaired and all-or-nothing appends
     (see the module docstring)."""
 
     def __init__(self, path: Path | str, *, lock_grace: float = JOURNAL_LOCK_GRACE) -> None:
         self.path = Path(path)
+        _refuse_other_files(self.path)  # before a byte is written: a typo must not damage a user's file
         self.lock = JournalLock(str(self.path), grace=lock_grace)
         super().__init__(str(self.path), lock_obj=self.lock)  # type: ignore[arg-type]
         with self.lock.held():

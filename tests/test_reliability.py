@@ -684,3 +684,25 @@ def test_a_log_file_on_a_full_disk_is_one_note_not_a_traceback(tmp_path: Path, c
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Logging error" not in err
     assert err.count("cannot write the log file (No space left on device)") == 1
+
+
+def test_journal_storage_refuses_a_file_that_is_not_a_journal(trials_dir: Path, tmp_path: Path, capsys) -> None:
+    """A typo (``--storage journal:img.png``) must not cut a user's file: refused before a byte."""
+    png = tmp_path / "img.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(94)))
+    csv = tmp_path / "table.csv"
+    csv.write_text("a,b\n1,2\n3,4")
+    for victim in (png, csv):
+        before = victim.read_bytes()
+        argv = ["search", "--confirm", "0", "--study", "typo", "--storage", f"journal:{victim}", "--budget", "1", *FAST]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "is not an Optuna journal" in err and str(victim) in err
+        assert victim.read_bytes() == before and not Path(f"{victim}.torn").exists()
+    # A journal whose first record was torn short still opens (and is repaired).
+    torn = tmp_path / "torn.log"
+    torn.write_bytes(b'{"op_')
+    from srnas.journal import JournalFile
+
+    JournalFile(torn)
+    assert torn.read_bytes() == b""
