@@ -482,6 +482,10 @@ def _folder_backend(base: Path) -> Any:
     return AtomicFileSystemArtifactStore(base)
 
 
+#: Seconds an S3 call may wait to connect, and for an answer, before it counts as failed.
+S3_TIMEOUT_S = 10
+
+
 def _s3_client() -> Any:
     """A boto3 S3 client configured the AWS way (credentials, region and ``AWS_ENDPOINT_URL``
     for an S3-compatible server such as MinIO come from the environment or ~/.aws)."""
@@ -491,7 +495,11 @@ def _s3_client() -> Any:
         from srnas.errors import MissingExtraError
 
         raise MissingExtraError("boto3", "s3", "an s3:// artifact store") from None
-    return boto3.client("s3")
+    from botocore.config import Config
+
+    # Bounded: an endpoint that accepts and never answers fails in seconds, not minutes.
+    return boto3.client("s3", config=Config(connect_timeout=S3_TIMEOUT_S, read_timeout=S3_TIMEOUT_S,
+                                            retries={"max_attempts": 3, "mode": "standard"}))
 
 
 def open_artifact_store(location: str | Path) -> ArtifactStore:
@@ -527,7 +535,8 @@ def check_artifact_store(location: str) -> None:
     try:
         store.backend.client.head_bucket(Bucket=store.backend.bucket)
     except Exception as exc:  # botocore: NoCredentialsError, ClientError (404, 403), EndpointConnectionError
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        response = getattr(exc, "response", None)
+        code = (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
         why = {"404": "no such bucket", "NoSuchBucket": "no such bucket", "403": "access denied",
                "AccessDenied": "access denied"}.get(str(code), _first_line(exc))
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"

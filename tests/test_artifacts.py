@@ -137,3 +137,36 @@ def test_unusable_bucket_is_one_line_before_any_study(trials_dir: Path, s3, caps
     err = capsys.readouterr().err.strip()
     assert "s3://missing-bucket/x" in err and "no such bucket" in err and "\n" not in err
     assert not StudyHome("nobucket").db.exists()
+
+
+def test_s3_down_mid_search_costs_the_images_never_the_results(trials_dir: Path, s3, capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store stops answering after the search started (its check passed): every trained
+    trial is recorded with its result, says why its image is missing, and the report names them."""
+    import socket
+
+    from srnas import studies
+    from srnas.search import trial as trial_module
+
+    assert main(["search", "--confirm", "0", "--study", "down", "--artifacts", "s3://shared/down", *FAST]) == 0
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # a port nothing listens on
+    sock.close()
+
+    def store_gone(location: str) -> object:
+        with monkeypatch.context() as m:
+            m.setenv("AWS_ENDPOINT_URL", dead)
+            return studies.open_artifact_store(location)
+
+    monkeypatch.setattr(trial_module, "open_artifact_store", store_gone)
+    monkeypatch.setattr(trial_module, "UPLOAD_WAIT_S", 0.0)
+    assert main(["search", "--confirm", "0", "--study", "down", "--budget", "4", *FAST[2:]]) == 0
+    study = StudyHome("down").load()
+    later = [t for t in _complete(study) if "sample_missing" in t.user_attrs]
+    assert len(later) == 2 and all(t.values for t in later)
+    assert "could not be stored" in capsys.readouterr().err
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert main(["report", "--study", "down", "--no-png"]) == 0
+    report = StudyHome("down").report.read_text()
+    assert "Sample images missing: #" in report and report.count("<figure class='sample'>") == 2

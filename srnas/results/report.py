@@ -482,19 +482,23 @@ def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
     if k <= 0:
         return _note("Sample images not embedded (--samples 0).", "samples-note")
     store = open_artifact_store(artifacts) if is_s3_url(artifacts) or Path(artifacts).is_dir() else None
-    figures, seen = [], set()
+    figures, seen, missing = [], set(), []
     for t in complete_trials(study):
         if len(figures) >= k:
             break
         artifact = t.user_attrs.get("sample_artifact")
         arch = t.user_attrs.get("arch_id")
+        if t.user_attrs.get("sample_missing"):  # the store was down when the trial finished
+            missing.append(f"#{t.number} (not stored: {t.user_attrs['sample_missing'][:120]})")
+            continue
         # The id comes from the storage: only a plain id may name a file in the store.
         if store is None or arch in seen or not isinstance(artifact, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", artifact):
             continue
         try:
             with store.open_reader(artifact) as reader:
                 data = reader.read(_MAX_SAMPLE_BYTES + 1)
-        except Exception:  # removed or unreadable artifact: the report goes on without it
+        except Exception as exc:  # removed or unreadable artifact: the report goes on without it, and says so
+            missing.append(f"#{t.number} (unreadable in {artifacts}: {type(exc).__name__})")
             continue
         if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) > _MAX_SAMPLE_BYTES:
             continue
@@ -507,12 +511,13 @@ def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         figures.append(f"<figure class='sample'><img src='{uri}' alt='trial {t.number}: bicubic | SR | HR'>"
                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    gone = _note(f"Sample images missing: {', '.join(missing)}.", "samples-missing") if missing else ""
     if not figures:
-        return _note("No sample images: trials trained by srnas search store an LR | SR | HR strip in "
-                     f"{artifacts}; none was found for the complete trials.", "samples-note")
-    return ("<p>The centre of the first validation image, left to right: bicubic upscaling of the LR input, the "
-            "trial's SR output, the HR original (each shown at 2x, pixels kept sharp).</p>"
-            f"<div id='samples'>{''.join(figures)}</div>")
+        return gone + _note("No sample images: trials trained by srnas search store an LR | SR | HR strip in "
+                            f"{artifacts}; none was found for the complete trials.", "samples-note")
+    return ("<p>The most detailed part of the first validation image, left to right: bicubic upscaling of the LR "
+            "input, the trial's SR output, the HR original (each shown at 2x, pixels kept sharp).</p>"
+            f"<div id='samples'>{''.join(figures)}</div>" + gone)
 
 
 def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tuple[str, Any, str]:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: Stop a search after this many trials in a row failed with an unexpected error.
 MAX_CONSECUTIVE_FAILURES = 5
+#: Tries to store a trial's sample image, and the wait before the second (growing after).
+UPLOAD_TRIES, UPLOAD_WAIT_S = 3, 1.0
 #: Seconds between two looks at the trial a waiting trial waits for.
 WAIT_POLL_S = 1.0
 #: User attributes about a trial's own run, never copied from the trial whose result it reuses.
@@ -295,7 +297,7 @@ class TrialRunner:
             for key, value in evaluation.attrs.items():
                 trial.set_user_attr(key, value)
             if evaluation.sample_png is not None:
-                self._upload(trial, evaluation.sample_png)
+                self._store_sample(trial, evaluation.sample_png)
         finally:
             if evaluation.sample_png is not None:  # stored as the artifact, or not at all
                 evaluation.sample_png.unlink(missing_ok=True)
@@ -341,6 +343,22 @@ class TrialRunner:
             return Outcome("complete", float(reuse.user_attrs["psnr"]), reused=True)
         last = reuse.user_attrs.get("psnr")  # pruned at this fidelity before: it would be pruned again
         return Outcome("pruned", float(last) if last is not None else None, reused=True)
+
+    def _store_sample(self, trial: Any, png: Path) -> None:
+        """Upload the sample image, retried `UPLOAD_TRIES` times with a growing wait; an artifact
+        store that stays down costs the image (``sample_missing`` says why), never the result."""
+        for attempt in range(1, UPLOAD_TRIES + 1):
+            try:
+                self._upload(trial, png)
+                return
+            except Exception as exc:
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                if attempt < UPLOAD_TRIES:
+                    time.sleep(UPLOAD_WAIT_S * attempt)
+                    continue
+                trial.set_user_attr("sample_missing", reason)
+                print(f"srnas: trial {trial.number}: its sample image could not be stored ({reason}); the result "
+                      "is recorded without it", file=sys.stderr, flush=True)
 
     def _upload(self, trial: Any, png: Path) -> None:
         """Store the sample image as the trial's artifact; on any failure no artifact file is
