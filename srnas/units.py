@@ -10,8 +10,9 @@ formatter the CLI, the progress lines and the report share (below every layer).
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["finite_or_none", "human_bytes", "human_count", "human_duration"]
+__all__ = ["finite_or_none", "human_bytes", "human_count", "human_duration", "printable"]
 
 
 def _missing(value: object) -> bool:
@@ -62,3 +63,13 @@ def human_duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+#: Control characters, C0 and C1 (an ANSI escape sequence starts with one).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: control characters (ANSI escape sequences begin
+    with one; a name from a shared database may hold them) shown as ``\\x1b``, not obeyed."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))

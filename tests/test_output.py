@@ -178,3 +178,30 @@ def test_progress_clock_shows_the_first_line_early() -> None:
     time.sleep(0.06)
     assert clock.due() and not clock.due()  # then every 60 s as before
     assert not ProgressClock(10, every=60.0).due()
+
+
+@pytest.mark.parametrize("value", ["-5", "abc", "nan"])
+def test_bad_progress_interval_is_one_line_and_creates_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture, value: str) -> None:
+    from srnas.cli import main
+
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path / "trials"))
+    monkeypatch.setenv("SRNAS_PROGRESS_INTERVAL", value)
+    assert main(["search", "--budget", "1", "--confirm", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"SRNAS_PROGRESS_INTERVAL={value!r}" in err
+    assert not (tmp_path / "trials").exists()  # no study was created
+
+
+def test_names_from_a_shared_storage_are_shown_not_obeyed(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    """A study name holding terminal escapes or rich markup (anyone can write one into a shared
+    database) is printed as text by srnas studies."""
+    import optuna
+
+    from srnas.cli import main
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="evil\x1b[2J\x1b[31m[bold]x[/bold]", storage=url)
+    assert main(["studies", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[2J" not in out and "\\x1b[2J" in out and "[bold]x[/bold]" in out

@@ -54,6 +54,9 @@ def _studies(args: argparse.Namespace) -> int:
         print(f"no studies in {args.storage or f'{trials_root()}/'}: run srnas search first")
         return 0
     from rich.table import Table
+    from rich.text import Text
+
+    from srnas.units import printable
 
     table = Table(title=f"{len(rows)} studies")
     for col in ("study", "trials", "trained", "complete", "best PSNR", "bicubic", "best architecture",
@@ -61,11 +64,13 @@ def _studies(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col in ("trials", "trained", "complete", "best PSNR", "bicubic")
                          else "left")
     for row in rows:
+        # Names come from the storage (a shared database may hold any): shown, never obeyed.
+        name = Text(printable(row["study"]))
         if "error" in row:
-            table.add_row(row["study"], "-", "-", "-", "-", "-", f"[red]{row['error']}[/red]", "", "", "")
+            table.add_row(name, "-", "-", "-", "-", "-", Text(printable(row["error"]), style="red"), "", "", "")
             continue
         best = row["best"] or {}
-        table.add_row(row["study"], str(row["trials"]), str(row["trained"]), str(row["complete"]),
+        table.add_row(name, str(row["trials"]), str(row["trained"]), str(row["complete"]),
                       _psnr(best.get("psnr")), _psnr(row["bicubic_psnr"]), _best_text(best),
                       str(row["fidelity"] or "-"), str(row["space"] or "-"), ",".join(row["objectives"] or []))
     stdout_console().print(table)
@@ -95,7 +100,9 @@ def _show(overview: dict[str, Any]) -> None:
     from srnas.runfile import dump_run_file
 
     best = overview["best"]
-    lines = [f"study {overview['study']} ({overview['storage']}): space {overview['space']}, "
+    from srnas.units import printable
+
+    lines = [f"study {printable(overview['study'])} ({overview['storage']}): space {overview['space']}, "
              f"fidelity {overview['fidelity']}, data {overview['data']}, objectives {','.join(overview['objectives'])}",
              f"{overview['trials']} trials, {overview['trained']} distinct architectures trained "
              f"({overview['pruned']} pruned), {overview['complete']} complete, {overview['repeats']} repeats, "

@@ -64,6 +64,12 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
     from rich.console import Console
     from rich.text import Text
 
+    from srnas.data.images import max_image_pixels
+    from srnas.log import progress_interval
+
+    # Settings read from the environment are checked before anything is created.
+    progress_interval()
+    max_image_pixels()
     engine = get_engine(settings.engine)
     asked = settings.run_options()  # recorded as asked for (workers auto, not the count it became)
     settings = engine.validate(settings)

@@ -166,6 +166,8 @@ class SearchProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._clock is None:  # __enter__ failed: nothing to finish
+            return
         self.refresh(final=True)
         if self._progress is not None:
             self._progress.stop()
