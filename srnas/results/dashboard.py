@@ -415,6 +415,42 @@ class _ArtifactRoute:
         return self.app(environ, start_response)
 
 
+#: ``/artifacts/<study id>/<trial id>/<artifact id>`` (the trial part absent for study artifacts).
+_ARTIFACT_IDS = re.compile(r"^/(?:api/)?artifacts/(\d+)/(?:(\d+)/)?[^/]+/?$")
+
+
+class _KnownIds:
+    """WSGI middleware: an artifact URL naming a study or trial the storage does not hold is a
+    404 with one line, not a 500 and a traceback in the log."""
+
+    def __init__(self, app: WSGIApp, storage: Any) -> None:
+        self.app = app
+        self.storage = storage
+
+    def _missing(self, study_id: int, trial_id: int | None) -> str | None:
+        try:
+            self.storage.get_study_name_from_id(study_id)
+        except (KeyError, ValueError):
+            return f"no study {study_id}"
+        if trial_id is not None:
+            try:
+                self.storage.get_trial(trial_id)
+            except (KeyError, ValueError):
+                return f"no trial {trial_id}"
+        return None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _ARTIFACT_IDS.match(environ.get("PATH_INFO", ""))
+        if match:
+            why = self._missing(int(match.group(1)), int(match.group(2)) if match.group(2) else None)
+            if why is not None:
+                body = f"not found: {why}\n".encode()
+                start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                                 ("Content-Length", str(len(body)))])
+                return [body]
+        return self.app(environ, start_response)
+
+
 def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | None", *, host: str = "127.0.0.1",
                           port: int = 8080, allow_edits: bool = False,
                           extra_hosts: Iterable[str] = ()) -> DashboardServer:
@@ -444,7 +480,7 @@ def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | N
         if allow_edits and not is_s3_url(str(artifacts)):
             Path(artifacts).mkdir(parents=True, exist_ok=True)
         store = open_artifact_store(str(artifacts))
-    app = wsgi(storage, artifact_store=store)
+    app = _KnownIds(wsgi(storage, artifact_store=store), storage)
     if routed is not None:
         app = _ArtifactRoute(app, routed)
     server_class = _DashboardServer6 if ":" in host else DashboardServer
