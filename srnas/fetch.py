@@ -171,6 +171,10 @@ def _fetch(url: str, part: Path, size: int | None, *, progress: bool, retries: i
         bar.close()
 
 
+#: Most bytes fetched for a file whose size is not pinned.
+MAX_UNPINNED_BYTES = 16 * 2**30
+
+
 class _Interrupted(Exception):
     """The connection broke after the transfer started (resumable)."""
 
@@ -205,12 +209,22 @@ def _fetch_once(url: str, part: Path, have: int, size: int | None, timeout: floa
                                 f"wrong file or mirror")
         bar.start(have, None if size is not None or remaining is None else have + remaining)
         received = 0
+        # Never more than the pinned size (or the cap without one): a server streaming garbage
+        # must not fill the disk, nor leave a part that a resume would append to.
+        limit = size if size is not None else MAX_UNPINNED_BYTES
         with open(part, mode) as fh:
             try:
                 while True:
                     chunk = response.read(_CHUNK)
                     if not chunk:
                         break
+                    if have + received + len(chunk) > limit:
+                        fh.close()
+                        part.unlink(missing_ok=True)
+                        what = f"the pinned size of {size} bytes" if size is not None else \
+                            f"the cap of {human_bytes(MAX_UNPINNED_BYTES)} for a file without a pinned size"
+                        raise DownloadError(f"{url}: the server sent more than {what}; stopped and removed the "
+                                            "partial file (wrong file or mirror)")
                     fh.write(chunk)
                     received += len(chunk)
                     bar.advance(len(chunk))

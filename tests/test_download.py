@@ -30,6 +30,7 @@ class _Files:
         self.requests: list[tuple[str, str | None]] = []
         self.cut_after: dict[str, int] = {}  # path -> bytes sent before the next response is cut
         self.ignore_range = False
+        self.endless: set[str] = set()  # paths streamed as zeros without Content-Length, forever
 
 
 def _handler(state: _Files) -> type[BaseHTTPRequestHandler]:
@@ -41,6 +42,15 @@ def _handler(state: _Files) -> type[BaseHTTPRequestHandler]:
             name = self.path.lstrip("/")
             rng = self.headers.get("Range")
             state.requests.append((name, rng))
+            if name in state.endless:
+                self.send_response(200)
+                self.end_headers()
+                try:
+                    for _ in range(1 << 14):  # 1 GiB at most, should the client not stop
+                        self.wfile.write(bytes(1 << 16))
+                except OSError:
+                    pass
+                return
             data = state.files.get(name)
             if data is None:
                 self.send_error(404, "Not Found")
@@ -263,6 +273,15 @@ def test_unreachable_host_is_one_clear_line(tmp_path: Path, capsys: pytest.Captu
     fresh = tmp_path / "new" / "root"
     assert main(["data", "download", "benchmark", "--root", str(fresh), "--base-url", url, "--no-progress"]) == 2
     assert not fresh.exists() and (tmp_path / "new").exists()
+
+
+def test_a_server_streaming_garbage_stops_at_the_pinned_size(server: tuple[str, _Files], tmp_path: Path) -> None:
+    url, files = server
+    files.endless.add("benchmark.tar")
+    with pytest.raises(DataError, match=r"benchmark\.tar: the server sent more than the pinned size of 4096 bytes"):
+        download_dataset("benchmark", tmp_path / "root", base_url=url, progress=False,
+                         checksums={"benchmark.tar": Checksum("md5", "0" * 32, size=4096)})
+    assert not (tmp_path / "root").exists()  # no .part to append to: nothing left, the root it made removed
 
 
 def test_http_error_and_bad_arguments(server: tuple[str, _Files], tmp_path: Path) -> None:
