@@ -35,6 +35,8 @@ __all__ = ["DEFAULT_SETS", "Evaluation", "RETRAIN_OUTPUT", "RetrainOutcome", "Re
            "retrain", "retrain_schema", "run_retrain", "search", "search_schema"]
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import torch.nn as nn
 
     from srnas.arch.config import ArchConfig
@@ -198,13 +200,9 @@ def run_retrain(settings: RetrainSettings, *,
     """`retrain` with settings already resolved; ``log_result``: the result line goes to the log
     as well as to ``retrain.log`` (the command prints it on stdout instead)."""
     from srnas.arch.presets import preset_config
-    from srnas.log import FILE_ONLY, get_logger, log_file
     from srnas.studies import StudyHome, trials_root
-    from srnas.train.checkpoint import CHECKPOINT_NAME
-    from srnas.train.retrain import RetrainRun, load_retrain_data
     from srnas.train.schedules import get_schedule
 
-    log = get_logger("retrain")
     s = settings
     # An empty --study is refused by the name check, not taken as "manual".
     home = StudyHome("manual" if s.study is None else s.study, s.out if s.out is not None else trials_root())
@@ -221,36 +219,78 @@ def run_retrain(settings: RetrainSettings, *,
         configs = [load_arch(str(s.config), s.scale)]
     data_cache: dict[tuple[int, ...], tuple[Any, Any]] = {}
     outcomes = []
-    for i, cfg in enumerate(configs, 1):
-        if cfg.scales not in data_cache:
-            data_cache[cfg.scales] = load_retrain_data(s.data, cfg.scales)
-        train, val = data_cache[cfg.scales]
-        run = RetrainRun(cfg, schedule, home.retrain)
-        with log_file(run.log):
-            log.info(f"retrain {i}/{len(configs)} {cfg.describe()} ({cfg.arch_id}), schedule {schedule.name} "
-                     f"({schedule.updates:,} updates), data {s.data} -> {run.folder}")
-            init = s.init
-            if init is None and getattr(schedule, "init_from_x2", False):
-                found = run.x2_weights()
-                if found is not None:
-                    log.info(f"initialising from the x2 weights {found} (all but the upsampler)")
-                    init = str(found)
-                elif cfg.family == "edsr" and cfg.scale != 2:
-                    log.warning(f"note: no x2 retrain of this architecture with schedule {schedule.name} in "
-                                f"{home.retrain}; training x{cfg.scale} from scratch (the paper starts x3/x4 "
-                                "from x2: pass --init)")
-            if s.resume and not (run.folder / CHECKPOINT_NAME).is_file():
-                log.info(f"no {CHECKPOINT_NAME} in {run.folder}: starting from update 0")
-            report = None if progress is None else (lambda p, run=run: progress(run, p))
-            result = run.train(train, val, data=s.data, device=s.device, precision=s.precision, seed=s.seed,
-                               resume=s.resume, init=init, checkpoint_every=s.checkpoint_every, progress=report,
-                               tensorboard=s.tensorboard)
-            outcome = RetrainOutcome(run, result)
-            log.info(outcome.summary, extra=None if log_result else FILE_ONLY)
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcome)
+    with stop_signals() as stop:
+        for i, cfg in enumerate(configs, 1):
+            outcome = _retrain_one(i, len(configs), cfg, schedule, home, s, data_cache, progress, stop, log_result)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
     return outcomes
+
+
+def stop_signals() -> "AbstractContextManager[Callable[[], bool]]":
+    """While open, SIGTERM and SIGUSR1 (what batch schedulers send before they kill a job;
+    SLURM's ``--signal=USR1@90``) ask a training to stop at its next update with a checkpoint;
+    yields the question to pass as ``should_stop``. Outside the main thread a no-op."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def handlers() -> Any:
+        asked = threading.Event()
+        if threading.current_thread() is not threading.main_thread():
+            yield asked.is_set
+            return
+        previous = {}
+        for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, lambda *_: asked.set())
+        try:
+            yield asked.is_set
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    return handlers()
+
+
+def _retrain_one(i: int, n: int, cfg: Any, schedule: Any, home: Any, s: RetrainSettings,
+                 data_cache: dict[tuple[int, ...], tuple[Any, Any]],
+                 progress: "Callable[[RetrainRun, TrainProgress], None] | None", stop: Callable[[], bool],
+                 log_result: bool) -> RetrainOutcome:
+    """Architecture ``i`` of ``n`` of `run_retrain`."""
+    from srnas.log import FILE_ONLY, get_logger, log_file
+    from srnas.train.checkpoint import CHECKPOINT_NAME
+    from srnas.train.retrain import RetrainRun, load_retrain_data
+
+    log = get_logger("retrain")
+    if cfg.scales not in data_cache:
+        data_cache[cfg.scales] = load_retrain_data(s.data, cfg.scales)
+    train, val = data_cache[cfg.scales]
+    run = RetrainRun(cfg, schedule, home.retrain)
+    with log_file(run.log):
+        log.info(f"retrain {i}/{n} {cfg.describe()} ({cfg.arch_id}), schedule {schedule.name} "
+                 f"({schedule.updates:,} updates), data {s.data} -> {run.folder}")
+        init = s.init
+        if init is None and getattr(schedule, "init_from_x2", False):
+            found = run.x2_weights()
+            if found is not None:
+                log.info(f"initialising from the x2 weights {found} (all but the upsampler)")
+                init = str(found)
+            elif cfg.family == "edsr" and cfg.scale != 2:
+                log.warning(f"note: no x2 retrain of this architecture with schedule {schedule.name} in "
+                            f"{home.retrain}; training x{cfg.scale} from scratch (the paper starts x3/x4 "
+                            "from x2: pass --init)")
+        if s.resume and not (run.folder / CHECKPOINT_NAME).is_file():
+            log.info(f"no {CHECKPOINT_NAME} in {run.folder}: starting from update 0")
+        report = None if progress is None else (lambda p, run=run: progress(run, p))
+        result = run.train(train, val, data=s.data, device=s.device, precision=s.precision, seed=s.seed,
+                           resume=s.resume, init=init, checkpoint_every=s.checkpoint_every, progress=report,
+                           tensorboard=s.tensorboard, should_stop=stop)
+        outcome = RetrainOutcome(run, result)
+        log.info(outcome.summary, extra=None if log_result else FILE_ONLY)
+    return outcome
 
 
 # ---- evaluate -----------------------------------------------------------------------------

@@ -184,3 +184,107 @@ def test_resume_keeps_this_devices_optimiser_flags(tmp_path: Path, data: tuple[S
     assert group["fused"] is True and not group["capturable"] and isinstance(group["lr"], float)
     assert group["lr"] == pytest.approx(sched.lr_at(3))
     assert resumed.fit(resume=True).updates == 8
+
+
+# ---- what a resume refuses, and a stop that keeps the work ----------------------------------
+
+
+def _retrain(tmp_path: Path, *extra: str) -> int:
+    from srnas.cli import main
+
+    return main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--device", "cpu",
+                 "--out", str(tmp_path), "--no-progress", "--checkpoint-every", "1", *extra])
+
+
+def _folder(tmp_path: Path) -> Path:
+    (arch,) = (tmp_path / "manual" / "retrain").iterdir()
+    (out,) = arch.iterdir()
+    return out
+
+
+def test_a_corrupted_checkpoint_is_refused_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from srnas.train.checkpoint import load_checkpoint
+
+    assert _retrain(tmp_path, "--data", "demo", "--max-updates", "2") == 0
+    ckpt = _folder(tmp_path) / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key].view(-1)[0] = float("nan")  # a flipped value, the digest left as it was
+    torch.save(state, ckpt)
+    with pytest.raises(TrainingError, match=r"corrupted checkpoint: its weights do not match the digest"):
+        load_checkpoint(ckpt)
+    capsys.readouterr()
+    assert _retrain(tmp_path, "--data", "demo", "--max-updates", "2", "--resume") == 2
+    assert "corrupted checkpoint" in capsys.readouterr().err
+    # A truncated one is called what it is.
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    with pytest.raises(TrainingError, match=r"damaged or truncated"):
+        load_checkpoint(ckpt)
+
+
+def test_resume_refuses_other_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from srnas.data import save_image
+
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for i in range(5):  # as many training images as the demo has (4 train + 1 held out)
+        save_image(folder / f"p{i}.png", (rng.random((120, 120, 3)) * 255).astype(np.uint8))
+    assert _retrain(tmp_path, "--data", "demo", "--max-updates", "2") == 0
+    capsys.readouterr()
+    assert _retrain(tmp_path, "--data", str(folder), "--max-updates", "2", "--resume") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the run's own start line
+    assert last.startswith("srnas: error: ") and "checkpoint trained on demo-train (4 images), not on photos" in last
+
+
+def test_sigterm_stops_retrain_with_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SRNAS_TRIALS_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "srnas", "retrain", "--config", str(_tiny_config(tmp_path)), "--schedule",
+            "proxy-tiny", "--data", "demo", "--device", "cpu", "--out", str(tmp_path), "--no-progress",
+            "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "manual").rglob("retrain.log")):
+        time.sleep(0.2)
+    time.sleep(3)  # a few updates in
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-1500:]  # "resume me"
+    assert "stopped at update" in err and "--resume continues" in err
+    ckpt = _folder(tmp_path) / "checkpoint.pt"
+    from srnas.train.checkpoint import load_checkpoint
+
+    stopped_at = load_checkpoint(ckpt)["update"]
+    assert 0 < stopped_at < 300  # written at the stop, not at the last scheduled checkpoint (none before 1000)
+    done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert load_checkpoint(ckpt)["update"] == 300
+
+
+def test_two_retrains_into_one_folder_are_refused(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from srnas.train.retrain import LOCK_FILE, RetrainRun
+    from srnas.train.schedules import get_schedule
+
+    cfg = ArchConfig(n_resblocks=1, n_feats=4, global_skip="bicubic")
+    run = RetrainRun(cfg, get_schedule("tiny@2"), tmp_path)
+    run.folder.mkdir(parents=True)
+    with FileLock(str(run.folder / LOCK_FILE)):  # another writer holds it
+        from srnas.data import demo_split
+
+        train, val = demo_split()
+        with pytest.raises(TrainingError, match=r"another srnas retrain is writing this folder"):
+            run.train(train, val, device="cpu")
+    assert run.train(train, val, device="cpu").updates == 2  # free again
+
+
+def _tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(ArchConfig(n_resblocks=2, n_feats=16, global_skip="bicubic").to_yaml())
+    return path

@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SrnasError as exc:
         print(f"srnas: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "EXIT_CODE", 2))  # 75: stopped with a checkpoint, resume me
     except KeyboardInterrupt:
         print("srnas: interrupted", file=sys.stderr)
         return 130

@@ -68,9 +68,26 @@ def from_safe(obj: Any) -> Any:
     return obj
 
 
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes (in name order): a checkpoint
+    carries it, and a resume recomputes it (a flipped bit in the weights is found)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu")
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        # reshape(-1): one element order whatever the memory layout (channels_last included).
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
-    """Write a training checkpoint atomically (see the module docstring)."""
+    """Write a training checkpoint atomically, with the digest of its model weights (see the
+    module docstring)."""
     payload = {"version": CHECKPOINT_VERSION, **to_safe(dict(state))}
+    if "model" in state:
+        payload["model_sha256"] = weights_digest(state["model"])
     return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
@@ -84,12 +101,25 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     except Exception as exc:  # truncated or foreign file
         from srnas.arch.checkpoint import unreadable_weights_reason
 
-        raise TrainingError(f"{p}: unreadable checkpoint: {unreadable_weights_reason(p, exc)}") from None
+        reason = unreadable_weights_reason(p, exc)
+        if reason.startswith("not a PyTorch weights file") and p.stat().st_size > 0:
+            with open(p, "rb") as fh:
+                if fh.read(2) == b"PK":  # a zip cut short: torch's format, damaged
+                    reason = "damaged or truncated (a crash while copying it, or a full disk?)"
+        raise TrainingError(f"{p}: unreadable checkpoint: {reason}; delete it to start over") from None
     if not isinstance(payload, dict) or "model" not in payload or "update" not in payload:
         raise TrainingError(f"{p}: not an srnas training checkpoint (no 'model'/'update' entries)")
     version = payload.get("version")
     if version != CHECKPOINT_VERSION:
         raise TrainingError(f"{p}: checkpoint format version {version!r}, this srnas reads {CHECKPOINT_VERSION}")
+    digest = payload.get("model_sha256")
+    if digest is not None and weights_digest(payload["model"]) != digest:
+        raise TrainingError(f"{p}: corrupted checkpoint: its weights do not match the digest written with them; "
+                            "delete it to start over")
+    bad = [k for k, v in payload["model"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TrainingError(f"{p}: corrupted checkpoint: non-finite values in {bad[0]}; delete it to start over")
     return from_safe(payload)
 
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from srnas.train.trainer import TrainProgress, TrainResult
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.yaml", "model.pt", "metrics.json", "retrain.log"
+#: Held while a run writes its folder (a second writer is refused).
+LOCK_FILE = ".retrain.lock"
 TENSORBOARD_DIR = "tensorboard"
 #: Loss and lr points written to TensorBoard per run (at most; every evaluation is written too).
 TENSORBOARD_POINTS = 1000
@@ -86,17 +88,39 @@ class RetrainRun:
               data: str = "", device: str = "auto", precision: str = "auto", seed: int = 0,
               resume: bool = False, init: str | Path | None = None, checkpoint_every: int | None = None,
               progress: Callable[["TrainProgress"], None] | None = None,
-              tensorboard: bool | None = None) -> "TrainResult":
+              tensorboard: bool | None = None, should_stop: Callable[[], bool] | None = None) -> "TrainResult":
         """Train (continuing from the folder's checkpoint with ``resume``), then write the
         weights and ``metrics.json``. A folder of another architecture is refused.
 
         ``tensorboard``: write TensorBoard scalars to `tensorboard_dir` (None: when the
-        ``tensorboard`` package is installed; True without it: `MissingExtraError`)."""
+        ``tensorboard`` package is installed; True without it: `MissingExtraError`).
+        ``should_stop``: see `Trainer` (a stop writes the checkpoint: `TrainingStopped`). One
+        writer per folder: a second run into a folder being written is refused in one line."""
+        from filelock import FileLock, Timeout
+
+        folder = self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise TrainingError(f"{folder}: another srnas retrain is writing this folder now; wait for it, or "
+                                "pass another --out") from None
+        try:
+            return self._train(train, val, data=data, device=device, precision=precision, seed=seed, resume=resume,
+                               init=init, checkpoint_every=checkpoint_every, progress=progress,
+                               tensorboard=tensorboard, should_stop=should_stop)
+        finally:
+            lock.release()
+
+    def _train(self, train: "SRImageSet", val: "SRImageSet | Mapping[int, SRImageSet]", *, data: str, device: str,
+               precision: str, seed: int, resume: bool, init: str | Path | None, checkpoint_every: int | None,
+               progress: Callable[["TrainProgress"], None] | None, tensorboard: bool | None,
+               should_stop: Callable[[], bool] | None) -> "TrainResult":
         from srnas.train.checkpoint import save_weights
         from srnas.train.trainer import Trainer
 
         folder = self.folder
-        folder.mkdir(parents=True, exist_ok=True)
         config_file = folder / CONFIG_FILE
         if config_file.is_file() and ArchConfig.load(config_file).arch_id != self.config.arch_id:
             raise TrainingError(f"{config_file}: another architecture was trained in this folder")
@@ -113,7 +137,7 @@ class RetrainRun:
         # one set name, one number (a proxy schedule scores fewer images while it trains).
         trainer = Trainer(self.config, train, val, self.schedule, device=device, seed=seed, checkpoint_dir=folder,
                           checkpoint_every=checkpoint_every, precision=precision, init_weights=init,
-                          ssim=True, full_final=True,
+                          ssim=True, full_final=True, should_stop=should_stop,
                           progress=on_progress if scalars is not None or progress is not None else None,
                           on_eval=scalars.evaluation if scalars is not None else None)
         try:
@@ -123,7 +147,11 @@ class RetrainRun:
                 scalars.close()
         save_weights(self.weights, result.model)
         metrics = {"arch_id": self.config.arch_id, "config": self.config.to_dict(), "data": data, **result.to_dict()}
-        atomic_write_text(self.metrics_file, json.dumps(metrics, indent=2, default=_json_default) + "\n")
+        try:
+            text = json.dumps(metrics, indent=2, default=_json_default, allow_nan=False)
+        except ValueError:  # a NaN is no number to write down: metrics.json stays valid JSON
+            raise TrainingError(f"{self.metrics_file}: the run's metrics hold a non-finite number; not written") from None
+        atomic_write_text(self.metrics_file, text + "\n")
         return result
 
     def read(self) -> dict[str, Any] | None:

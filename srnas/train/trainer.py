@@ -105,6 +105,20 @@ class TrainResult:
         }
 
 
+class TrainingStopped(TrainingError):
+    """`Trainer.fit` was asked to stop (``should_stop``: SIGTERM, a batch scheduler's warning)
+    and wrote its checkpoint: run it again with resume to continue."""
+
+    #: The exit code of a command stopped this way: "resume me" (EX_TEMPFAIL).
+    EXIT_CODE = 75
+
+    def __init__(self, update: int, total: int, checkpoint: Path | None) -> None:
+        where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint folder: nothing kept"
+        super().__init__(f"stopped at update {update:,} of {total:,} ({where}); the same command with --resume "
+                         "continues")
+        self.update, self.checkpoint = update, checkpoint
+
+
 class Trainer:
     """Train one network under a schedule; validate with the validation set's protocol.
 
@@ -124,6 +138,8 @@ class Trainer:
     ranked by PSNR, and SSIM costs more than the rest of a short validation). ``full_final``:
     the last evaluation scores the whole validation set (default: for paper schedules only;
     ``srnas retrain`` asks for it whatever the schedule); earlier ones its ``val_images``.
+    ``should_stop()``: asked after every update; True writes the checkpoint and raises
+    `TrainingStopped` (``srnas retrain`` asks it on SIGTERM and SIGUSR1).
     ``graph_backend``: the whole-step graphs to use (default `CudaGraphs` when the policy turns
     them on; `RecordedGraphs` runs the same control flow on the CPU). ``compile``: a
     ``torch.compile`` backend (``inductor``, ``inductor:reduce-overhead``, ``eager`` ...) for the
@@ -139,6 +155,7 @@ class Trainer:
                  progress: Callable[[TrainProgress], None] | None = None,
                  channels_last: bool | None = None, cuda_graphs: bool | None = None,
                  threads: int | None = None, ssim: bool | None = None, full_final: bool | None = None,
+                 should_stop: Callable[[], bool] | None = None,
                  graph_backend: GraphBackend | None = None, compile: str | None = None) -> None:
         if not isinstance(config, ArchConfig):
             raise ConfigError(f"Trainer needs an ArchConfig, got {type(config).__name__}")
@@ -187,6 +204,8 @@ class Trainer:
         self.graph_failure: str | None = None
         #: Seconds from the start of `fit` to the first replayed step (None: no graph replayed).
         self.first_replay_s: float | None = None
+        #: Asked after every update: True stops `fit` with a checkpoint (`TrainingStopped`).
+        self.should_stop = should_stop
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -267,11 +286,20 @@ class Trainer:
             "arch_id": self.config.arch_id,
             "schedule": self.schedule.to_dict(),
             "seed": self.seed,
+            "data": self._data_identity(),
             "psnr_curve": [list(p) for p in self.psnr_curve],
             "loss_curve": [list(p) for p in self.loss_curve],
             "loss_window": list(self._window),
             "wall_time_s": self.wall_time_before + self._session_time(),
         }
+
+    def _data_identity(self) -> dict[str, Any]:
+        """What the training set is: its name, image count and a digest of its image names."""
+        import hashlib
+
+        names = list(self.train_data.names)
+        return {"name": self.train_data.name, "images": len(names),
+                "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the training state atomically (default: ``checkpoint_dir/checkpoint.pt``)."""
@@ -293,6 +321,11 @@ class Trainer:
                                 f"not {self.schedule.name!r} ({self.schedule.fidelity_id})")
         if int(state["seed"]) != self.seed:
             raise TrainingError(f"{where}: checkpoint trained with seed {state['seed']}, not {self.seed}")
+        theirs_data, mine = state.get("data"), self._data_identity()
+        if isinstance(theirs_data, dict) and theirs_data != mine:  # (checkpoints of older srnas lack it)
+            raise TrainingError(f"{where}: checkpoint trained on {theirs_data.get('name')} "
+                                f"({theirs_data.get('images')} images), not on {mine['name']} ({mine['images']} "
+                                "images); resume with the same --data, or use another output folder")
         self.model.load_state_dict(state["model"])
         self._load_optimizer(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
@@ -559,9 +592,18 @@ class Trainer:
                 eta = elapsed / done * (total - self.update) if done else None
                 self.progress(TrainProgress(update=self.update, total=total, loss=self._last_loss,
                                             lr=self._lr_now, last_psnr=last_psnr, elapsed_s=elapsed, eta_s=eta))
+            if self.should_stop is not None and self.update < total and self.should_stop():
+                self._flush_losses()
+                if self.checkpoint_path is not None:
+                    self.save_checkpoint()
+                raise TrainingStopped(self.update, total, self.checkpoint_path)
         self._flush_losses()
         if final is None:  # resumed after the last update, or nothing to train
             final = self.validate(with_ssim=self.ssim, final=True)
+        if not all(math.isfinite(float(final[k])) for k in ("psnr",)) or \
+                (final.get("ssim") is not None and not math.isfinite(float(final["ssim"]))):
+            raise TrainingError(f"the final evaluation of {self.config.arch_id} is not finite (PSNR {final['psnr']}, "
+                                f"SSIM {final.get('ssim')}): the weights are damaged; nothing is written")
         wall = self.wall_time_before + self._session_time()
         self.time_split = self.current_time_split()
         model = self.model.to(memory_format=torch.contiguous_format).eval()
