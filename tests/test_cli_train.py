@@ -191,3 +191,20 @@ def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--study" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "none"), "--data", "demo"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_upscale_out_of_memory_is_one_line_with_the_tiling_hint(edsr_baseline_run: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import srnas.train.evaluate as evaluate
+
+    big = save_image(tmp_path / "big.png", np.zeros((40, 40, 3), np.uint8))
+
+    def no_memory(*args, **kwargs):  # what an allocation past the limit raises
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 123456789 bytes.")
+
+    monkeypatch.setattr(evaluate, "super_resolve", no_memory)
+    assert main(["upscale", str(big), "-o", str(tmp_path / "out"), "--model", str(edsr_baseline_run / "model.pt"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not enough memory to upscale 40x40 at once" in err and "--tile 256" in err

@@ -345,7 +345,14 @@ def _upscale(args: argparse.Namespace) -> int:
     for f, target in zip(files, targets):
         lr = load_image(f)
         grey, alpha = image_kind(f)
-        sr = upscale_image(model, lr, scale=scale, tile=args.tile, self_ensemble=args.self_ensemble)
+        try:
+            sr = upscale_image(model, lr, scale=scale, tile=args.tile, self_ensemble=args.self_ensemble)
+        except (MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, MemoryError) and "memory" not in str(exc).lower() and "alloc" not in str(exc).lower():
+                raise
+            need = lr.shape[0] * lr.shape[1] * cfg.n_feats * 4 * scale * scale * 3 / 2**30
+            raise DataError(f"{f}: not enough memory to upscale {lr.shape[1]}x{lr.shape[0]} at once (the "
+                            f"upsampler alone holds about {need:.1f} GB); pass --tile 256") from None
         kept = []
         if grey:  # BT.601 luma of the RGB output
             sr = np.floor(np.clip(sr.astype(np.float64) @ np.array([0.299, 0.587, 0.114]), 0, 255) + 0.5).astype(np.uint8)
