@@ -228,6 +228,30 @@ def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
     later = dict((t.number, why) for t, why in watch.find([alive, beating, silent]))
     assert set(later) == {4} and "no heartbeat" in later[4]
     assert worker_alive(os.getpid(), process_start(os.getpid()))
+    # A container on this host (same hostname, its own PID namespace): its PID means nothing
+    # here, so its trial is judged by its heartbeat only, however its PID looks from here.
+    container = _fake_trial(5, worker=f"{host}:{dead.pid}", worker_ns="boot/pid:[4026599999]", heartbeat_at=1.0)
+    assert StaleTrials(grace=30).find([container]) == []
+
+
+@pytest.mark.slow
+def test_containers_that_share_a_hostname_do_not_fail_each_others_trials(trials_dir: Path) -> None:
+    """Two searches on one study, one in its own PID namespace (a container on host networking):
+    neither fails the other's live trial as 'died'."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --pid not allowed here: {probe.stderr.decode().strip()[:120]}")
+    argv = ["search", "--confirm", "0", "--study", "shared", "--budget", "6", "--seed", "2", "--proxy", "tiny@150",
+            "--no-progress", "--workers", "1", "--heartbeat", "2", "--sampler", "random"]
+    assert main([*argv[:6], "1", *argv[7:]]) == 0  # the study exists before both start
+    inside = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "srnas", *argv],
+                              env=_env(trials_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    outside = _start(trials_dir, *argv)
+    errs = [p.communicate(timeout=600)[1] for p in (inside, outside)]
+    assert [p.returncode for p in (inside, outside)] == [0, 0], errs
+    trials = _load(_sqlite(trials_dir, "shared"), "shared").get_trials()
+    died = [t for t in trials if "died" in str(t.user_attrs.get("error", ""))]
+    assert died == [] and len({t.user_attrs["arch_id"] for t in trials if is_trained(t)}) == 6
 
 
 def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(trials_dir: Path,
@@ -305,6 +329,26 @@ def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Pa
     assert len([t for t in trials if is_trained(t)]) == 3
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(t.values == before[t.number] for t in trials if t.number in before)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_does_not_fail_a_search_the_others_finish(trials_dir: Path) -> None:
+    """SIGKILL of one of two workers: its trial is retried, the budget met, the command exits 0
+    with its summary and a note (not "re-run the same command")."""
+    name = "onekilled"
+    argv = ["search", "--confirm", "0", "--study", name, "--budget", "4", "--seed", "3", "--proxy", "tiny@300",
+            "--no-progress", "--workers", "2", "--heartbeat", "1", "--sampler", "random"]
+    proc = subprocess.Popen([sys.executable, "-m", "srnas", *argv], env=_env(trials_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    running = _wait_running(_sqlite(trials_dir, name), name, proc, 2)
+    victim, _ = _pids(running)[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    assert "1 of 2 workers ended abnormally" in err and "Best" in out
+    trials = _load(_sqlite(trials_dir, name), name).get_trials()
+    assert len([t for t in trials if is_trained(t)]) == 4
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
 @pytest.mark.slow

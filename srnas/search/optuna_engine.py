@@ -207,8 +207,13 @@ class OptunaEngine:
                 codes = [p.wait() for p in procs]
                 bad = [c for c in codes if c != 0]
                 if bad:
-                    raise SrnasError(f"{len(bad)} of {len(procs)} workers exited with an error (codes {bad}); "
-                                     "finished trials are kept, re-run the same command to resume")
+                    session.fail_stale()  # a killed worker's trial, retried by the others or now
+                    counts = session.counts()
+                    if session.budget_left(counts) > 0 or counts.running:
+                        raise SrnasError(f"{len(bad)} of {len(procs)} workers exited with an error (codes {bad}); "
+                                         "finished trials are kept, re-run the same command to resume")
+                    console.print(f"note: {len(bad)} of {len(procs)} workers ended abnormally (codes {bad}); the "
+                                  "others finished the budget (a killed worker's trial was retried)")
         except KeyboardInterrupt:
             _stop(procs)
             raise

@@ -1,9 +1,10 @@
 """Worker processes: who runs a trial, whether that process still lives, and how workers end
 with the command that started them.
 
-- `worker_identity` is what a trial records about its worker: ``worker`` (``host:pid``) and
-  ``worker_start`` (the boot and the start time of that PID, Linux), so that a PID reused after
-  the worker died (or after a reboot) is not taken for the worker (`worker_alive`).
+- `worker_identity` is what a trial records about its worker: ``worker`` (``host:pid``),
+  ``worker_ns`` (the boot and the PID namespace: containers on one host share a hostname, not
+  this) and ``worker_start`` (the boot and the start time of that PID, Linux), so that a PID
+  reused after the worker died (or after a reboot) is not taken for the worker (`worker_alive`).
 - `die_with_parent` makes a worker process end when its coordinator ends, however it ends
   (SIGKILL included): Linux's parent-death signal, and a thread watching the parent PID
   elsewhere (and in case the parent died before the signal was armed).
@@ -53,6 +54,17 @@ def _zombie(pid: int) -> bool:
         return False
 
 
+def pid_namespace() -> str:
+    """Which machine and PID namespace this process lives in: the boot id and the namespace's
+    inode (``/proc/self/ns/pid``). Containers on one host share the hostname but not this, and
+    a PID means nothing outside its namespace."""
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns = "?"
+    return f"{_boot_id()}/{ns}"
+
+
 def worker_tag() -> str:
     """``host:pid`` of this process, recorded in each trial it runs (``worker``)."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -60,7 +72,7 @@ def worker_tag() -> str:
 
 def worker_identity() -> dict[str, str]:
     """The user attributes a trial records about the process that runs it."""
-    out = {"worker": worker_tag()}
+    out = {"worker": worker_tag(), "worker_ns": pid_namespace()}
     start = process_start(os.getpid())
     if start is not None:
         out["worker_start"] = start

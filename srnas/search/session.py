@@ -11,9 +11,10 @@ violate the space's constraints are recorded as PRUNED with the user attribute `
 retried).
 
 Stale trials (`StaleTrials`): a RUNNING trial whose worker is gone is failed and retried by
-the next worker that looks, on every storage: at once when the worker ran on this machine (its
-PID is gone, or now belongs to another process), otherwise once its ``heartbeat_at`` has not
-moved for the grace period (twice ``settings.heartbeat``, 40 s by default). Only how long a
+the next worker that looks, on every storage: at once when the worker ran on this machine, in
+this PID namespace (its PID is gone, or now belongs to another process; a container on the same
+host has its own namespace, so its PIDs are never looked up here), otherwise once its
+``heartbeat_at`` has not moved for the grace period (twice ``settings.heartbeat``, 40 s by default). Only how long a
 value stays the same is measured, on this machine's clock, so clocks of other machines need
 not agree.
 
@@ -36,7 +37,7 @@ from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_counts
 from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.objective import Objective, check_data
-from srnas.search.processes import worker_alive, worker_identity
+from srnas.search.processes import pid_namespace, worker_alive, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
@@ -88,13 +89,16 @@ class StaleTrials:
 
     def find(self, running: Iterable[Any]) -> list[tuple[Any, str]]:
         """(trial, reason) for each trial of ``running`` that is stale now."""
-        host, now = socket.gethostname(), time.monotonic()
+        host, ns, now = socket.gethostname(), pid_namespace(), time.monotonic()
         out, seen = [], set()
         for t in running:
             seen.add(t._trial_id)
             worker = t.user_attrs.get("worker")
             w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
-            if w_host == host and w_pid.isdigit():
+            # A PID is checked only in the worker's own namespace (containers share hostnames);
+            # records of older srnas have no worker_ns: the hostname decides, as it did.
+            same = w_host == host and t.user_attrs.get("worker_ns", ns) == ns
+            if same and w_pid.isdigit():
                 if not worker_alive(int(w_pid), t.user_attrs.get("worker_start")):
                     out.append((t, f"worker {worker} died (killed?)"))
                 continue

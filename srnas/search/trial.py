@@ -41,7 +41,7 @@ UPLOAD_TRIES, UPLOAD_WAIT_S = 3, 1.0
 #: Seconds between two looks at the trial a waiting trial waits for.
 WAIT_POLL_S = 1.0
 #: User attributes about a trial's own run, never copied from the trial whose result it reuses.
-_OWN_ATTRS = frozenset({"worker", "worker_start", "heartbeat_at", "waiting_for", "preset", "reused_from",
+_OWN_ATTRS = frozenset({"worker", "worker_ns", "worker_start", "heartbeat_at", "waiting_for", "preset", "reused_from",
                         "repaired_from", "nni_trial", "engine", "seed", "device"})
 
 
