@@ -213,3 +213,21 @@ def test_tensorboard_asked_for_without_the_package(tmp_path: Path, monkeypatch: 
     assert main(["retrain", "--preset", "edsr-baseline", "--schedule", "proxy-tiny", "--max-updates", "1",
                  "--device", "cpu", "--out", str(tmp_path), "--tensorboard"]) == 2
     assert "pip install 'srnas[tensorboard]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_proxy_when_the_spaces_default_changes(trials_dir: Path, tmp_path: Path, capsys) -> None:
+    """A study searched with its space's default proxy resumes with that proxy after the default
+    changed (a new srnas release), instead of refusing the study."""
+    space = tmp_path / "mine.yaml"
+    body = "name: mine\nparameters:\n  n_resblocks: [1, 2]\n  n_feats: [8]\n  global_skip: bicubic\nproxy: {}\n"
+    space.write_text(body.format("tiny@10"))
+    argv = ["search", "--confirm", "0", "--space", str(space), "--study", "moved", "--workers", "1", "--seed", "1",
+            "--devices", "cpu", "--no-progress"]
+    assert main([*argv, "--budget", "1"]) == 0
+    space.write_text(body.format("tiny@20"))  # the default moved on
+    assert main([*argv, "--budget", "2"]) == 0
+    capsys.readouterr()
+    assert main(["studies", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["fidelity"] == "tiny@10" and row["trained"] == 2

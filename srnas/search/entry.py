@@ -68,9 +68,10 @@ def _recorded_search(given: Mapping[str, Any], root: str | None) -> dict[str, An
         if file is not None and not file.is_file():  # nothing to resume (and nothing created here)
             return {"study": name}
     try:
-        recorded = home.load(url).user_attrs.get("run_settings")
+        attrs = home.load(url).user_attrs
     except StudyError:  # not in this storage yet, or a broken file: creating the session says so
         return {"study": name}
+    recorded = attrs.get("run_settings")
     out: dict[str, Any] = {}
     if isinstance(recorded, dict):
         schema = options_schema(SearchSettings, exclude=("root", "storage"))
@@ -80,6 +81,9 @@ def _recorded_search(given: Mapping[str, Any], root: str | None) -> dict[str, An
                     out[key] = coerce(value, schema[key])
                 except ValueError:  # recorded by another srnas with another type: the default
                     continue
+    # A study searched with the space's default proxy keeps it when that default changes later.
+    if out.get("proxy") is None and isinstance(attrs.get("proxy"), str):
+        out["proxy"] = attrs["proxy"]
     out["study"] = name
     return out
 

@@ -273,7 +273,7 @@ def analyse(label: str, records: Sequence[ArchRecord], designs: Sequence[Design]
             seed: int = 0) -> dict[str, Any]:
     """Everything one variant's tables show: ``designs`` (statistics per design), ``chosen`` and
     the rule's ``steps``, ``checkpoints`` (tau per evaluation point of every proxy schedule),
-    ``first_rung`` (of the chosen schedule), ``reference_curve``, ``noise_ceiling`` and ``table``
+    ``first_rung`` (of the chosen schedule) and ``first_rungs`` (of every proxy schedule), ``reference_curve``, ``noise_ceiling`` and ``table``
     (one row per architecture with every design's score)."""
     n = len(records)
     ref = reference_vectors(records, held_out)
@@ -302,7 +302,9 @@ def analyse(label: str, records: Sequence[ArchRecord], designs: Sequence[Design]
         for name in dict.fromkeys(d.schedule for d in designs if d.kind == "proxy"):
             checkpoints += checkpoint_taus(records, name or "", y, groups, resamples=resamples, seed=seed)
     chosen_schedule = next((d.schedule for d in designs if d.key == chosen), None)
-    rung = first_rung([c for c in checkpoints if c["schedule"] == chosen_schedule]) if chosen_schedule else None
+    rungs = {name: first_rung([c for c in checkpoints if c["schedule"] == name])
+             for name in dict.fromkeys(c["schedule"] for c in checkpoints)}
+    rung = rungs.get(chosen_schedule) if chosen_schedule else None
     table = []
     for j, r in enumerate(records):
         row = {"variant": label, "arch_id": r.config.arch_id, "describe": r.config.describe(),
@@ -313,7 +315,7 @@ def analyse(label: str, records: Sequence[ArchRecord], designs: Sequence[Design]
             row[key] = float(np.mean([v[j] for v in vectors]))
         table.append(row)
     return {"variant": label, "n": n, "designs": rows, "chosen": chosen, "steps": steps, "checkpoints": checkpoints,
-            "first_rung": rung, "chosen_schedule": chosen_schedule,
+            "first_rung": rung, "first_rungs": rungs, "chosen_schedule": chosen_schedule,
             "reference_curve": reference_curve_taus(records, held_out, resamples=resamples, seed=seed) if n >= 3 else [],
             "noise_ceiling": noise_ceiling(ref, params, groups, resamples=resamples, seed=seed) if n >= 3 else None,
             "table": table}

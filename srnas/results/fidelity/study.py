@@ -254,8 +254,8 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
                              "updates": reference_schedule.updates, "seeds": ref_seeds},
                "band_tolerance": BAND_TOLERANCE, "bootstrap": resamples, "spread": spread,
                "variants": {k: {"archs": [c.arch_id for c in samples[k]], **{key: v[key] for key in (
-                   "n", "chosen", "chosen_schedule", "steps", "first_rung", "noise_ceiling", "designs", "checkpoints",
-                   "reference_curve")}} for k, v in results.items()},
+                   "n", "chosen", "chosen_schedule", "steps", "first_rung", "first_rungs", "noise_ceiling", "designs",
+                   "checkpoints", "reference_curve")}} for k, v in results.items()},
                "recommended": {k: v["chosen"] for k, v in results.items()},
                "first_rung": {k: v["first_rung"] for k, v in results.items()}}
     atomic_write_text(out / "correlations.json", json.dumps(payload, indent=2) + "\n")
