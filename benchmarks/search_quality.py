@@ -11,8 +11,9 @@ Arms (each over ``--seeds`` paired seeds: seed s of every arm starts from the sa
   only its bracket's trials), repeats told to the study as new observations, infeasible
   configs told PRUNED. The benchmark re-creates those behaviours in its own process.
 
-Every search gets the same compute: ``--max-updates`` training updates (pruned trials count the
-updates they ran), one worker, one core. Two settings:
+Every search of a setting gets the same compute: ``--max-updates`` (capped) or
+``--pareto-max-updates`` training updates (pruned trials count the updates they ran), one
+worker, one core. Two settings:
 
 - ``capped``: ``--objectives psnr`` under ``--max-params`` (the space's largest nets excluded, so
   that size trades against quality). A search's score: its top architecture *after* its own
@@ -29,7 +30,7 @@ bootstrap 95% interval (seeds resampled) and the Wilcoxon signed-rank p-value, p
 each arm used; writes ``results.json`` into ``--out``. Searches run ``--parallel`` at a time,
 each pinned to one core; a re-run resumes (finished studies and cached reference runs are kept).
 
-    nice -n 19 python benchmarks/search_quality.py --seeds 10 --max-updates 6000 --out benchmarks/search-quality
+    nice -n 19 python benchmarks/search_quality.py --seeds 10 --out benchmarks/search-quality
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ def paired(a: list[float], b: list[float], *, seed: int = 0) -> dict[str, Any]:
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def _run_searches(jobs: list[tuple[str, str, int]], args: argparse.Namespace, max_params: float) -> dict[str, float]:
+def _run_searches(jobs: list[tuple[str, str, int]], args: argparse.Namespace, max_params: float,
+                  budget: dict[str, int]) -> dict[str, float]:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(args.parallel))
     env = os.environ | {"SRNAS_TRIALS_DIR": str(args.out.resolve())}
     running: dict[int, tuple[subprocess.Popen, str, float]] = {}
@@ -233,9 +235,9 @@ def _run_searches(jobs: list[tuple[str, str, int]], args: argparse.Namespace, ma
     while pending or running:
         while pending and free:
             setting, arm, seed = pending.pop(0)
-            name = study_name(setting, arm, seed, args.max_updates)
+            name = study_name(setting, arm, seed, budget[setting])
             core = free.pop(0)
-            cmd = [sys.executable, __file__, "_arm", arm, setting, str(seed), name, str(args.max_updates),
+            cmd = [sys.executable, __file__, "_arm", arm, setting, str(seed), name, str(budget[setting]),
                    str(max_params)]
             log = (logs / f"{name}.log").open("w")
             pin = (lambda c=core: os.sched_setaffinity(0, {c})) if hasattr(os, "sched_setaffinity") else None
@@ -269,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_arm(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="paired seeds per arm (default 10)")
-    parser.add_argument("--max-updates", type=int, default=6000, help="training updates per search (default 6000)")
+    parser.add_argument("--max-updates", type=int, default=4500,
+                        help="training updates per search of the capped setting (default 4500)")
+    parser.add_argument("--pareto-max-updates", type=int, default=6000,
+                        help="training updates per search of the pareto setting (default 6000)")
     parser.add_argument("--max-params", type=float, default=60_000, help="the capped setting's parameter cap")
     parser.add_argument("--settings", default="capped,pareto", help="capped, pareto or both")
     parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1),
@@ -283,20 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     max_params = float(space.summary()["params"][1])
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
+    budget = {"capped": args.max_updates, "pareto": args.pareto_max_updates}
     jobs = [(setting, arm, seed) for seed in range(args.seeds) for setting in settings for arm in ARMS[setting]]
-    todo = [j for j in jobs if not (args.out / study_name(j[0], j[1], j[2], args.max_updates) / "study.db").is_file()
-            or not (args.out / "logs" / f"{study_name(*j, args.max_updates)}.done").is_file()]
+    todo = [j for j in jobs if not (args.out / "logs" / f"{study_name(*j, budget[j[0]])}.done").is_file()]
     started = time.perf_counter()
-    walls = _run_searches(todo, args, args.max_params)
+    walls = _run_searches(todo, args, args.max_params, budget)
     for name in walls:
         (args.out / "logs" / f"{name}.done").write_text("ok\n", encoding="utf-8")
     results: dict[str, Any] = {"space": "tiny", "data": "demo", "proxy": space.proxy, "seeds": args.seeds,
-                               "max_updates": args.max_updates, "max_params_cap": args.max_params,
+                               "max_updates": budget, "max_params_cap": args.max_params,
                                "space_max_params": max_params, "reference": REFERENCE,
                                "reference_seeds": list(REFERENCE_SEEDS), "settings": {}}
     for setting in settings:
-        rows = {arm: [{"seed": s, "study": study_name(setting, arm, s, args.max_updates),
-                       **study_summary(study_name(setting, arm, s, args.max_updates), args.out.resolve(), setting,
+        rows = {arm: [{"seed": s, "study": study_name(setting, arm, s, budget[setting]),
+                       **study_summary(study_name(setting, arm, s, budget[setting]), args.out.resolve(), setting,
                                        max_params)} for s in range(args.seeds)] for arm in ARMS[setting]}
         if setting == "capped":
             tops = {r["top"]["arch_id"]: r["top"]["config"] for rs in rows.values() for r in rs if r["top"]}
@@ -322,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_s"] = round(time.perf_counter() - started, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for setting, block in results["settings"].items():
-        print(f"\n{setting}: {block['metric']}, {args.seeds} paired seeds, {args.max_updates} updates per search")
+        print(f"\n{setting}: {block['metric']}, {args.seeds} paired seeds, {budget[setting]} updates per search")
         print(f"{'arm':12s} {'median':>8s} {'min..max':>17s} {'updates':>8s} {'trained':>8s} {'rep/arch':>8s}  "
               "default - arm: median [95% CI] (wins/losses, Wilcoxon p)")
         for arm, r in block["arms"].items():
