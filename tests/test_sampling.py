@@ -142,8 +142,11 @@ def test_first_rung_is_an_evaluation_point_and_not_part_of_the_fidelity() -> Non
     assert ruled.fidelity_id == tiny.fidelity_id and ruled.rungs_from() == 150 and tiny.rungs_from() == 50
     assert ruled.lengthened(2).first_rung == 300 and ruled.shortened(200).first_rung == 150
     assert ruled.shortened(100).first_rung is None  # past the end of a cut run: the first point again
-    with pytest.raises(ConfigError, match="first_rung must be one of its evaluation points"):
-        tiny.replace(first_rung=75)
+    # Between evaluation points: pruning starts at the next one (and another interval keeps it valid).
+    assert tiny.replace(first_rung=75).rungs_from() == 100
+    assert ruled.replace(eval_every=300).rungs_from() == 300
+    with pytest.raises(ConfigError, match=r"first_rung must be an update count in 1\.\.300"):
+        tiny.replace(first_rung=301)
     hyperband = make_pruner(SearchSettings(pruner="hyperband"), ruled)
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
 

@@ -35,10 +35,11 @@ class _Schedule:
     ``lr * lr_min_factor`` over the run instead (``lr_milestones="cosine"`` is accepted as a
     shorthand). ``eval_every`` is the number of updates between validation evaluations (the
     points reported to a pruner); the last update is always evaluated. ``val_images`` limits the
-    validation set (``None``: all images). ``first_rung`` is the earliest evaluation point at which
-    a search may prune (None: the first one): where the proxy-fidelity study measured that the
-    ranking carries signal (benchmarks/README.md, "Proxy fidelity"). Like ``eval_every`` it
-    changes no trained weight nor score, so it is not part of ``fidelity_id``.
+    validation set (``None``: all images). ``first_rung`` is the earliest update at which a search
+    may prune (None: the first evaluation point; `rungs_from` gives the evaluation point where
+    pruning starts): where the proxy-fidelity study measured that the ranking carries signal
+    (benchmarks/README.md, "Proxy fidelity"). Like ``eval_every`` it changes no trained weight
+    nor score, so it is not part of ``fidelity_id``.
     """
 
     name: str
@@ -104,9 +105,8 @@ class _Schedule:
             raise ConfigError(f"{where}: loss {self.loss!r} unknown; allowed: {', '.join(LOSSES)}")
         if self.first_rung is not None:
             r = self.first_rung
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or int(r) != r or r not in self.eval_points():
-                raise ConfigError(f"{where}: first_rung must be one of its evaluation points "
-                                  f"{self.eval_points()}, got {r!r}")
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or int(r) != r or not 1 <= r <= self.updates:
+                raise ConfigError(f"{where}: first_rung must be an update count in 1..{self.updates}, got {r!r}")
             set_("first_rung", int(r))
 
     # ---- learning rate ------------------------------------------------------------------------
@@ -178,15 +178,18 @@ class _Schedule:
         short = dataclasses.replace(self, name=f"{self.name}@{max_updates}", updates=max_updates,
                                     lr_milestones=tuple(m for m in self.lr_milestones if m < max_updates),
                                     eval_every=min(self.eval_every, max_updates), first_rung=None)
-        # The measured rung holds for the full schedule; a cut one keeps it where it still evaluates.
-        if self.first_rung is not None and self.first_rung in short.eval_points()[:-1]:
+        # The measured rung holds for the full schedule; a cut one keeps it while it ends later.
+        if self.first_rung is not None and self.first_rung < max_updates:
             short = dataclasses.replace(short, first_rung=self.first_rung)
         return short
 
     def rungs_from(self) -> int:
-        """The first update at which a pruner may stop a run (``first_rung``, else the first
-        evaluation point)."""
-        return self.first_rung if self.first_rung is not None else self.eval_points()[0]
+        """The first evaluation point at which a pruner may stop a run: the first at or after
+        ``first_rung`` (without one, the first evaluation point)."""
+        points = self.eval_points()
+        if self.first_rung is None:
+            return points[0]
+        return next(p for p in points if p >= self.first_rung)
 
 
 @dataclasses.dataclass(frozen=True)
