@@ -266,7 +266,14 @@ def open_storage(url: str) -> Any:
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            if url.startswith(("postgresql", "mysql")):  # a server: survive its restarts (srnas.retry)
+                from optuna.storages._cached_storage import _CachedStorage  # what optuna wraps an RDB in
+
+                from srnas.retry import RetryingStorage
+
+                return RetryingStorage(_CachedStorage(storage), location=redact(url))
+            return storage
         except ImportError as exc:
             raise StudyError(f"storage {redact(url)}: database driver missing ({exc}); {_driver_hint(url)}") from None
         except Exception as exc:  # sqlalchemy.exc.ArgumentError, OperationalError, IntegrityError ...

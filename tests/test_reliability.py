@@ -750,3 +750,74 @@ def test_journal_storage_refuses_a_file_that_is_not_a_journal(trials_dir: Path, 
 
     JournalFile(torn)
     assert torn.read_bytes() == b""
+
+
+def test_transient_database_errors_are_retried_and_others_are_not() -> None:
+    """`RetryingStorage` waits through an outage (with one line) and passes other errors at once."""
+    import optuna
+
+    from srnas.retry import RetryingStorage, transient
+
+    class Refused(Exception):
+        pass
+
+    Refused.__name__ = "OperationalError"
+    outage = Refused('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+    assert transient(outage) and not transient(ValueError("Record does not exist."))
+    inner = optuna.storages.InMemoryStorage()
+    calls = {"n": 0}
+    real = inner.get_all_studies
+
+    def flaky() -> list:
+        calls["n"] += 1
+        if calls["n"] < 4:
+            raise outage
+        return real()
+
+    inner.get_all_studies = flaky  # type: ignore[method-assign]
+    slept: list[float] = []
+    storage = RetryingStorage(inner, location="db", patience=60, sleep=slept.append)
+    assert storage.get_all_studies() == [] and calls["n"] == 4 and slept == [0.5, 1.0, 2.0]
+    inner.get_all_studies = lambda: (_ for _ in ()).throw(KeyError("no"))  # type: ignore[method-assign]
+    with pytest.raises(KeyError):
+        storage.get_all_studies()
+    patient = RetryingStorage(inner, location="db", patience=1, sleep=slept.append)
+    inner.get_all_studies = lambda: (_ for _ in ()).throw(outage)  # type: ignore[method-assign]
+    with pytest.raises(Refused):
+        patient.get_all_studies()
+    study = optuna.create_study(storage=RetryingStorage(optuna.storages.InMemoryStorage(), location="db"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # a working storage for Optuna
+    assert len(study.trials) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_url: str) -> None:
+    """PostgreSQL stopped for 12 s during a 2-worker search: both workers wait (one line each),
+    the search ends with its budget, no trial left RUNNING."""
+    import shutil
+
+    if shutil.which("pg_ctlcluster") is None or os.geteuid() != 0:
+        pytest.skip("needs pg_ctlcluster as root (.ci/run starts the server that way)")
+    cluster = sorted(os.listdir("/etc/postgresql"))[-1]
+    name = f"outage{os.getpid()}"
+    argv = ["search", "--confirm", "0", "--study", name, "--storage", postgres_url, "--budget", "5", "--seed", "3",
+            "--proxy", "tiny@300", "--no-progress", "--workers", "2", "--heartbeat", "2", "--sampler", "random"]
+    proc = subprocess.Popen([sys.executable, "-m", "srnas", *argv], env=_env(trials_dir), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_running(postgres_url, name, proc, 2)
+        subprocess.run(["pg_ctlcluster", cluster, "main", "stop", "-m", "fast"], check=True)
+        time.sleep(12)
+    finally:
+        subprocess.run(["pg_ctlcluster", cluster, "main", "start"], check=True)
+    err = proc.communicate(timeout=600)[1]
+    assert proc.returncode == 0, err[-3000:]
+    assert "is unreachable" in err and "answers again" in err and "Traceback" not in err
+    study = _load(postgres_url, name)
+    trials = study.get_trials()
+    assert len({t.user_attrs["arch_id"] for t in trials if is_trained(t)}) == 5
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    import optuna
+
+    optuna.delete_study(study_name=name, storage=postgres_url)
