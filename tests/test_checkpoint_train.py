@@ -236,6 +236,7 @@ def test_resume_refuses_other_data(tmp_path: Path, capsys: pytest.CaptureFixture
     assert last.startswith("srnas: error: ") and "checkpoint trained on demo-train (4 images), not on photos" in last
 
 
+@pytest.mark.slow
 def test_sigterm_stops_retrain_with_a_checkpoint_and_resume_continues(tmp_path: Path) -> None:
     import os
     import signal
