@@ -247,14 +247,16 @@ def test_sigterm_stops_retrain_with_a_checkpoint_and_resume_continues(tmp_path: 
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(tmp_path)}
     argv = [sys.executable, "-m", "srnas", "retrain", "--config", str(_tiny_config(tmp_path)), "--schedule",
             "proxy-tiny", "--data", "demo", "--device", "cpu", "--out", str(tmp_path), "--no-progress",
-            "--checkpoint-every", "1000"]
+            "--checkpoint-every", "1000", "--log-every", "20"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((tmp_path / "manual").rglob("retrain.log")):
-        time.sleep(0.2)
-    time.sleep(3)  # a few updates in
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # 20 updates in (and far from the end)
+        logs = list((tmp_path / "manual").rglob("retrain.log"))
+        if logs and "update 20/300" in logs[0].read_text():
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 75, err[-1500:]  # "resume me"
     assert "stopped at update" in err and "--resume continues" in err
     ckpt = _folder(tmp_path) / "checkpoint.pt"
@@ -262,7 +264,7 @@ def test_sigterm_stops_retrain_with_a_checkpoint_and_resume_continues(tmp_path: 
 
     stopped_at = load_checkpoint(ckpt)["update"]
     assert 0 < stopped_at < 300  # written at the stop, not at the last scheduled checkpoint (none before 1000)
-    done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-1500:]
     assert load_checkpoint(ckpt)["update"] == 300
 
@@ -287,5 +289,5 @@ def test_two_retrains_into_one_folder_are_refused(tmp_path: Path) -> None:
 
 def _tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(ArchConfig(n_resblocks=2, n_feats=16, global_skip="bicubic").to_yaml())
+    path.write_text(ArchConfig(n_resblocks=1, n_feats=8, global_skip="bicubic").to_yaml())
     return path
