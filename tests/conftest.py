@@ -5,12 +5,17 @@ registered block type and every preset, never a hand list) and a private studies
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from srnas.arch.presets import PRESETS
 from srnas.arch.registry import block_names
+
+if TYPE_CHECKING:
+    from browser import Chromium, Page
 
 # Keep tests fast and predictable on 2 cores, and keep NNI / caches out of the real HOME.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -51,3 +56,60 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("SRNAS_TEST_POSTGRES_URL not set (.ci/run starts a PostgreSQL server and sets it)")
     return url
+
+
+# ---- the browser tests (tests/browser.py: headless Chromium through the DevTools protocol) ----
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    """One headless Chromium for the session's browser tests; they are skipped, with this
+    reason in the summary, where no Chromium is installed."""
+    from browser import Chromium, find_chromium
+
+    from srnas.results.report import CHROMIUM_NAMES
+
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip(f"no Chromium on PATH ({', '.join(CHROMIUM_NAMES)}): `make test` and .ci/run install "
+                    "Debian's chromium where apt-get can run; else apt-get install chromium")
+    with Chromium(executable, tmp_path_factory.mktemp("chromium")) as browser:
+        yield browser
+
+
+@pytest.fixture()
+def open_page(chromium: Chromium, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Page]]:
+    """``open_page(label, url, offline=False)``: a new tab of `chromium` at ``url``, loaded. When
+    the test ends each page is screenshotted to ``tmp_path/<label>.png``, and a failed test's
+    report names the files (`pytest_runtest_makereport`)."""
+    pages: list[tuple[str, Page]] = []
+
+    def open_(label: str, url: str, *, offline: bool = False) -> Page:
+        page = chromium.new_page(offline=offline)
+        pages.append((label, page))
+        page.goto(url)
+        return page
+
+    request.node.browser_pages = (pages, tmp_path)
+    yield open_
+    for _, page in pages:
+        page.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """After a browser test's body: a screenshot of each page it opened, named in the report of a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    opened = getattr(item, "browser_pages", None)
+    if report.when != "call" or not opened:
+        return
+    pages, folder = opened
+    shots = []
+    for label, page in pages:
+        try:
+            shots.append(str(page.screenshot(folder / f"{label}.png")))
+        except Exception as exc:  # a dead browser must not hide the test's own failure
+            shots.append(f"{label}: no screenshot ({type(exc).__name__}: {exc})")
+    if report.failed:
+        report.sections.append(("browser screenshots (the pages as the test left them)", "\n".join(shots)))
