@@ -451,6 +451,19 @@ class _KnownIds:
         return self.app(environ, start_response)
 
 
+class _IdentityByDefault:
+    """WSGI middleware: a request without ``Accept-Encoding`` (curl, scripts, some proxies) asks
+    for the uncompressed body; optuna-dashboard 0.21 reads the header unguarded and answered such
+    a request for its bundle or favicon with a 500 and a traceback."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
+        return self.app(environ, start_response)
+
+
 def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | None", *, host: str = "127.0.0.1",
                           port: int = 8080, allow_edits: bool = False,
                           extra_hosts: Iterable[str] = ()) -> DashboardServer:
@@ -480,7 +493,7 @@ def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | N
         if allow_edits and not is_s3_url(str(artifacts)):
             Path(artifacts).mkdir(parents=True, exist_ok=True)
         store = open_artifact_store(str(artifacts))
-    app = _KnownIds(wsgi(storage, artifact_store=store), storage)
+    app = _IdentityByDefault(_KnownIds(wsgi(storage, artifact_store=store), storage))
     if routed is not None:
         app = _ArtifactRoute(app, routed)
     server_class = _DashboardServer6 if ":" in host else DashboardServer
