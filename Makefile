@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 BUDGET ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test browser clean
 
 $(BIN)/python:
 	@echo ">>> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -34,7 +34,22 @@ demo: $(VENV)/.demo-deps
 	@echo ">>> srnas search --budget $(BUDGET) (demo photographs, tiny space; re-run to resume)"
 	$(BIN)/srnas search --budget $(BUDGET)
 
-test: $(VENV)/.test-deps
+# The browser tests drive a headless Chromium (no browser download: the system's). Debian's is
+# installed where none is found and apt-get can run; elsewhere those tests are skipped, with the reason.
+CHROMIUM_FOUND = command -v chromium || command -v chromium-browser || command -v google-chrome
+browser:
+	@if ! { $(CHROMIUM_FOUND); } >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo ">>> installing chromium (Debian's) for the browser tests"; \
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+				&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+				|| echo ">>> chromium could not be installed: the browser tests will be skipped"; \
+		else \
+			echo ">>> no Chromium found (apt-get install chromium): the browser tests will be skipped"; \
+		fi; \
+	fi
+
+test: $(VENV)/.test-deps browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
