@@ -93,8 +93,11 @@ def test_save_quantises_floats_and_accepts_gray(tmp_path: Path) -> None:
 
 
 def test_save_rejects_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="shape"):
-        save_image(tmp_path / "x.png", np.zeros((2, 2, 4), np.uint8))
+    for shape in [(2, 2, 5), (2, 2, 3, 1), (4,)]:
+        with pytest.raises(ValueError, match="shape"):
+            save_image(tmp_path / "x.png", np.zeros(shape, np.uint8))
+    with pytest.raises(ValueError, match="dtype"):
+        save_image(tmp_path / "x.png", np.zeros((2, 2, 3), bool))
     with pytest.raises(DataError, match=r"x\.nope: unknown image format"):
         save_image(tmp_path / "x.nope", np.zeros((2, 2, 3), np.uint8))
 
