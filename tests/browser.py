@@ -117,7 +117,11 @@ class Chromium:
             os.close(fd)
         self._reader = threading.Thread(target=self._read, name="cdp-reader", daemon=True)
         self._reader.start()
-        self.version = self.send("Browser.getVersion")["product"]
+        try:
+            self.version = self.send("Browser.getVersion")["product"]
+        except BrowserError:
+            self.close()  # a browser that does not answer is not left running
+            raise
 
     def __enter__(self) -> "Chromium":
         return self
@@ -255,7 +259,7 @@ class Page:
             response = params["response"]
             self.failed_requests.append(f"{response['url']}: HTTP {response['status']}")
 
-    def goto(self, url: str, *, timeout: float = 30.0) -> None:
+    def goto(self, url: str, *, timeout: float = 60.0) -> None:
         """Open ``url`` and wait for its load event (scripts in the page have run)."""
         self._loaded.clear()
         answer = self.send("Page.navigate", {"url": url}, timeout=timeout)
@@ -274,7 +278,7 @@ class Page:
                                f"{details.get('exception', {}).get('description') or details.get('text')}")
         return answer["result"].get("value")
 
-    def wait_for(self, expression: str, *, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    def wait_for(self, expression: str, *, timeout: float = 45.0, interval: float = 0.2) -> Any:
         """Poll ``expression`` until it is truthy; its value, or `BrowserError` naming it."""
         deadline = time.monotonic() + timeout
         while True:

@@ -1,7 +1,8 @@
 """`srnas dashboard` in a real browser (headless Chromium through the DevTools protocol,
 tests/browser.py): started by the test on 127.0.0.1 over a trials folder with two studies, its
 study list shows both, a trial page shows the trial's user attributes and its SR sample image,
-writes from the page are refused, and the console stays free of errors. Also: a client that sends
+writes from the page (the UI's delete button, rename and note requests) are refused, and the
+console stays free of errors. Also: a client that sends
 no Accept-Encoding gets the dashboard's bundle (optuna-dashboard 0.21 answered it with a 500)."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 sys.path.insert(0, str(Path(__file__).parent))
 from browser import Page, pixel_digest  # noqa: E402
-from test_browser_report import STRIP_SIZE, _strip_png  # noqa: E402
+from test_report_browser import STRIP_SIZE, _strip_png  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -118,8 +119,16 @@ def test_dashboard_lists_studies_shows_trials_and_refuses_writes(
     outside = [u for p in (home, trial) for u in p.requests if not u.startswith((url.split("/dashboard/")[0], "data:"))]
     assert outside == []
 
-    # Writes from the page (what the UI's rename, delete and note buttons send) are refused, with the reason.
+    # A write through the UI: delete the study, confirmed. The server refuses it, the page says it failed.
     study_id = study_paths[name].rstrip("/").rsplit("/", 1)[-1]
+    home.evaluate(f"""Array.from(document.querySelectorAll('.MuiCard-root')).find(c => c.innerText.includes({name!r}))
+        .querySelector('button[aria-label="delete study"]').click()""")
+    home.wait_for("Array.from(document.querySelectorAll('[role=dialog] button')).some(b => b.innerText === 'YES')")
+    home.evaluate("Array.from(document.querySelectorAll('[role=dialog] button')).find(b => b.innerText === 'YES').click()")
+    home.wait_for(f"document.body.innerText.includes('Failed to delete study (id={study_id})')")
+    assert [p.split(": ", 1)[0] for p in home.problems()] == ["network", "request failed"]
+    assert all(f"/api/studies/{study_id}" in p and "403" in p for p in home.problems())
+    # The other writes the UI can send (rename, note) are refused too, with the reason.
     answers = trial.evaluate(f"""Promise.all([
         ['POST', '/api/studies/{study_id}/rename', {{study_name: 'renamed'}}],
         ['PUT', '/api/studies/{study_id}/note', {{version: 1, body: 'x'}}],
@@ -128,10 +137,10 @@ def test_dashboard_lists_studies_shows_trials_and_refuses_writes(
         body: body && JSON.stringify(body)}}).then(r => r.json().then(j => [method, r.status, j.reason]))))""")
     for method, status, reason in answers:
         assert status == 403 and "--allow-edits" in reason, (method, status, reason)
-    home.goto(url)
-    home.wait_for(" && ".join(f"document.body.innerText.includes({n!r})" for n in STUDIES))
-    assert "renamed" not in home.evaluate("document.body.innerText")
-    assert home.problems() == []
+    # Nothing changed: both studies are listed, under their names.
+    again = open_page("study-list-after-writes", url)
+    again.wait_for(" && ".join(f"document.body.innerText.includes({n!r})" for n in STUDIES))
+    assert "renamed" not in again.evaluate("document.body.innerText") and again.problems() == []
 
 
 def test_dashboard_bundle_without_accept_encoding(tmp_path: Path) -> None:
