@@ -58,7 +58,10 @@ def _serves(param_name: str, cfg: ArchConfig, scale: int) -> bool:
 
 def test_every_block_type_in_edsr_and_mdsr(block_name: str) -> None:
     torch.manual_seed(0)
-    for cfg in (ArchConfig(n_resblocks=2, n_feats=16, kernel_sizes=(3, 5), block=block_name, batch_norm=True),
+    block = get_block(block_name)
+    side = max(6, block.min_size)  # ESA's pooled branch needs 15x15 maps
+    for cfg in (ArchConfig(n_resblocks=2, n_feats=16, kernel_sizes=(3, 5), block=block_name,
+                           batch_norm=block.batch_norm_ok),
                 ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=2, n_feats=16, block=block_name,
                            act="silu", head_blocks=1, head_kernel=5)):
         model = build_model(cfg).train()
@@ -72,8 +75,8 @@ def test_every_block_type_in_edsr_and_mdsr(block_name: str) -> None:
             assert model.pre_process[0][0].state_dict().keys() == res.state_dict().keys()
         for s in cfg.scales:
             model.zero_grad()
-            y = model(torch.rand(2, 3, 6, 5) * 255, scale=s)
-            assert y.shape == (2, 3, 6 * s, 5 * s)
+            y = model(torch.rand(2, 3, side, side + 1) * 255, scale=s)
+            assert y.shape == (2, 3, side * s, (side + 1) * s)
             y.mean().backward()
             grads = {name: p.grad for name, p in model.body.named_parameters()}
             assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), grads
@@ -141,13 +144,13 @@ class _HalfBottleneck(BlockType):
         return (n_feats * half + half) + (kernel_size ** 2 * half * n_feats + n_feats) + 2 * (half + n_feats) * batch_norm
 
     @classmethod
-    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int) -> int:
+    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int, size: tuple[int, int] | None = None) -> int:
         half = max(1, n_feats // 2)
         return (n_feats * half + kernel_size ** 2 * half * n_feats) * pixels
 
     @classmethod
     def saved_elements(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
-                       pixels: int) -> int:
+                       pixels: int, size: tuple[int, int] | None = None) -> int:
         half = max(1, n_feats // 2)
         # conv1 input, act output; BN: both conv outputs; silu/gelu: the act input.
         return (n_feats + half * (1 + (act in ACTS_SAVING_INPUT)) + (half + n_feats) * batch_norm) * pixels
@@ -182,7 +185,7 @@ def test_registration_errors() -> None:
         register_block(Clash)
     with pytest.raises(TypeError, match="not a BlockType subclass"):
         register_block(torch.nn.Conv2d)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="unknown block type 'nope'; allowed: res \\| rcab \\| dwsep"):
+    with pytest.raises(ConfigError, match="unknown block type 'nope'; allowed: res \\| rcab \\| dwsep \\| imdb"):
         get_block("nope")
     assert BLOCKS["res"].name == "res" and "test-half-bottleneck" not in BLOCKS
 

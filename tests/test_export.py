@@ -140,9 +140,10 @@ def test_every_block_type_exports_to_onnx(block_name: str, tmp_path: Path) -> No
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     ops = {n.op_type for n in graph.node}
     groups = {a.i for n in graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"}
-    assert ("GlobalAveragePool" in ops or "ReduceMean" in ops) == (block_name == "rcab")
-    assert ("Sigmoid" in ops) == (block_name == "rcab")
-    assert (16 in groups) == (block_name == "dwsep")
+    if block_name in ("res", "rcab", "dwsep"):  # the efficient types: tests/test_efficient_blocks.py
+        assert ("GlobalAveragePool" in ops or "ReduceMean" in ops) == (block_name == "rcab")
+        assert ("Sigmoid" in ops) == (block_name == "rcab")
+        assert (16 in groups) == (block_name == "dwsep")
 
 
 def test_export_mdsr_writes_one_onnx_per_scale(trials_dir: Path, tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_presets_inside_space_are_found() -> None:
 BAD_SPACES = [
     ("family: edsr\nscales: [2]\n", "parameters: missing or empty"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\n  depth: [3]\n", ":4: parameters.depth: unknown parameter"),
-    ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\n  kernel_size: [3, 4]\n", ":4: parameters.kernel_size: invalid value 4; allowed: 1 | 3 | 5 | 7"),
+    ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\n  kernel_size: [3, 4]\n", ":4: parameters.kernel_size: invalid value 4; allowed: 1 | 3 | 5 | 7 | 9 | 11 | 13"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [0, 8]\n", ":3: parameters.n_feats: invalid value 0"),
     ("scales: [5]\nparameters:\n  n_resblocks: [2]\n  n_feats: [8]\n", ":1: scales: invalid value [5]"),
     ("parameters:\n  n_resblocks: [2]\n  n_feats: [8]\n  res_scale: [0.0, 1.0]\n", "parameters.res_scale: invalid value 0.0; allowed: a number in (0, 1]"),

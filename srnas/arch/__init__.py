@@ -6,7 +6,7 @@ torch (building a network does).
 
 >>> from srnas.arch import block_names, count_params, preset_config
 >>> block_names()
-('res', 'rcab', 'dwsep')
+('res', 'rcab', 'dwsep', 'imdb', 'rfdb', 'rlfb', 'bsconv', 'repconv', 'spab')
 >>> count_params(preset_config("edsr-baseline", scale=2))
 1369859
 """
@@ -30,6 +30,7 @@ _EXPORTS = {
     "EDSR": "srnas.arch.networks",
     "MDSR": "srnas.arch.networks",
     "build_model": "srnas.arch.networks",
+    "fuse": "srnas.arch.efficient_layers",
     "PRESETS": "srnas.arch.presets",
     "edsr": "srnas.arch.presets",
     "edsr_baseline": "srnas.arch.presets",

@@ -15,7 +15,8 @@ from srnas.errors import ConfigError
 
 FAMILIES = ("edsr", "mdsr")
 SCALES = (2, 3, 4, 8)
-KERNEL_SIZES = (1, 3, 5, 7)
+#: Odd kernels; 9-13 are the large-kernel option of depthwise block types (``bsconv``).
+KERNEL_SIZES = (1, 3, 5, 7, 9, 11, 13)
 ACTIVATIONS = ("relu", "lrelu", "silu", "gelu")
 GLOBAL_SKIPS = ("none", "bicubic")
 N_COLORS = (1, 3)
@@ -40,7 +41,8 @@ class ArchConfig:
 
     ``kernel_sizes`` may be given as one int (every residual block) or one int per block;
     ``block`` likewise one block-type name or one per block (`srnas.arch.registry.block_names`:
-    ``res`` EDSR's block, the default, ``rcab``, ``dwsep``). Both are stored as tuples. A config
+    ``res`` EDSR's block, the default, ``rcab``, ``dwsep``, and the efficient-SR types of
+    `srnas.arch.efficient_blocks`). Both are stored as tuples. A config
     whose blocks are all ``res`` serialises without ``block``, so its `arch_id` is the one it had
     before block types existed.
     ``head_blocks``/``head_kernel`` describe MDSR's per-scale pre-processing heads (the paper:
@@ -121,6 +123,11 @@ class ArchConfig:
 
         if not isinstance(self.batch_norm, bool):
             raise _fail("batch_norm", self.batch_norm, "true | false")
+        for name in dict.fromkeys(names):
+            try:
+                BLOCKS[name].check(f, batch_norm=self.batch_norm)
+            except ConfigError as exc:
+                raise ConfigError(f"ArchConfig.block: {exc}") from None
         rs = self.res_scale
         if isinstance(rs, bool) or not isinstance(rs, (int, float)) or not math.isfinite(rs) or not 0 < rs <= 1:
             raise _fail("res_scale", rs, "a number in (0, 1]")

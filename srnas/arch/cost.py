@@ -58,11 +58,12 @@ def _scale_branch_params(cfg: ArchConfig, scale: int) -> int:
     return n
 
 
-def count_params(cfg: ArchConfig, *, scale: int | None = None) -> int:
-    """Trainable parameters: all scales (``scale=None``) or the sub-network serving one scale."""
+def count_params(cfg: ArchConfig, *, scale: int | None = None, fused: bool = False) -> int:
+    """Trainable parameters: all scales (``scale=None``) or the sub-network serving one scale;
+    ``fused``: of the inference form, re-parameterisable blocks fused (`srnas.arch.fuse`)."""
     f, c = cfg.n_feats, cfg.n_colors
     shared = (9 * c * f + f)                                                   # head conv
-    shared += sum(b.params(f, k, batch_norm=cfg.batch_norm) for b, k in _body_blocks(cfg))
+    shared += sum((b.fused_params if fused else b.params)(f, k, batch_norm=cfg.batch_norm) for b, k in _body_blocks(cfg))
     shared += 9 * f * f + f                                                    # body conv
     shared += 9 * f * c + c                                                    # tail conv
     scales = cfg.scales if scale is None else (scale,)
@@ -74,8 +75,9 @@ def lr_size_for(hr_size: tuple[int, int], scale: int) -> tuple[int, int]:
 
 
 def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
-                    hr_size: tuple[int, int] = NAS_HR_SIZE) -> int:
-    """Multiply-accumulates of one forward pass at ``scale`` (default: the config's first)."""
+                    hr_size: tuple[int, int] = NAS_HR_SIZE, fused: bool = False) -> int:
+    """Multiply-accumulates of one forward pass at ``scale`` (default: the config's first);
+    ``fused``: of the inference form, re-parameterisable blocks fused (`srnas.arch.fuse`)."""
     s = cfg.scale if scale is None else scale
     h, w = lr_size_for(hr_size, s)
     lr_px = h * w
@@ -89,7 +91,8 @@ def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
     per_lr += 9 * f * c * s * s                                                # tail at HR
     if cfg.global_skip == "bicubic":
         per_lr += 25 * c * s * s
-    blocks = sum(b.mult_adds(f, k, pixels=lr_px) for b, k in _blocks(cfg))
+    blocks = sum((b.fused_mult_adds if fused else b.mult_adds)(f, k, pixels=lr_px, size=(h, w))
+                 for b, k in _blocks(cfg))
     return per_lr * lr_px + blocks
 
 
@@ -102,7 +105,7 @@ def activation_memory(cfg: ArchConfig, *, batch: int = 16, patch: int = 48,
     """
     s = cfg.scale if scale is None else scale
     f, c, p2 = cfg.n_feats, cfg.n_colors, patch * patch
-    elems = sum(b.saved_elements(f, k, batch_norm=cfg.batch_norm, act=cfg.act, pixels=p2)
+    elems = sum(b.saved_elements(f, k, batch_norm=cfg.batch_norm, act=cfg.act, pixels=p2, size=(patch, patch))
                 for b, k in _blocks(cfg))
     elems += c * p2                                                            # head conv input
     elems += f * p2                                                            # body conv input

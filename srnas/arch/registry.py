@@ -15,6 +15,9 @@ Registered types (`block_names()`):
   channel so that narrow nets work).
 - ``dwsep``: depthwise-separable residual block, [depthwise kxk (no bias) -> pointwise 1x1] ->
   act -> [depthwise kxk -> pointwise 1x1].
+- ``imdb``, ``rfdb``, ``rlfb``, ``bsconv``, ``repconv``, ``spab``: the efficient-SR types
+  (IMDN, RFDN, RLFN, BSRN, SPAN), in `srnas.arch.efficient_blocks`, which states how each maps
+  ``n_feats`` onto its channel splits and where it departs from the conventions below.
 
 Every block returns ``x + res_scale * body(x)``; with ``batch_norm`` a BN follows each kxk conv
 (``dwsep``: each pointwise conv).
@@ -26,17 +29,20 @@ Cost conventions (the measured counterparts in `srnas.arch.cost` count the same 
   map has ``pixels`` positions; a conv counts out_elements * in_channels/groups * kh * kw.
   Pooling, BN, activations, the attention product and the residual add are not counted. Convs
   on pooled 1x1 tensors count once per image, not per pixel: hence the pixel count argument
-  rather than a per-pixel rate.
+  rather than a per-pixel rate. Block types with strided or padded branches also read
+  ``size`` (height, width).
 - ``saved_elements``: elements per image of the unique tensors autograd keeps for backward in
   training (the block input included; tensors of fewer than 3 dims such as BN's per-channel
   statistics and scalars are not counted, nor are parameters).
 
 A new block type is one `BlockType` subclass decorated with `register_block` (its ``build``
 composing layers from `srnas.arch.blocks`); `ArchConfig`, `build_model`, the cost model and the
-search-space key ``block`` then accept its name.
+search-space key ``block`` then accept its name. A type with training-only branches sets
+``fusable``, gives its module a ``fuse()`` (or builds from `srnas.arch.efficient_layers.RepConv`)
+and states ``fused_params``/``fused_mult_adds`` (docs/architecture.md, "Adding a block type").
 
 >>> block_names()
-('res', 'rcab', 'dwsep')
+('res', 'rcab', 'dwsep', 'imdb', 'rfdb', 'rlfb', 'bsconv', 'repconv', 'spab')
 >>> get_block("rcab").params(64, 3)
 74436
 """
@@ -60,11 +66,24 @@ ACTS_SAVING_INPUT = frozenset({"silu", "gelu"})
 class BlockType:
     """A residual block type: builds its module and states its exact costs (see the module doc).
 
-    Subclasses set ``name`` and implement the five classmethods; every method takes the same
-    block hyper-parameters as `build` (``n_feats``, ``kernel_size``, keywords).
+    Subclasses set ``name`` and implement the four classmethods below; every method takes the
+    same block hyper-parameters as `build` (``n_feats``, ``kernel_size``, keywords). ``size``
+    is the feature map's (height, width), whose product is ``pixels``: block types whose costs
+    depend on more than the product (strided or pooled branches, padded maps) need it.
+
+    Class attributes a type may change: ``min_feats`` (narrowest trunk it can split),
+    ``min_size`` (smallest LR height and width it runs on), ``needs_size`` (its Mult-Adds and
+    saved elements read ``size``, not only ``pixels``), ``batch_norm_ok`` (whether it has a
+    batch-norm variant) and ``fusable`` (training branches that `fuse` merges; then
+    ``fused_params``/``fused_mult_adds`` give the inference form's costs).
     """
 
     name: ClassVar[str]
+    min_feats: ClassVar[int] = 1
+    min_size: ClassVar[int] = 1
+    needs_size: ClassVar[bool] = False
+    batch_norm_ok: ClassVar[bool] = True
+    fusable: ClassVar[bool] = False
 
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
@@ -74,19 +93,38 @@ class BlockType:
 
     @classmethod
     def params(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False) -> int:
-        """Trainable parameters."""
+        """Trainable parameters (for a fusable type: of the training form)."""
         raise NotImplementedError
 
     @classmethod
-    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int) -> int:
+    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int, size: tuple[int, int] | None = None) -> int:
         """Multiply-accumulates of one forward pass of one image of ``pixels`` positions."""
         raise NotImplementedError
 
     @classmethod
     def saved_elements(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
-                       act: str = "relu", pixels: int) -> int:
+                       act: str = "relu", pixels: int, size: tuple[int, int] | None = None) -> int:
         """Elements autograd saves for backward, per image of ``pixels`` positions."""
         raise NotImplementedError
+
+    @classmethod
+    def fused_params(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False) -> int:
+        """Parameters of the inference form (after `srnas.arch.fuse`); unfusable types: `params`."""
+        return cls.params(n_feats, kernel_size, batch_norm=batch_norm)
+
+    @classmethod
+    def fused_mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int,
+                        size: tuple[int, int] | None = None) -> int:
+        """Mult-Adds of the inference form; unfusable types: `mult_adds`."""
+        return cls.mult_adds(n_feats, kernel_size, pixels=pixels, size=size)
+
+    @classmethod
+    def check(cls, n_feats: int, *, batch_norm: bool = False) -> None:
+        """A one-line `ConfigError` when the type cannot take these hyper-parameters."""
+        if n_feats < cls.min_feats:
+            raise ConfigError(f"block type {cls.name!r} needs n_feats >= {cls.min_feats}, not {n_feats}")
+        if batch_norm and not cls.batch_norm_ok:
+            raise ConfigError(f"block type {cls.name!r} has no batch-norm variant; allowed: batch_norm false")
 
 
 #: Registered block types, name -> class, in registration order.
@@ -153,12 +191,12 @@ class ResBlock(BlockType):
         return 2 * _conv_params(n_feats, n_feats, kernel_size) + (4 * n_feats if batch_norm else 0)
 
     @classmethod
-    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int) -> int:
+    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int, size: tuple[int, int] | None = None) -> int:
         return 2 * kernel_size * kernel_size * n_feats * n_feats * pixels
 
     @classmethod
     def saved_elements(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
-                       act: str = "relu", pixels: int) -> int:
+                       act: str = "relu", pixels: int, size: tuple[int, int] | None = None) -> int:
         # conv1 input, act output (= conv2 input); with BN the two conv outputs (BN inputs);
         # silu/gelu keep their input too.
         maps = 2 + 2 * batch_norm + (act in ACTS_SAVING_INPUT)
@@ -206,13 +244,13 @@ class RCAB(BlockType):
                 + _conv_params(n_feats, r, 1) + _conv_params(r, n_feats, 1))
 
     @classmethod
-    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int) -> int:
+    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int, size: tuple[int, int] | None = None) -> int:
         # The attention's two 1x1 convs run once per image on the pooled 1x1 map.
         return ResBlock.mult_adds(n_feats, kernel_size, pixels=pixels) + 2 * n_feats * cls.reduced_feats(n_feats)
 
     @classmethod
     def saved_elements(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
-                       act: str = "relu", pixels: int) -> int:
+                       act: str = "relu", pixels: int, size: tuple[int, int] | None = None) -> int:
         # As ``res`` plus the attention product's feature input (the last conv's or BN's
         # output); per image the pooled map, the ReLU output and the sigmoid output.
         r = cls.reduced_feats(n_feats)
@@ -253,13 +291,17 @@ class DWSepBlock(BlockType):
         return 2 * half + (4 * n_feats if batch_norm else 0)
 
     @classmethod
-    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int) -> int:
+    def mult_adds(cls, n_feats: int, kernel_size: int, *, pixels: int, size: tuple[int, int] | None = None) -> int:
         return 2 * (kernel_size * kernel_size * n_feats + n_feats * n_feats) * pixels
 
     @classmethod
     def saved_elements(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False,
-                       act: str = "relu", pixels: int) -> int:
+                       act: str = "relu", pixels: int, size: tuple[int, int] | None = None) -> int:
         # Both depthwise inputs and both pointwise inputs; with BN the pointwise outputs;
         # silu/gelu keep their input too.
         maps = 4 + 2 * batch_norm + (act in ACTS_SAVING_INPUT)
         return maps * n_feats * pixels
+
+
+# The efficient-SR types register themselves on import (their module needs `BlockType` above).
+from srnas.arch import efficient_blocks as _efficient_blocks  # noqa: E402,F401
