@@ -180,7 +180,7 @@ def test_a_stale_journal_lock_is_named_and_removed(tmp_path: Path, capsys) -> No
     t0 = time.monotonic()
     with lock.held():
         pass
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 10  # the lock is an hour old: far below the 30 s grace
     assert "left by a process killed while writing" in capsys.readouterr().err
     # A lock held by a live writer: the waiter says what it waits for, then gets it.
     os.symlink(target, lock.lock_file)
@@ -197,7 +197,7 @@ def test_a_stale_journal_lock_is_named_and_removed(tmp_path: Path, capsys) -> No
     t0 = time.monotonic()
     with lock.held():
         assert os.readlink(lock.lock_file).endswith(f"#owner={socket.gethostname()}:{os.getpid()}")
-    assert time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 < 10  # no wait: far below the 30 s grace a live holder gets
     assert f"left by process {socket.gethostname()}:{dead.pid}, killed while writing" in capsys.readouterr().err
 
 
@@ -215,7 +215,7 @@ def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
     me = f"{host}:{os.getpid()}"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    watch = StaleTrials(grace=0.5)
+    watch = StaleTrials(grace=3.0)  # a loaded machine may take a second between here and find()
     alive = _fake_trial(0, worker=me, worker_start=process_start(os.getpid()))
     reused = _fake_trial(1, worker=me, worker_start="another-boot:42")  # same PID, another process
     gone = _fake_trial(2, worker=f"{host}:{dead.pid}")
@@ -223,7 +223,7 @@ def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
     silent = _fake_trial(4, worker="elsewhere:8", heartbeat_at=1.0)
     first = {t.number for t, _ in watch.find([alive, reused, gone, beating, silent])}
     assert first == {1, 2}  # local processes: at once; other machines: not before the grace period
-    time.sleep(0.6)
+    time.sleep(3.1)
     beating.user_attrs["heartbeat_at"] = 2.0
     later = dict((t.number, why) for t, why in watch.find([alive, beating, silent]))
     assert set(later) == {4} and "no heartbeat" in later[4]
