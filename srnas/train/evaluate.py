@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srnas import metrics
 from srnas.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -180,14 +181,14 @@ def super_resolve(model: nn.Module, lr: torch.Tensor, *, scale: int, tile: int |
     return acc / 8
 
 
-def quantize(sr: torch.Tensor) -> np.ndarray:
-    """C x H x W (or 1 x C x H x W) float 0..255 -> H x W x C uint8 (clip, round): the paper's rule."""
+def to_uint8_image(sr: torch.Tensor) -> np.ndarray:
+    """C x H x W (or 1 x C x H x W) float 0..255 -> H x W x C uint8, quantised by
+    `srnas.metrics.quantize` (clip, MATLAB's round: the paper's rule)."""
     if sr.dim() == 4:
         if sr.shape[0] != 1:
-            raise ValueError("quantize expects one image")
+            raise ValueError("to_uint8_image expects one image")
         sr = sr[0]
-    # MATLAB's round (half away from zero; torch.round rounds half to even), as srnas.metrics.
-    return torch.floor(sr.clamp(0, 255) + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return metrics.quantize(sr).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -213,7 +214,7 @@ def upscale_image(model: nn.Module, lr_uint8: np.ndarray, *, scale: int | None =
                            tile_overlap=tile_overlap, self_ensemble=self_ensemble, bf16=bf16)
     finally:
         model.train(model_was_training)
-    return quantize(sr)
+    return to_uint8_image(sr)
 
 
 def _resolve_scale(model: nn.Module, scale: int | None) -> int:
@@ -251,8 +252,6 @@ def _matching_hr(hr: np.ndarray, lr: np.ndarray, scale: int, name: str, dataset:
 
 
 def _score(sr: np.ndarray, hr: np.ndarray, scale: int, protocol: str, with_ssim: bool) -> tuple[float, float | None]:
-    from srnas import metrics
-
     if with_ssim:
         scores = metrics.evaluate_pair(sr, hr, scale, protocol)
         return float(scores["psnr"]), float(scores["ssim"])
@@ -303,7 +302,7 @@ def evaluate_model(model: nn.Module, dataset: "SRImageSet", *, scale: int, proto
         for i in indices:
             name = dataset.names[i]
             hr = _matching_hr(dataset.hr[i], lrs[i], scale, name, dataset.name)
-            sr = quantize(super_resolve(model, _to_tensor(lrs[i]), scale=scale, tile=tile,
+            sr = to_uint8_image(super_resolve(model, _to_tensor(lrs[i]), scale=scale, tile=tile,
                                         tile_overlap=tile_overlap, self_ensemble=self_ensemble, bf16=bf16))
             psnr, ssim = _score(sr, hr, scale, protocol, with_ssim)
             rows.append(ImageScore(name=name, psnr=psnr, ssim=ssim))
@@ -389,8 +388,6 @@ class DeviceScorer:
 
     def __init__(self, dataset: "SRImageSet", *, scale: int, device: torch.device,
                  max_images: int | None = None, protocol: str | None = None) -> None:
-        from srnas import metrics
-
         self.dataset, self.scale, self.device = dataset, int(scale), torch.device(device)
         self.protocol = metrics.check_protocol(protocol or dataset.protocol)
         self.crop = metrics.border_crop(self.scale, self.protocol)
@@ -420,8 +417,6 @@ class DeviceScorer:
 
     def _prepare(self, img: torch.Tensor) -> torch.Tensor:
         """C x H x W 0..255 -> the scored region (quantised; Y under "benchmark"), float64."""
-        from srnas import metrics
-
         x = metrics.quantize(img.to(self.dtype))
         if self.protocol == "benchmark" and x.shape[0] == 3:
             x = metrics.rgb_to_y(x)[None]
