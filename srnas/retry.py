@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +52,27 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
+class _OutageFallbackFilter(logging.Filter):
+    """Drops Optuna's RDB warning "Caught an error from sqlalchemy: ... Falling back to a slower
+    alternative" when the error is an outage: it dumps the SQL statement over several lines and
+    blames a query size, while `RetryingStorage` already says in one line what happens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Caught an error from sqlalchemy")
+                    and any(t in message.lower() for t in _TRANSIENT_TEXT))
+
+
+#: The Optuna logger that warns of that fallback (optuna/storages/_rdb/storage.py).
+_RDB_LOGGER = "optuna.storages._rdb.storage"
+
+
+def _quiet_outage_fallback() -> None:
+    logger = logging.getLogger(_RDB_LOGGER)
+    if not any(isinstance(f, _OutageFallbackFilter) for f in logger.filters):
+        logger.addFilter(_OutageFallbackFilter())
+
+
 def _note(message: str) -> None:
     print(f"srnas: {message}", file=sys.stderr, flush=True)
 
@@ -64,6 +86,7 @@ class RetryingStorage(BaseStorage):
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._backend = inner
         self._location = location
+        _quiet_outage_fallback()
         self._patience = patience
         self._sleep = sleep
 

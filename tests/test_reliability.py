@@ -790,6 +790,34 @@ def test_transient_database_errors_are_retried_and_others_are_not() -> None:
     assert len(study.trials) == 2
 
 
+def test_optunas_fallback_warning_is_silenced_for_an_outage_only() -> None:
+    """Optuna's RDB storage warns with the whole SQL statement when a trial read fails, blaming its
+    size; for a server that went away the retry's one line says it all (seen in
+    benchmarks/fault_injection.py), any other error still warns."""
+    import logging
+
+    import optuna
+
+    from srnas.retry import RetryingStorage
+
+    RetryingStorage(optuna.storages.InMemoryStorage(), location="db")
+    RetryingStorage(optuna.storages.InMemoryStorage(), location="db")  # one filter, however many storages
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+    assert len(logger.filters) == 1
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        logger.warning("Caught an error from sqlalchemy: (psycopg.OperationalError) consuming input failed: server "
+                       "closed the connection unexpectedly\n[SQL: SELECT ...]. Falling back to a slower alternative.")
+        logger.warning("Caught an error from sqlalchemy: (sqlite3.OperationalError) too many SQL variables. "
+                       "Falling back to a slower alternative.")
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == 1 and "too many SQL variables" in seen[0]
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_url: str) -> None:
