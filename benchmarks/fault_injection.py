@@ -16,7 +16,8 @@ Scenarios (``--scenarios``, a comma list; default all of them):
   after a trial was recorded, then started again. The server is a private throwaway cluster
   (``initdb`` in a temporary folder, a free port on 127.0.0.1, run as the ``postgres`` user
   when this runs as root), never a server someone else uses; skipped with a line when no
-  PostgreSQL is installed. A second study in the same database must come through unchanged.
+  PostgreSQL is installed. A second study in the same database must come through unchanged, and
+  the runs' stderr must hold no traceback and no SQL statement (Optuna's fallback warning).
 - ``s3-outage``: a search whose sample images go to an S3-compatible store (moto's server on
   127.0.0.1, ``--artifacts s3://...``) that is stopped (its socket closed: connections refused)
   a random time into a training and kept down until a trial finished while it was down (at
@@ -521,8 +522,9 @@ def run_postgres_outage(args: argparse.Namespace, rng: random.Random) -> dict[st
     summary = _summary(scenario, t0, injections=counts["injections"], survived=counts["survived"],
                        lost=counts["lost"], running=counts["running"], damaged=damaged,
                        ok=counts["exits"][-1:] == [0] and counts["trained"] == counts["budget"]
-                       and not counts["traceback"],
+                       and not counts["traceback"] and "[SQL:" not in stderr,
                        waits=stderr.count("is unreachable"), back=stderr.count("answers again"),
+                       sql_dumps=stderr.count("[SQL:"),
                        gave_up=stderr.count("giving up"), outages_s=counts["outages_s"],
                        other_study_unchanged=other_unchanged, workers=args.workers,
                        runs=counts["runs"], exits=counts["exits"], final_trained=counts["trained"],
@@ -812,7 +814,8 @@ def _what_happened(r: dict[str, Any]) -> tuple[str, str]:
                  f"{_seconds(r['outages_s'])}, {_workers(r)}")
         happened = (f"{r['survived']} of {r['injections']} outages survived: {r['waits']} 'unreachable, retrying' "
                     f"and {r['back']} 'answers again' lines, {r['gave_up']} gave up, "
-                    f"{'a traceback' if r['traceback'] else 'no traceback'}; exits {r['exits']}, "
+                    f"{'a traceback' if r['traceback'] else 'no traceback'}, {r['sql_dumps']} SQL statements dumped; "
+                    f"exits {r['exits']}, "
                     f"{r['final_trained']} of {r['budget']} trained; another study in the database "
                     f"{'unchanged' if r['other_study_unchanged'] else 'CHANGED'}; {common}")
     elif scenario == "s3-outage":
@@ -822,8 +825,8 @@ def _what_happened(r: dict[str, Any]) -> tuple[str, str]:
         happened = (f"{r['survived']} of {r['injections']} outages survived, "
                     f"{'a traceback' if r['traceback'] else 'no traceback'}; exits {r['exits']}, "
                     f"{r['final_trained']} of {r['budget']} trained; images: {r['images_stored']} "
-                    f"stored ({len(r['images_unreadable'])} unreadable), {r['images_missing']} recorded missing after "
-                    f"the upload retries ({named} named by `srnas report`), "
+                    f"stored ({len(r['images_unreadable'])} unreadable), {r['images_missing']} recorded missing with the "
+                    f"reason ({named} named by `srnas report`), "
                     f"{len(r['results_without_image_or_reason'])} without image or reason; objects already in the "
                     f"bucket {'unchanged' if r['bucket_objects_unchanged'] else 'CHANGED'}; {common}")
     else:
