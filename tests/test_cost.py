@@ -75,6 +75,8 @@ def _check(cfg: ArchConfig, hr_size: tuple[int, int] = SMALL_HR) -> None:
     model = build_model(cfg)
     assert module_params(model) == count_params(cfg)
     for s in cfg.scales:
+        if min(lr_size_for(hr_size, s)) < cfg.min_lr_size:  # ESA blocks need 15x15 LR maps
+            hr_size = (cfg.min_lr_size * s, (cfg.min_lr_size + 3) * s)
         lr = torch.zeros(1, cfg.n_colors, *lr_size_for(hr_size, s))
         assert measure_mult_adds(model, lr, scale=s) == count_mult_adds(cfg, scale=s, hr_size=hr_size), cfg
 

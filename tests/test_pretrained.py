@@ -116,6 +116,7 @@ def test_released_names_follow_the_torch_hub_convention() -> None:
     ("srresnet", 2, "unknown preset 'srresnet'"),
     ("edsr-baseline", 8, "released weights for x2, x3, x4, not x8"),
     ("mdsr", 5, "released weights for x2, x3, x4, not x5"),
+    ("imdn", 2, "srnas has no released weights for preset 'imdn'; presets with released weights: edsr-baseline"),
 ])
 def test_no_released_file_is_one_line(preset: str, scale: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:

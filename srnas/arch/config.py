@@ -1,4 +1,4 @@
-"""`ArchConfig`: the typed, frozen, validated description of one EDSR- or MDSR-family network."""
+"""`ArchConfig`: the typed, frozen, validated description of one EDSR-, MDSR- or efficient-family network."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from typing import Any
 from srnas.arch.registry import BLOCKS, DEFAULT_BLOCK
 from srnas.errors import ConfigError
 
-FAMILIES = ("edsr", "mdsr")
+FAMILIES = ("edsr", "mdsr", "efficient")
+#: How an ``efficient`` net joins its blocks' features before the upsampler
+#: (`srnas.arch.networks.EfficientSR`): named after the nets that do it so.
+TRUNKS = ("imdn", "rlfn", "span")
 SCALES = (2, 3, 4, 8)
 #: Odd kernels; 9-13 are the large-kernel option of depthwise block types (``bsconv``).
 KERNEL_SIZES = (1, 3, 5, 7, 9, 11, 13)
@@ -47,6 +50,13 @@ class ArchConfig:
     before block types existed.
     ``head_blocks``/``head_kernel`` describe MDSR's per-scale pre-processing heads (the paper:
     2 blocks of 5x5); they must stay unset for EDSR.
+    Family ``efficient`` (one scale) is the skeleton of IMDN, RFDN, RLFN and SPAN: head conv,
+    blocks, a ``trunk`` that joins their features (``imdn``: 1x1 conv over every block's output
+    -> act -> 3x3 conv, plus the head's output; ``rlfn``: 3x3 conv of the last block's output
+    plus the head's; ``span``: SPAN's re-parameterisable head and last conv, 1x1 conv over
+    [head, last, first block, last block's first conv]) and one 3x3 conv to ``n_colors * s^2``
+    channels before the pixel shuffle (no tail conv after it). ``trunk`` stays unset for the
+    other families.
 
     >>> cfg = ArchConfig(family="edsr", scales=(2,), n_resblocks=16, n_feats=64)
     >>> cfg.arch_id.startswith("edsr-")
@@ -67,6 +77,7 @@ class ArchConfig:
     global_skip: str = "none"
     rgb_range: float = 255.0
     n_colors: int = 3
+    trunk: str | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -78,8 +89,8 @@ class ArchConfig:
         scales = tuple(_as_int("scales", s) for s in scales)
         if not scales or any(s not in SCALES for s in scales) or len(set(scales)) != len(scales):
             raise _fail("scales", list(scales), f"a list of distinct values from {list(SCALES)}")
-        if self.family == "edsr" and len(scales) != 1:
-            raise _fail("scales", list(scales), "exactly one scale for family 'edsr' (use 'mdsr')")
+        if self.family in ("edsr", "efficient") and len(scales) != 1:
+            raise _fail("scales", list(scales), f"exactly one scale for family {self.family!r} (use 'mdsr')")
         set_("scales", scales)
 
         b = _as_int("n_resblocks", self.n_resblocks)
@@ -135,10 +146,17 @@ class ArchConfig:
         if self.act not in ACTIVATIONS:
             raise _fail("act", self.act, " | ".join(ACTIVATIONS))
 
-        if self.family == "edsr":
+        if self.family == "efficient":
+            trunk = "rlfn" if self.trunk is None else self.trunk
+            if trunk not in TRUNKS:
+                raise _fail("trunk", self.trunk, " | ".join(TRUNKS))
+            set_("trunk", trunk)
+        elif self.trunk is not None:
+            raise _fail("trunk", self.trunk, "unset for family 'edsr' and 'mdsr' (family 'efficient' only)")
+        if self.family in ("edsr", "efficient"):
             for name in ("head_blocks", "head_kernel"):
                 if getattr(self, name) not in (None, 0) or (name == "head_kernel" and getattr(self, name) is not None):
-                    raise _fail(name, getattr(self, name), "unset for family 'edsr' (MDSR heads only)")
+                    raise _fail(name, getattr(self, name), f"unset for family {self.family!r} (MDSR heads only)")
             set_("head_blocks", 0)
             set_("head_kernel", None)
         else:
@@ -167,6 +185,11 @@ class ArchConfig:
     # ---- identity and serialisation -------------------------------------------------------
 
     @property
+    def min_lr_size(self) -> int:
+        """Smallest LR height and width the network runs on (1; 15 with ESA blocks)."""
+        return max(BLOCKS[name].min_size for name in self.block)
+
+    @property
     def scale(self) -> int:
         """The first (for EDSR: the only) scale."""
         return self.scales[0]
@@ -180,6 +203,8 @@ class ArchConfig:
             del d["block"]  # keeps the JSON, and so the arch_id, of every config stored before blocks existed
         else:
             d["block"] = list(self.block)
+        if self.trunk is None:
+            del d["trunk"]  # likewise for configs stored before the efficient family existed
         return d
 
     @classmethod
@@ -261,8 +286,10 @@ class ArchConfig:
                     raise ConfigError(f"ArchConfig.replace: give {name} when changing n_resblocks of a config "
                                       f"with mixed {name}")
                 d[name] = values[0]
-        if changes.get("family") == "edsr":
+        if changes.get("family") in ("edsr", "efficient"):
             d["head_blocks"] = d["head_kernel"] = None
+        if changes.get("family") in ("edsr", "mdsr"):
+            d.pop("trunk", None)
         d.update(changes)
         return ArchConfig.from_dict(d)
 
@@ -291,6 +318,8 @@ class ArchConfig:
             parts.append(self.act)
         if self.family == "mdsr":
             parts.append(f"head={self.head_blocks}x{self.head_kernel or '-'}")
+        if self.trunk is not None:
+            parts.append(f"trunk={self.trunk}")
         if self.global_skip != "none":
             parts.append(f"skip={self.global_skip}")
         return " ".join(parts)

@@ -24,7 +24,8 @@ import time
 from typing import Any
 
 from srnas.arch.config import ArchConfig
-from srnas.arch.registry import DEFAULT_BLOCK, BlockType, get_block
+from srnas.arch.efficient_blocks import rep_mult_adds, rep_params, rep_saved
+from srnas.arch.registry import ACTS_SAVING_INPUT, DEFAULT_BLOCK, BlockType, get_block
 
 NAS_HR_SIZE = (720, 1280)
 
@@ -62,12 +63,54 @@ def count_params(cfg: ArchConfig, *, scale: int | None = None, fused: bool = Fal
     """Trainable parameters: all scales (``scale=None``) or the sub-network serving one scale;
     ``fused``: of the inference form, re-parameterisable blocks fused (`srnas.arch.fuse`)."""
     f, c = cfg.n_feats, cfg.n_colors
-    shared = (9 * c * f + f)                                                   # head conv
-    shared += sum((b.fused_params if fused else b.params)(f, k, batch_norm=cfg.batch_norm) for b, k in _body_blocks(cfg))
+    blocks = sum((b.fused_params if fused else b.params)(f, k, batch_norm=cfg.batch_norm) for b, k in _body_blocks(cfg))
+    if cfg.family == "efficient":
+        return blocks + _efficient_params(cfg, fused=fused)
+    shared = (9 * c * f + f) + blocks                                          # head conv, blocks
     shared += 9 * f * f + f                                                    # body conv
     shared += 9 * f * c + c                                                    # tail conv
     scales = cfg.scales if scale is None else (scale,)
     return shared + sum(_scale_branch_params(cfg, s) for s in scales)
+
+
+# ---- the efficient family's fixed parts (`srnas.arch.networks.EfficientSR`) ----------------------
+
+
+def _efficient_params(cfg: ArchConfig, *, fused: bool) -> int:
+    """Head, trunk and pixel-shuffle conv of an ``efficient`` net."""
+    f, c, s = cfg.n_feats, cfg.n_colors, cfg.scale
+    n = 9 * f * c * s * s + c * s * s                                          # conv before the shuffle
+    if cfg.trunk == "span":
+        return n + rep_params(c, f, 3, fused=fused) + rep_params(f, f, 3, fused=fused) + 4 * f * f + f
+    n += 9 * c * f + f + 9 * f * f + f                                         # head, trunk conv
+    if cfg.trunk == "imdn":
+        n += cfg.n_resblocks * f * f + f                                       # 1x1 over the block outputs
+    return n
+
+
+def _efficient_mult_adds(cfg: ArchConfig, h: int, w: int, *, fused: bool) -> int:
+    f, c, s = cfg.n_feats, cfg.n_colors, cfg.scale
+    px = h * w
+    n = 9 * f * c * s * s * px
+    if cfg.trunk == "span":
+        return (n + rep_mult_adds(c, f, 3, (h, w), fused=fused) + rep_mult_adds(f, f, 3, (h, w), fused=fused)
+                + 4 * f * f * px)
+    n += (9 * c * f + 9 * f * f) * px
+    if cfg.trunk == "imdn":
+        n += cfg.n_resblocks * f * f * px
+    return n
+
+
+def _efficient_saved(cfg: ArchConfig, patch: int, scale: int) -> int:
+    """Elements the head, trunk and output stage save (the blocks state their own)."""
+    f, c, p2 = cfg.n_feats, cfg.n_colors, patch * patch
+    n = f * p2 + c * p2 * scale * scale                                        # shuffle conv input, add_mean input
+    if cfg.trunk == "span":
+        return n + rep_saved(c, f, 3, (patch, patch)) + rep_saved(f, f, 3, (patch, patch)) + 4 * f * p2
+    n += c * p2 + f * p2                                                       # head and trunk conv inputs
+    if cfg.trunk == "imdn":  # the concatenation (1x1 input); silu/gelu also keep the 1x1 output
+        n += cfg.n_resblocks * f * p2 + (cfg.act in ACTS_SAVING_INPUT) * f * p2
+    return n
 
 
 def lr_size_for(hr_size: tuple[int, int], scale: int) -> tuple[int, int]:
@@ -82,6 +125,11 @@ def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
     h, w = lr_size_for(hr_size, s)
     lr_px = h * w
     f, c = cfg.n_feats, cfg.n_colors
+    blocks = sum((b.fused_mult_adds if fused else b.mult_adds)(f, k, pixels=lr_px, size=(h, w))
+                 for b, k in _blocks(cfg))
+    if cfg.family == "efficient":
+        skip = 25 * c * s * s * lr_px if cfg.global_skip == "bicubic" else 0
+        return blocks + _efficient_mult_adds(cfg, h, w, fused=fused) + skip
     per_lr = 9 * c * f                                                         # head
     per_lr += 9 * f * f                                                        # body conv
     if s == 3:
@@ -91,8 +139,6 @@ def count_mult_adds(cfg: ArchConfig, *, scale: int | None = None,
     per_lr += 9 * f * c * s * s                                                # tail at HR
     if cfg.global_skip == "bicubic":
         per_lr += 25 * c * s * s
-    blocks = sum((b.fused_mult_adds if fused else b.mult_adds)(f, k, pixels=lr_px, size=(h, w))
-                 for b, k in _blocks(cfg))
     return per_lr * lr_px + blocks
 
 
@@ -107,6 +153,8 @@ def activation_memory(cfg: ArchConfig, *, batch: int = 16, patch: int = 48,
     f, c, p2 = cfg.n_feats, cfg.n_colors, patch * patch
     elems = sum(b.saved_elements(f, k, batch_norm=cfg.batch_norm, act=cfg.act, pixels=p2, size=(patch, patch))
                 for b, k in _blocks(cfg))
+    if cfg.family == "efficient":
+        return (elems + _efficient_saved(cfg, patch, s)) * batch * bytes_per_element
     elems += c * p2                                                            # head conv input
     elems += f * p2                                                            # body conv input
     elems += f * p2                                                            # first upsampler conv input

@@ -307,6 +307,15 @@ def rep_mult_adds(in_ch: int, out_ch: int, k: int, size: tuple[int, int], *, fus
             + h * w * (k * k * g * in_ch * g * out_ch + g * out_ch * out_ch + in_ch * out_ch))
 
 
+def rep_saved(in_ch: int, out_ch: int, k: int, size: tuple[int, int]) -> int:
+    """Elements one `RepConv` in its training form saves: its input (the skip's), the padded
+    input (the expansion's), the expansion's output (the kxk conv's input) and the reduction's
+    input."""
+    h, w = size
+    g, padded = REP_GAIN, (h + k - 1) * (w + k - 1)
+    return h * w * in_ch + padded * in_ch + padded * g * in_ch + h * w * g * out_ch
+
+
 class _RepBlock(_EfficientBlock):
     """Blocks of re-parameterisable convs: ``convs`` of them, F->F, kxk."""
 
@@ -333,12 +342,7 @@ class _RepBlock(_EfficientBlock):
 
     @classmethod
     def _rep_saved(cls, n_feats: int, kernel_size: int, size: tuple[int, int]) -> int:
-        """What the convs save: per conv its input, its padded input, the expansion's output
-        (kxk's input) and the reduction's input."""
-        h, w = size
-        f, g, k = n_feats, REP_GAIN, kernel_size
-        padded = (h + k - 1) * (w + k - 1)
-        return cls.convs * (h * w * f + padded * f + padded * g * f + h * w * g * f)
+        return cls.convs * rep_saved(n_feats, n_feats, kernel_size, size)
 
 
 @register_block

@@ -279,8 +279,13 @@ class ParameterFreeAttentionBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.c3_r(self.act1(self.c2_r(self.act1(self.c1_r(x)))))
-        return (x + _scaled(h, self.res_scale)) * (torch.sigmoid(h) - 0.5)
+        return self.forward_with_first(x)[0]
+
+    def forward_with_first(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output and its first activated conv output (SPAN's trunk reads both)."""
+        first = self.act1(self.c1_r(x))
+        h = self.c3_r(self.act1(self.c2_r(first)))
+        return (x + _scaled(h, self.res_scale)) * (torch.sigmoid(h) - 0.5), first
 
     def fuse(self) -> None:
         for m in (self.c1_r, self.c2_r, self.c3_r):

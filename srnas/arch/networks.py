@@ -1,12 +1,13 @@
-"""EDSR and MDSR (Lim et al. 2017) built from an `ArchConfig`, with the authors' state-dict names;
-the body's blocks come from the block registry (`srnas.arch.registry`)."""
+"""EDSR and MDSR (Lim et al. 2017) built from an `ArchConfig`, with the authors' state-dict names,
+and `EfficientSR`, the skeleton of IMDN, RFDN, RLFN and SPAN; the body's blocks come from the
+block registry (`srnas.arch.registry`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from srnas.arch.blocks import BicubicUpsample, MeanShift, Upsampler, conv
+from srnas.arch.blocks import BicubicUpsample, MeanShift, Upsampler, activation, conv
 from srnas.arch.config import ArchConfig
 from srnas.arch.registry import DEFAULT_BLOCK, get_block
 from srnas.errors import ConfigError
@@ -17,7 +18,8 @@ def _body(cfg: ArchConfig) -> nn.Sequential:
         get_block(name).build(cfg.n_feats, k, batch_norm=cfg.batch_norm, act=cfg.act, res_scale=cfg.res_scale)
         for name, k in zip(cfg.block, cfg.kernel_sizes)
     ]
-    blocks.append(conv(cfg.n_feats, cfg.n_feats, 3))
+    if cfg.family != "efficient":  # EDSR's body conv; the efficient trunks have their own
+        blocks.append(conv(cfg.n_feats, cfg.n_feats, 3))
     return nn.Sequential(*blocks)
 
 
@@ -123,6 +125,64 @@ class MDSR(_SRNet):
         return self._finish(x, self.upsample[idx](res), self.tail[0], idx)
 
 
+class EfficientSR(_SRNet):
+    """sub_mean -> head -> blocks -> trunk (``cfg.trunk``, see `ArchConfig`) -> 3x3 conv to
+    ``n_colors * s^2`` -> pixel shuffle -> add_mean: IMDN's, RFDN's, RLFN's and SPAN's layout,
+    with the mean shift of the EDSR family (frozen, not counted) so that inputs are 0..rgb_range.
+
+    Module names: ``head.0``, ``body.{i}``, ``aggregate`` (the 1x1 over block outputs, with its
+    act for ``imdn``), ``trunk_conv`` (3x3; ``span``: re-parameterisable), ``tail.0``.
+    """
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        if cfg.family != "efficient":
+            raise ValueError("EfficientSR needs family 'efficient'")
+        super().__init__(cfg)
+        f, c, s = cfg.n_feats, cfg.n_colors, cfg.scale
+        self.trunk = cfg.trunk
+        if cfg.trunk == "span":
+            from srnas.arch.efficient_layers import RepConv
+
+            self.head = nn.Sequential(RepConv(c, f, 3))
+            self.trunk_conv: nn.Module = RepConv(f, f, 3)
+            self.aggregate: nn.Module | None = conv(4 * f, f, 1)
+        else:
+            self.trunk_conv = conv(f, f, 3)
+            self.aggregate = (nn.Sequential(conv(cfg.n_resblocks * f, f, 1), activation(cfg.act))
+                              if cfg.trunk == "imdn" else None)
+        self.tail = nn.Sequential(conv(f, c * s * s, 3), nn.PixelShuffle(s))
+        if cfg.global_skip == "bicubic":
+            self._zero_last_conv(self.tail[0])
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        idx = self.scale_index(scale)
+        x, h = self._start(x)
+        if self.trunk == "rlfn":
+            res = self.trunk_conv(self.body(h)) + h
+        elif self.trunk == "imdn":
+            outs, f = [], h
+            for block in self.body:
+                f = block(f)
+                outs.append(f)
+            res = self.trunk_conv(self.aggregate(torch.cat(outs, dim=1))) + h
+        else:  # span: [head, last conv of the last block's output, first block's output, the
+            # last block's first activated conv (its input where the block has none)]
+            f, first_out, inner = h, h, h
+            for i, block in enumerate(self.body):
+                if i == len(self.body) - 1:
+                    inner = f
+                    if hasattr(block, "forward_with_first"):
+                        f, inner = block.forward_with_first(f)
+                    else:
+                        f = block(f)
+                else:
+                    f = block(f)
+                if i == 0:
+                    first_out = f
+            res = self.aggregate(torch.cat([h, self.trunk_conv(f), first_out, inner], dim=1))
+        return self._finish(x, res, self.tail, idx)
+
+
 def build_model(config: ArchConfig | str, *, scale: int | None = None, pretrained: bool = False,
                 weights_url: str | None = None) -> nn.Module:
     """Build the network for a config (or a preset name such as ``"edsr-baseline"``).
@@ -146,7 +206,7 @@ def build_model(config: ArchConfig | str, *, scale: int | None = None, pretraine
                           f"not the config {config.describe()}")
     elif scale is not None and scale not in config.scales:
         raise ValueError(f"scale {scale} not in config scales {list(config.scales)}")
-    model = EDSR(config) if config.family == "edsr" else MDSR(config)
+    model = {"edsr": EDSR, "mdsr": MDSR, "efficient": EfficientSR}[config.family](config)
     if preset is not None and pretrained:
         from srnas.arch.pretrained import load_pretrained
 

@@ -1,4 +1,11 @@
-"""Named presets (timm style): tiny entry functions that only fix a variant's hyper-parameters."""
+"""Named presets (timm style): tiny entry functions that only fix a variant's hyper-parameters.
+
+EDSR and MDSR (Lim et al. 2017), and published efficient nets built from the registry's blocks
+in the ``efficient`` family: IMDN, RFDN, RLFN, RLFN-S and SPAN. Their parameter counts equal
+the authors' code at x2, x3 and x4 (docs/reference.md names each source file and commit; SPAN's
+is its inference count, re-parameterisable convs fused). Activations follow the block types'
+table: the authors' LeakyReLU slope is 0.05, srnas's ``lrelu`` 0.2 (no parameter changes).
+"""
 
 from __future__ import annotations
 
@@ -35,11 +42,49 @@ def mdsr(scales: tuple[int, ...] = MDSR_SCALES, **overrides: Any) -> ArchConfig:
                                  "n_feats": 64, "head_blocks": 2, "head_kernel": 5, **overrides})
 
 
+def _efficient(scale: int, trunk: str, block: str, n_blocks: int, n_feats: int, act: str,
+               overrides: dict[str, Any]) -> ArchConfig:
+    return ArchConfig.from_dict({"family": "efficient", "scales": [scale], "trunk": trunk, "block": block,
+                                 "n_resblocks": n_blocks, "n_feats": n_feats, "act": act, **overrides})
+
+
+def imdn(scale: int = 2, **overrides: Any) -> ArchConfig:
+    """IMDN (Hui et al. 2019): 6 IMDBs of 64 channels, concatenated (694,404 parameters at x2)."""
+    return _efficient(scale, "imdn", "imdb", 6, 64, "lrelu", overrides)
+
+
+def rfdn(scale: int = 4, **overrides: Any) -> ArchConfig:
+    """RFDN as the authors' public code (the AIM 2020 model): 4 RFDBs of 50 channels,
+    concatenated (433,448 parameters at x4; that code builds x4 only)."""
+    return _efficient(scale, "imdn", "rfdb", 4, 50, "lrelu", overrides)
+
+
+def rlfn(scale: int = 4, **overrides: Any) -> ArchConfig:
+    """RLFN (Kong et al. 2022): 6 RLFBs of 52 channels (543,740 parameters at x4)."""
+    return _efficient(scale, "rlfn", "rlfb", 6, 52, "lrelu", overrides)
+
+
+def rlfn_s(scale: int = 4, **overrides: Any) -> ArchConfig:
+    """RLFN-S: 6 RLFBs of 48 channels (470,208 parameters at x4)."""
+    return _efficient(scale, "rlfn", "rlfb", 6, 48, "lrelu", overrides)
+
+
+def span(scale: int = 4, **overrides: Any) -> ArchConfig:
+    """SPAN (Wan et al. 2024): 6 SPABs of 48 channels, SPAN's trunk (426,288 parameters at x4
+    fused; the training form has more, `count_params(cfg)` without ``fused``)."""
+    return _efficient(scale, "span", "spab", 6, 48, "silu", overrides)
+
+
 PRESETS: dict[str, Callable[..., ArchConfig]] = {
     "edsr-baseline": edsr_baseline,
     "edsr": edsr,
     "mdsr-baseline": mdsr_baseline,
     "mdsr": mdsr,
+    "imdn": imdn,
+    "rfdn": rfdn,
+    "rlfn": rlfn,
+    "rlfn-s": rlfn_s,
+    "span": span,
 }
 
 
@@ -52,4 +97,4 @@ def preset_config(name: str, *, scale: int | None = None, **overrides: Any) -> A
         if scale is not None and scale not in MDSR_SCALES:
             raise ConfigError(f"preset {name!r} serves scales {list(MDSR_SCALES)}, not {scale}")
         return PRESETS[key](**overrides)
-    return PRESETS[key](scale if scale is not None else 2, **overrides)
+    return PRESETS[key](**overrides) if scale is None else PRESETS[key](scale, **overrides)

@@ -61,8 +61,9 @@ def released_file(preset: str, scale: int | None = None) -> str:
         ConfigError: unknown preset, or no released file for that scale.
     """
     key = preset.lower().replace("_", "-")
-    if key not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; presets with released weights: "
+    if key not in PRESETS or all(k != key for k, _ in RELEASED_FILES):
+        what = "unknown preset" if key not in PRESETS else "srnas has no released weights for preset"
+        raise ConfigError(f"{what} {preset!r}; presets with released weights: "
                           f"{', '.join(dict.fromkeys(k for k, _ in RELEASED_FILES))}")
     if key.startswith("mdsr"):
         if scale is not None and scale not in MDSR_SCALES:
