@@ -234,3 +234,24 @@ def test_efficient_blocks_export_to_onnx(name: str, tmp_path: Path) -> None:
     # head, body conv, upsampler conv, tail conv, mean shifts: 6 convs outside the blocks.
     per_block = {"imdb": 7, "rfdb": 8 + 7, "rlfb": 4 + 5, "bsconv": 4, "repconv": 2, "spab": 3}[name]
     assert ops.count("Conv") == 6 + 2 * per_block
+
+
+def test_latency_is_measured_on_a_fused_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from srnas.arch.cost import measure_latency
+
+    fused_here: list[RepConv] = []
+    original = RepConv.fuse
+
+    def recording_fuse(self: RepConv) -> None:
+        original(self)
+        fused_here.append(self)
+
+    monkeypatch.setattr(RepConv, "fuse", recording_fuse)
+    model = build_model(ArchConfig(n_resblocks=1, n_feats=8, block="repconv"))
+    assert measure_latency(model, (8, 8), repeats=1, warmup=0) > 0
+    mine = [m for m in model.modules() if isinstance(m, RepConv)]
+    assert fused_here and all(m.fused for m in fused_here) and not any(m.fused for m in mine)
+    assert not {id(m) for m in fused_here} & {id(m) for m in mine}  # a copy was fused, not the caller's net
+    fused_here.clear()
+    measure_latency(model, (8, 8), repeats=1, warmup=0, fused=False)
+    assert not fused_here

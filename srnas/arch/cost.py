@@ -260,11 +260,19 @@ def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = 
 
 
 def measure_latency(model: Any, lr_size: tuple[int, int] = (180, 320), *, scale: int | None = None,
-                    device: str = "cpu", repeats: int = 10, warmup: int = 2, batch: int = 1) -> float:
-    """Median forward latency in milliseconds for an LR input of ``lr_size`` on ``device``."""
+                    device: str = "cpu", repeats: int = 10, warmup: int = 2, batch: int = 1,
+                    fused: bool = True) -> float:
+    """Median forward latency in milliseconds for an LR input of ``lr_size`` on ``device``;
+    ``fused``: of the inference form (re-parameterisable convs fused, on a copy of ``model``)."""
+    import copy
+
     import torch
 
+    from srnas.arch.efficient_layers import fuse
+
     n_colors = getattr(getattr(model, "config", None), "n_colors", 3)
+    if fused and any(callable(getattr(m, "fuse", None)) for m in model.modules()):
+        model = fuse(copy.deepcopy(model))
     model = model.to(device).eval()
     x = torch.rand(batch, n_colors, *lr_size, device=device) * 255
     times = []

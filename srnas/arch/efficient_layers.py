@@ -293,8 +293,10 @@ class ParameterFreeAttentionBlock(nn.Module):
 
 
 def fuse(model: nn.Module) -> nn.Module:
-    """Fuse every re-parameterisable conv of ``model`` in place (inference form) and return it."""
+    """Turn ``model`` into its inference form in place and return it: every submodule with a
+    ``fuse()`` (each `RepConv`, and any block type's module that defines one) is fused."""
     for m in list(model.modules()):
-        if isinstance(m, RepConv):
-            m.fuse()
+        fuse_method = getattr(m, "fuse", None)
+        if callable(fuse_method):
+            fuse_method()
     return model

@@ -39,7 +39,7 @@ A new block type is one `BlockType` subclass decorated with `register_block` (it
 composing layers from `srnas.arch.blocks`); `ArchConfig`, `build_model`, the cost model and the
 search-space key ``block`` then accept its name. A type with training-only branches sets
 ``fusable``, gives its module a ``fuse()`` (or builds from `srnas.arch.efficient_layers.RepConv`)
-and states ``fused_params``/``fused_mult_adds`` (docs/architecture.md, "Adding a block type").
+and states ``fused_params``/``fused_mult_adds`` (docs/blocks.md, "Adding a block type").
 
 >>> block_names()
 ('res', 'rcab', 'dwsep', 'imdb', 'rfdb', 'rlfb', 'bsconv', 'repconv', 'spab')
