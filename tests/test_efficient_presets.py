@@ -116,3 +116,61 @@ def test_preset_exports_to_onnx(name: str, tmp_path: Path) -> None:
     model = fuse(build_model(cfg))
     diff = export_onnx(model, cfg, tmp_path / f"{name}.onnx", scale=4)
     assert 0 <= diff <= ONNX_TOLERANCE * cfg.rgb_range
+
+
+def _authors_keys(name: str) -> set[str]:
+    """The state-dict keys of the authors' module, written from their code (docs/reference.md 1b)."""
+    wb = lambda prefix: {f"{prefix}.weight", f"{prefix}.bias"}  # noqa: E731
+    rep = lambda prefix: set().union(*(wb(f"{prefix}.{p}") for p in ("sk", "conv.0", "conv.1", "conv.2", "eval_conv")))  # noqa: E731
+    keys: set[str] = set()
+    if name == "imdn":
+        keys |= wb("fea_conv") | wb("c.0") | wb("LR_conv") | wb("upsampler.0")
+        for n in range(1, 7):
+            for c in ("c1", "c2", "c3", "c4", "c5", "cca.conv_du.0", "cca.conv_du.2"):
+                keys |= wb(f"IMDB{n}.{c}")
+    elif name == "rfdn":
+        keys |= wb("fea_conv") | wb("c.0") | wb("LR_conv") | wb("upsampler.0")
+        for n in range(1, 5):
+            for c in ("c1_d", "c1_r", "c2_d", "c2_r", "c3_d", "c3_r", "c4", "c5", *(
+                    f"esa.{e}" for e in ("conv1", "conv_f", "conv_max", "conv2", "conv3", "conv3_", "conv4"))):
+                keys |= wb(f"B{n}.{c}")
+    elif name == "rlfn":
+        keys |= wb("conv_1") | wb("conv_2") | wb("upsampler.0")
+        for n in range(1, 7):
+            for c in ("c1_r", "c2_r", "c3_r", "c5", *(f"esa.{e}" for e in ("conv1", "conv_f", "conv2", "conv3", "conv4"))):
+                keys |= wb(f"block_{n}.{c}")
+    else:  # span
+        keys |= rep("conv_1") | rep("conv_2") | wb("conv_cat") | wb("upsampler.0")
+        for n in range(1, 7):
+            for c in ("c1_r", "c2_r", "c3_r"):
+                keys |= rep(f"block_{n}.{c}")
+    return keys
+
+
+@pytest.mark.parametrize("name", ["imdn", "rfdn", "rlfn", "span"])
+def test_the_authors_state_dict_layout_loads_strictly(name: str) -> None:
+    from srnas.arch import load_weights
+    from srnas.arch.checkpoint import efficient_authors_keys
+
+    cfg = preset_config(name, scale=4)
+    torch.manual_seed(0)
+    donor, target = build_model(cfg).eval(), build_model(cfg).eval()
+    authors = _authors_keys(name)
+    renamed = efficient_authors_keys(dict.fromkeys(authors, None), donor)
+    mean_shift = {k for k in donor.state_dict() if k.split(".")[0] in ("sub_mean", "add_mean")}
+    assert set(renamed) == set(donor.state_dict())
+    assert {k for k, v in renamed.items() if v is None} == set(donor.state_dict()) - mean_shift
+    # The donor's tensors under the authors' names load strictly; SPAN's eval_conv (its fused
+    # conv, derived from the branches) is dropped whatever it holds.
+    own = donor.state_dict()
+    state = {}
+    for key in authors:
+        ours = [k for k in efficient_authors_keys({key: None}, donor) if k not in mean_shift]
+        state[key] = own[ours[0]] if ours else torch.zeros(1)
+        assert ours or key.split(".")[-2] == "eval_conv"
+    assert load_weights(target, state) == []
+    x = torch.rand(1, 3, 16, 16) * 255
+    with torch.no_grad():
+        assert torch.equal(target(x), donor(x))
+    with pytest.raises(ConfigError, match="keys do not match the model"):
+        load_weights(build_model(cfg), {k: v for k, v in state.items() if not k.startswith("upsampler")})

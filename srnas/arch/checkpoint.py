@@ -1,7 +1,9 @@
-"""Loading weights saved by the EDSR authors' code (or by srnas) into srnas networks."""
+"""Loading weights saved by the EDSR authors' code, the efficient nets' authors' code (IMDN,
+RFDN, RLFN, SPAN) or srnas into srnas networks."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,17 +76,59 @@ def _is_scale_specific(key: str) -> bool:
     return parts[0] == "upsample" or (parts[0] == "tail" and parts[1] == "0" and len(parts) > 3)
 
 
+#: The authors' top-level module names of the efficient presets (IMDN and RFDN: ``fea_conv``,
+#: ``IMDB{n}``/``B{n}``, ``c`` (1x1 + act), ``LR_conv``, ``upsampler``; RLFN: ``conv_1``,
+#: ``block_{n}``, ``conv_2``, ``upsampler``; SPAN adds ``conv_cat``) -> `EfficientSR`'s names.
+#: Inside the blocks the names are already the authors' (`srnas.arch.efficient_layers`).
+_AUTHORS_EFFICIENT_PREFIXES = (
+    (re.compile(r"^(fea_conv|conv_1)\."), "head.0."),
+    (re.compile(r"^(?:IMDB|B|block_)(\d+)\."), None),  # 1-based block number -> body.{n-1}
+    (re.compile(r"^c\.0\."), "aggregate.0."),
+    (re.compile(r"^conv_cat\."), "aggregate."),
+    (re.compile(r"^(LR_conv|conv_2)\."), "trunk_conv."),
+    (re.compile(r"^upsampler\.0\."), "tail.0."),
+)
+
+
+def efficient_authors_keys(state: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """A state dict saved by the IMDN, RFDN, RLFN or SPAN authors' code, renamed for an
+    `EfficientSR` model (keys already in srnas's layout pass unchanged). SPAN's ``eval_conv.*``
+    tensors (its fused convs, kept beside the training branches) are dropped where the model
+    is unfused: `srnas.arch.fuse` derives them from the branches. The frozen mean shift srnas
+    adds is taken from ``model``."""
+    own = model.state_dict()
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        new = key
+        for pattern, target in _AUTHORS_EFFICIENT_PREFIXES:
+            found = pattern.match(key)
+            if found:
+                repl = f"body.{int(found[1]) - 1}." if target is None else target
+                new = repl + key[found.end():]
+                break
+        if new.split(".")[-2:-1] == ["eval_conv"] and new not in own:
+            continue
+        out[new] = value
+    if out.keys() != state.keys():  # the authors' layout: their nets have no mean-shift convs
+        for key in ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias"):
+            out.setdefault(key, own[key])
+    return out
+
+
 def load_weights(model: Any, source: str | Path | Mapping[str, Any], *, strict: bool = True,
                  transfer: bool = False) -> list[str]:
     """Load a state dict into ``model``.
 
     ``strict`` checks every key and shape (the authors' released files load this way into the
-    matching preset). ``transfer=True`` initialises a model of another scale from these weights,
+    matching preset; the efficient presets' authors' names are translated,
+    `efficient_authors_keys`). ``transfer=True`` initialises a model of another scale from these weights,
     as the paper does for x3/x4 from x2: every tensor except the upsampler is copied; the keys
     left at their initial values are returned.
     """
     state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
     where = str(source) if isinstance(source, (str, Path)) else "state dict"
+    if getattr(getattr(model, "config", None), "family", None) == "efficient":
+        state = efficient_authors_keys(state, model)
     own = model.state_dict()
     if not transfer:
         missing = sorted(set(own) - set(state))
