@@ -102,7 +102,11 @@ class RetryingStorage(BaseStorage):
             try:
                 result = method(*args, **kwargs)
             except Exception as exc:
-                if not transient(exc) or waited >= self._patience:
+                if not transient(exc):
+                    if told:  # the server answered (with an error for the caller: a trial finished meanwhile, ...)
+                        _note(f"storage {self._location} answers again after {waited:.0f} s")
+                    raise
+                if waited >= self._patience:
                     if told:
                         _note(f"storage {self._location}: still unreachable after {waited:.0f} s; giving up")
                     raise

@@ -790,6 +790,33 @@ def test_transient_database_errors_are_retried_and_others_are_not() -> None:
     assert len(study.trials) == 2
 
 
+def test_an_error_after_an_outage_says_the_storage_answers_not_that_it_gave_up(capsys) -> None:
+    """A heartbeat retried through an outage finds its trial finished meanwhile: the server
+    answered, so the line says so (seen by benchmarks/fault_injection.py: 'still unreachable after
+    26 s; giving up' of a patience of 180 s); the error still reaches the caller."""
+    import optuna
+
+    from srnas.retry import RetryingStorage
+
+    class Refused(Exception):
+        pass
+
+    Refused.__name__ = "OperationalError"
+    answers = iter([Refused("server closed the connection unexpectedly"), RuntimeError("Trial#0 has already finished")])
+    inner = optuna.storages.InMemoryStorage()
+
+    def heartbeat(*args: object) -> None:
+        raise next(answers)
+
+    inner.set_trial_user_attr = heartbeat  # type: ignore[method-assign]
+    storage = RetryingStorage(inner, location="db", patience=60, sleep=lambda s: None)
+    with pytest.raises(RuntimeError, match="already finished"):
+        storage.set_trial_user_attr(0, "heartbeat_at", 1.0)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["srnas: storage db is unreachable (OperationalError); retrying for up to 60 s",
+                   "srnas: storage db answers again after 0 s"]
+
+
 def test_optunas_fallback_warning_is_silenced_for_an_outage_only() -> None:
     """Optuna's RDB storage warns with the whole SQL statement when a trial read fails, blaming its
     size; for a server that went away the retry's one line says it all (seen in
