@@ -17,7 +17,8 @@ Scenarios (``--scenarios``, a comma list; default all of them):
   (``initdb`` in a temporary folder, a free port on 127.0.0.1, run as the ``postgres`` user
   when this runs as root), never a server someone else uses; skipped with a line when no
   PostgreSQL is installed. A second study in the same database must come through unchanged, and
-  the runs' stderr must hold no traceback and no SQL statement (Optuna's fallback warning).
+  the runs' stderr must hold no traceback, no SQL statement (Optuna's fallback warning) and no
+  storage call that gave up.
 - ``s3-outage``: a search whose sample images go to an S3-compatible store (moto's server on
   127.0.0.1, ``--artifacts s3://...``) that is stopped (its socket closed: connections refused)
   a random time into a training and kept down until a trial finished while it was down (at
@@ -522,7 +523,7 @@ def run_postgres_outage(args: argparse.Namespace, rng: random.Random) -> dict[st
     summary = _summary(scenario, t0, injections=counts["injections"], survived=counts["survived"],
                        lost=counts["lost"], running=counts["running"], damaged=damaged,
                        ok=counts["exits"][-1:] == [0] and counts["trained"] == counts["budget"]
-                       and not counts["traceback"] and "[SQL:" not in stderr,
+                       and not counts["traceback"] and "[SQL:" not in stderr and "giving up" not in stderr,
                        waits=stderr.count("is unreachable"), back=stderr.count("answers again"),
                        sql_dumps=stderr.count("[SQL:"),
                        gave_up=stderr.count("giving up"), outages_s=counts["outages_s"],
