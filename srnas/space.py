@@ -1,17 +1,18 @@
-"""Search spaces: YAML files that parameterise EDSR/MDSR configs.
+"""Search spaces: YAML files that parameterise EDSR/MDSR/efficient configs.
 
 Format (see README, "Search-space files")::
 
     name: tiny
     description: free text
-    family: edsr                 # edsr | mdsr
+    family: edsr                 # edsr | mdsr | efficient
     scales: [2]
     proxy: tiny                  # default proxy fidelity of a search in this space (optional)
     parameters:
       n_resblocks: [1, 2, 3, 4]  # a list: one of these values
       n_feats: {low: 8, high: 32, step: 8}   # an integer range
       kernel_size: {choices: [3, 5], per: block}   # per: global | stage (with stages: N) | block
-      block: [res, rcab]         # block types (srnas.arch.registry): res | rcab | dwsep; per: as kernels
+      block: [res, rcab]         # block types (srnas.arch.registry.block_names()); per: as kernels
+      trunk: [imdn, rlfn, span]  # efficient only: how the blocks' features are joined
       batch_norm: false          # a scalar: fixed
       res_scale: [0.1, 0.5, 1.0]
       global_skip: [none, bicubic]
@@ -43,8 +44,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from srnas.arch.config import ArchConfig
-from srnas.arch.cost import cost_of
+from srnas.arch.config import FAMILIES, ArchConfig
+from srnas.arch.cost import cost_of, count_mult_adds, count_params
 from srnas.errors import ConfigError
 from srnas.yamlio import load_yaml_file
 
@@ -99,7 +100,10 @@ CONSTRAINTS = {"max_params": "params", "max_mult_adds": "mult_adds", "max_activa
 class ConfigCosts:
     """What a search records and constrains for one config, computed once: trainable
     parameters (all scales), Mult-Adds at the worst scale (720p convention) and training
-    activation memory at the worst scale (batch 16, LR patch 48, fp32)."""
+    activation memory at the worst scale (batch 16, LR patch 48, fp32). Parameters and
+    Mult-Adds are those of the inference form, re-parameterisable blocks fused (what papers and
+    the NTIRE challenge count; the same numbers for every net without such blocks); activation
+    memory is the training form's."""
 
     params: int
     mult_adds: int
@@ -108,7 +112,8 @@ class ConfigCosts:
     @classmethod
     def of(cls, cfg: ArchConfig) -> "ConfigCosts":
         per_scale = [cost_of(cfg, scale=s, batch=ACTIVATION_BATCH, patch=ACTIVATION_PATCH) for s in cfg.scales]
-        return cls(params=per_scale[0].params_total, mult_adds=max(c.mult_adds for c in per_scale),
+        return cls(params=count_params(cfg, fused=True),
+                   mult_adds=max(count_mult_adds(cfg, scale=s, fused=True) for s in cfg.scales),
                    activation_mb=max(c.activation_bytes for c in per_scale) / 2**20)
 
     def limited(self, constraint: str) -> float:
@@ -160,7 +165,7 @@ class Dimension:
 
     name: str
     field: str
-    families: tuple[str, ...] = ("edsr", "mdsr")
+    families: tuple[str, ...] = FAMILIES
     when: Callable[[Values], bool] | None = None
     per_block: bool = False
     keyed: bool = False
@@ -253,6 +258,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("n_colors", "n_colors"),
     Dimension("kernel_size", "kernel_sizes", per_block=True),
     Dimension("block", "block", per_block=True),
+    Dimension("trunk", "trunk", families=("efficient",)),
     Dimension("head_blocks", "head_blocks", families=("mdsr",), keyed=True),
     Dimension("head_kernel", "head_kernel", families=("mdsr",), when=_has_heads, probe=(("head_blocks", 1),),
               condition="when head_blocks > 0"),
@@ -318,8 +324,8 @@ class SearchSpace:
             if key not in TOP_KEYS:
                 raise err(str(key), f"unknown key; allowed: {', '.join(TOP_KEYS)}")
         family = data.get("family", "edsr")
-        if family not in ("edsr", "mdsr"):
-            raise err("family", f"invalid value {family!r}; allowed: edsr | mdsr")
+        if family not in FAMILIES:
+            raise err("family", f"invalid value {family!r}; allowed: {' | '.join(FAMILIES)}")
         scales_raw = data.get("scales", [2])
         scales_list = scales_raw if isinstance(scales_raw, list) else [scales_raw]
         try:
@@ -500,7 +506,7 @@ class SearchSpace:
         if isinstance(preset, str):
             from srnas.arch.presets import preset_config
 
-            cfg = preset_config(preset, scale=self.scales[0]) if self.family == "edsr" else preset_config(preset)
+            cfg = preset_config(preset) if self.family == "mdsr" else preset_config(preset, scale=self.scales[0])
         else:
             unknown = [k for k in preset if k not in DIMENSIONS_BY_NAME and k != "name"]
             if unknown:
@@ -623,7 +629,7 @@ class SearchSpace:
             if not self.satisfies(costs):
                 continue
             n_feasible += 1
-            p, m = costs.params, cost_of(cfg).mult_adds
+            p, m = costs.params, count_mult_adds(cfg, fused=True)
             lo_p, hi_p, lo_m, hi_m = min(lo_p, p), max(hi_p, p), min(lo_m, m), max(hi_m, m)
         feasible = n_feasible if exact else round(size * n_feasible / max(n_seen, 1))
         return {

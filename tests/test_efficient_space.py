@@ -1,0 +1,100 @@
+"""Search spaces of the ``efficient`` family: per-stage block choice among the efficient-SR types,
+width, kernel, trunk, activation, under a parameter cap counted on the inference (fused) form,
+with the published presets as anchors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srnas.arch import build_model, count_mult_adds, count_params, fuse
+from srnas.arch.cost import measure_mult_adds, module_params
+from srnas.errors import ConfigError
+from srnas.space import ConfigCosts, SearchSpace
+
+EFFICIENT_X4 = {
+    "name": "efficient-test",
+    "family": "efficient",
+    "scales": [4],
+    "parameters": {
+        "n_resblocks": [2, 4, 6],
+        "n_feats": [28, 48, 50, 52, 64],
+        "kernel_size": {"choices": [3, 5], "per": "stage", "stages": 2},
+        "block": {"choices": ["imdb", "rfdb", "rlfb", "bsconv", "repconv", "spab"], "per": "stage", "stages": 2},
+        "trunk": ["imdn", "rlfn", "span"],
+        "act": ["lrelu", "silu"],
+    },
+    "constraints": {"max_params": 800_000},
+    "presets": ["imdn", "rfdn", "rlfn", "rlfn-s", "span"],
+}
+
+#: A CPU-sized variant for the demo data (x2, a few narrow blocks).
+EFFICIENT_TINY = {
+    "name": "efficient-tiny-test",
+    "family": "efficient",
+    "scales": [2],
+    "parameters": {
+        "n_resblocks": [1, 2, 3],
+        "n_feats": [8, 12, 16],
+        "kernel_size": {"choices": [3, 5], "per": "block"},
+        "block": {"choices": ["res", "imdb", "bsconv", "repconv", "spab", "rlfb"], "per": "block"},
+        "trunk": ["imdn", "rlfn", "span"],
+        "act": "lrelu",
+        "global_skip": ["none", "bicubic"],
+    },
+    "presets": [{"name": "tiny-span", "n_resblocks": 2, "n_feats": 12, "kernel_size": 3, "block": "spab",
+                 "trunk": "span", "act": "lrelu", "global_skip": "bicubic"}],
+}
+
+
+def test_the_published_presets_are_anchors_inside_the_space() -> None:
+    space = SearchSpace.from_dict(EFFICIENT_X4)
+    labels = [label for label, _ in space.preset_assignments()]
+    assert labels == ["imdn", "rfdn", "rlfn", "rlfn-s", "span"]
+    for label, params in space.preset_assignments():
+        from srnas.arch.presets import preset_config
+        from srnas.space import FixedChooser
+
+        assert space.sample(FixedChooser(params)) == preset_config(label, scale=4)
+        assert space.satisfies(preset_config(label, scale=4))  # under 800K, SPAN counted fused
+
+
+def test_costs_are_counted_on_the_inference_form() -> None:
+    from srnas.arch.presets import preset_config
+
+    span = preset_config("span", scale=4)
+    costs = ConfigCosts.of(span)
+    assert costs.params == 426_288 == count_params(span, fused=True) < count_params(span)
+    assert costs.mult_adds == count_mult_adds(span, fused=True) < count_mult_adds(span)
+    edsr = preset_config("edsr-baseline", scale=2)  # nets without branches: as before
+    assert ConfigCosts.of(edsr).params == 1_369_859 and ConfigCosts.of(edsr).mult_adds == 316_248_883_200
+
+
+def test_sampled_configs_build_and_cost_what_they_count() -> None:
+    space = SearchSpace.from_dict(EFFICIENT_TINY)
+    assert space.size() == 3 * (3 * (2 * 6) + 3 * (2 * 6) ** 2 + 3 * (2 * 6) ** 3) * 2
+    configs = space.sample_random(12, seed=5)
+    assert {c.trunk for c in configs} == {"imdn", "rlfn", "span"}
+    assert len({b for c in configs for b in c.block}) >= 4
+    x = torch.rand(1, 3, 15, 16) * 255  # ESA (rlfb) needs 15x15 LR maps
+    for cfg in configs:
+        model = build_model(cfg).train()
+        assert module_params(model) == count_params(cfg)
+        assert measure_mult_adds(model, x) == count_mult_adds(cfg, hr_size=(30, 32))
+        model(x).mean().backward()
+        fuse(model)
+        assert module_params(model) == count_params(cfg, fused=True) == ConfigCosts.of(cfg).params
+
+
+def test_trunk_is_a_dimension_of_the_efficient_family_only() -> None:
+    space = SearchSpace.from_dict(EFFICIENT_TINY)
+    assert space.flat_choices()["trunk"] == ("imdn", "rlfn", "span")
+    assert ("trunk", "imdn, rlfn, span") in space.describe_params()
+    cfg = space.config_from_flat({**{k: v[0] for k, v in space.flat_choices().items()}, "trunk": "span"})
+    assert cfg.family == "efficient" and cfg.trunk == "span"
+    with pytest.raises(ConfigError, match="parameters.trunk: applies to family 'efficient' only"):
+        SearchSpace.from_dict({"family": "edsr", "parameters": {"n_resblocks": [1], "n_feats": [8], "trunk": ["imdn"]}})
+    with pytest.raises(ConfigError, match="parameters.trunk: .*allowed: imdn \\| rlfn \\| span"):
+        SearchSpace.from_dict({**EFFICIENT_TINY, "parameters": {**EFFICIENT_TINY["parameters"], "trunk": ["dense"]}})
+    with pytest.raises(ConfigError, match="family: invalid value 'esr'; allowed: edsr \\| mdsr \\| efficient"):
+        SearchSpace.from_dict({**EFFICIENT_TINY, "family": "esr"})
