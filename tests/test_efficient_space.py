@@ -98,3 +98,30 @@ def test_trunk_is_a_dimension_of_the_efficient_family_only() -> None:
         SearchSpace.from_dict({**EFFICIENT_TINY, "parameters": {**EFFICIENT_TINY["parameters"], "trunk": ["dense"]}})
     with pytest.raises(ConfigError, match="family: invalid value 'esr'; allowed: edsr \\| mdsr \\| efficient"):
         SearchSpace.from_dict({**EFFICIENT_TINY, "family": "esr"})
+
+
+@pytest.mark.slow
+def test_short_search_over_the_cpu_sized_efficient_space(tmp_path, monkeypatch) -> None:
+    """Two trials on the demo data with a cut proxy: the anchor preset first, then a sampled net."""
+    import optuna
+    import yaml
+
+    from srnas.arch.config import ArchConfig
+    from srnas.cli import main
+    from srnas.outcomes import is_trained
+
+    monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path / "trials"))
+    space_file = tmp_path / "efficient-tiny.yaml"
+    space_file.write_text(yaml.safe_dump(EFFICIENT_TINY, sort_keys=False), encoding="utf-8")
+    argv = ["search", "--confirm", "0", "--space", str(space_file), "--budget", "2", "--study", "eff", "--seed", "3",
+            "--proxy", "tiny@20", "--no-progress", "--workers", "1", "--pruner", "none"]
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="eff", storage=f"sqlite:///{tmp_path / 'trials' / 'eff' / 'study.db'}")
+    finished = [t for t in study.get_trials() if is_trained(t)]
+    assert len(finished) == 2
+    assert study.trials[0].user_attrs.get("preset") == "tiny-span"
+    for t in finished:
+        cfg = ArchConfig.from_dict(t.user_attrs["config"])
+        assert cfg.family == "efficient" and cfg.trunk in ("imdn", "rlfn", "span")
+        assert t.user_attrs["params"] == count_params(cfg, fused=True)
+        assert t.values[0] == pytest.approx(t.user_attrs["psnr"]) and t.values[0] > 20
