@@ -244,7 +244,8 @@ def run_storage(storage: str, args: argparse.Namespace, rng: random.Random) -> d
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             killed += 1
-            phases[phase] = phases.get(phase, 0) + 1
+            at = "phase not reached" if moment.endswith("not reached)") else phase  # killed at --max-wait
+            phases[at] = phases.get(at, 0) + 1
             outcome = f"SIGKILL {moment}"
         time.sleep(1.0)  # the killed run's workers end (parent-death signal) before we look
         try:
@@ -806,8 +807,9 @@ def _what_happened(r: dict[str, Any]) -> tuple[str, str]:
         storage = {"sigkill-sqlite": "SQLite", "sigkill-journal": "a journal file"}[scenario]
         by_phase = " / ".join(str(r["killed_by_phase"].get(p, 0)) for p in PHASES)
         check = "integrity_check ok" if scenario == "sigkill-sqlite" else "journal replays"
+        late = r["killed_by_phase"].get("phase not reached", 0)
         fault = (f"SIGKILL of `srnas search` on {storage} ({r['killed']} kills: start-up / training / recording "
-                 f"{by_phase})")
+                 f"{by_phase}{f', {late} at --max-wait with its phase not reached' if late else ''})")
         happened = (f"{check} after every kill: {'yes' if r['storage_readable'] else 'NO'}; final run exit "
                     f"{r['final_exit']}, {r['final_trained']} of {r['budget']} trained; {common}")
     elif scenario == "postgres-outage":
