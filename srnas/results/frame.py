@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, SrnasError
-from srnas.outcomes import confirmed_records, pareto_mask, pareto_trials, results_of_record
+from srnas.outcomes import confirmed_records, is_trained, pareto_mask, pareto_trials, results_of_record
 
 __all__ = ["pareto_mask", "complete_trials", "select_trials", "top_configs", "study_frame", "trial_config",
            "retrained_results", "SelectionError"]
@@ -51,20 +51,12 @@ def trial_config(trial: Any, *, study_name: str = "") -> ArchConfig | None:
     return ArchConfig.from_dict(raw, source=source)
 
 
-def is_trained(trial: Any) -> bool:
-    """True for trials that trained their architecture (`srnas.outcomes.is_trained`: COMPLETE,
-    or PRUNED by the pruner; not infeasible, not a repeat), the same rule as the search's budget
-    and ``srnas studies``."""
-    from srnas.outcomes import is_trained as trained
-
-    return trained(trial)
-
-
 def study_frame(study: "optuna.Study") -> "pd.DataFrame":
     """One row per trial with its state, scores, costs, flattened config and search parameters.
 
-    Columns: ``number``, ``state``, ``trained`` (see `is_trained`), ``psnr`` (the first objective
-    for COMPLETE trials, the last reported PSNR for pruned ones), every name of `ATTR_COLUMNS`,
+    Columns: ``number``, ``state``, ``trained`` (`srnas.outcomes.is_trained`: COMPLETE, or PRUNED
+    by the pruner; not infeasible, not a repeat: the search budget's rule), ``psnr`` (the first
+    objective for COMPLETE trials, the last reported PSNR for pruned ones), every name of `ATTR_COLUMNS`,
     ``describe`` (one-line summary), the `CONFIG_COLUMNS`, ``confirmed_psnr``, ``confirmed_sd`` and
     ``confirmed_gap`` for the trial of record of a confirmed architecture
     (`srnas.search.confirm`), ``value_<objective>`` for the other
