@@ -1,5 +1,5 @@
-"""Architectures: `ArchConfig`, the block registry, EDSR/MDSR builders, presets, cost model,
-checkpoint import.
+"""Architectures: `ArchConfig`, the block registry, EDSR/MDSR and efficient-family builders,
+presets, cost model, re-parameterisation (`fuse`), the NTIRE efficiency score, checkpoint import.
 
 Names are re-exported lazily: ``from srnas.arch import ArchConfig, count_params`` does not import
 torch (building a network does).
@@ -28,6 +28,9 @@ _EXPORTS = {
     "count_mult_adds": "srnas.arch.cost",
     "count_params": "srnas.arch.cost",
     "EDSR": "srnas.arch.networks",
+    "EfficientSR": "srnas.arch.networks",
+    "challenge_flops": "srnas.arch.efficiency",
+    "ntire_score": "srnas.arch.efficiency",
     "MDSR": "srnas.arch.networks",
     "build_model": "srnas.arch.networks",
     "fuse": "srnas.arch.efficient_layers",
