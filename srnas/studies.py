@@ -230,18 +230,147 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+#: File system types on which SQLite's file locks cannot be trusted: writers on several machines
+#: (or several processes, on some) get "database is locked" or lose writes (optuna #820, #4994, #6036).
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "9p", "ceph", "fuse.cephfs", "glusterfs",
+    "fuse.glusterfs", "beegfs", "fuse.sshfs", "sshfs", "afs", "ocfs2", "gfs2", "panfs", "wekafs", "fuse.juicefs",
+    "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
+})
+#: The mount table `filesystem_of` reads.
+MOUNTS = Path("/proc/mounts")
+
+
+def _unescape_mount(text: str) -> str:
+    """A mount point as /proc/mounts writes it (space, tab, newline, backslash as octal escapes)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def filesystem_of(path: Path | str) -> tuple[str, str] | None:
+    """(type, mount point) of the file system that holds ``path`` (which need not exist yet),
+    from the mount table `MOUNTS`; None where the table cannot be read."""
+    try:
+        table = MOUNTS.read_text(errors="replace")
+    except OSError:
+        return None
+    target = Path(os.path.abspath(os.path.realpath(path)))
+    found: tuple[str, str] | None = None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(_unescape_mount(fields[1]))
+        # The deepest mount point above the path wins; of equal ones the last mounted.
+        if (point == target or point in target.parents) and (found is None or len(str(point)) >= len(found[1])):
+            found = (fields[2], str(point))
+    return found
+
+
+def refuse_network_sqlite(url: str) -> None:
+    """`StudyError` (one line, naming the way out) when ``url`` is a SQLite file on a network
+    file system (`NETWORK_FILESYSTEMS`): workers that write to it from several processes or
+    machines get "database is locked" or lose trials. Other storages pass."""
+    db = sqlite_path(url)
+    if db is None:
+        return
+    found = filesystem_of(db)
+    if found is None:
+        return
+    kind, point = found
+    if kind in NETWORK_FILESYSTEMS or kind.startswith("nfs"):
+        raise StudyError(f"{db} is on a network file system ({kind}, mounted at {point}): SQLite's locks do not "
+                         "hold there (\"database is locked\", lost trials); use PostgreSQL (--storage "
+                         "postgresql+psycopg://USER:PASS@HOST/DB), with srnas storage-proxy (--storage "
+                         "grpc://HOST:PORT) in front of it for many workers, or keep study.db on a local disk "
+                         "(SRNAS_TRIALS_DIR)")
+
+
+#: Seconds a client waits for a gRPC storage proxy to answer before it counts as unreachable.
+GRPC_CONNECT_TIMEOUT_S = 10.0
+
+
+def is_grpc_url(url: str) -> bool:
+    return url.startswith("grpc://")
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """``grpc://HOST:PORT`` -> (HOST, PORT); `StudyError` naming the URL otherwise."""
+    host, sep, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise StudyError(f"invalid storage URL {url!r}; expected grpc://HOST:PORT (what srnas storage-proxy serves)")
+    return host.strip("[]"), int(port)
+
+
+def _grpc_storage(url: str) -> Any:
+    """A client of Optuna's gRPC storage proxy (`serve_storage_proxy`) at ``url``, once it answers."""
+    host, port = grpc_address(url)
+    try:
+        import grpc  # noqa: F401  (optuna imports it lazily, with a less helpful error)
+    except ImportError:
+        from srnas.errors import MissingExtraError
+
+        raise MissingExtraError("grpcio", "cluster", "a grpc:// storage (Optuna's gRPC storage proxy)") from None
+    from optuna.storages import GrpcStorageProxy
+
+    proxy = GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
+    except Exception as exc:
+        proxy.close()
+        raise StudyError(f"storage {url}: no gRPC storage proxy answers there within {GRPC_CONNECT_TIMEOUT_S:.0f} s "
+                         f"({type(exc).__name__}); start one with srnas storage-proxy --storage URL --host HOST "
+                         "--port PORT") from None
+    return proxy
+
+
+def serve_storage_proxy(url: str, *, host: str = "127.0.0.1", port: int = 13000, threads: int = 10,
+                        announce: Any = print) -> None:
+    """Serve the storage ``url`` (PostgreSQL, MySQL or SQLite; not a journal file) through
+    Optuna's gRPC storage proxy on ``host:port`` until interrupted; workers then use
+    ``--storage grpc://HOST:PORT``, so that hundreds of them share a handful of database
+    connections. ``announce`` receives the line saying where it listens."""
+    if is_journal_url(url) or is_grpc_url(url):
+        raise StudyError(f"--storage {redact(url)}: the gRPC storage proxy serves a database (PostgreSQL, MySQL, "
+                         "SQLite), not a journal file or another proxy (Optuna supports no other)")
+    storage = open_storage(url)
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc  # what run_grpc_proxy_server builds
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    # No SO_REUSEPORT (gRPC's default): a second proxy on a port in use must fail, not share it.
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0)])
+    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    try:
+        server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise StudyError(f"srnas storage-proxy: cannot listen on {host}:{port} ({exc}); is another process using "
+                         "that port? pass --port") from None
+    server.start()
+    announce(f"serving {storage_location(storage)} on grpc://{host}:{port} (workers: --storage grpc://{host}:{port}; "
+             "Ctrl-C ends it)")
+    try:
+        server.wait_for_termination()
+    finally:
+        server.stop(grace=5)
+
+
 def open_storage(url: str) -> Any:
     """An Optuna storage for ``url``.
 
     Journal files (``journal:PATH`` or a path ending in ``.log``/``.jsonl``) use `JournalFile`
     (torn records repaired, all-or-nothing writes). RDB URLs (SQLite, PostgreSQL, MySQL) are
-    opened again when another process is creating their tables at that moment. Every failure
-    becomes one line naming the URL (its password hidden). Stale trials are srnas's business
-    (``heartbeat_at``, `srnas.search.session`), not Optuna's RDB heartbeat.
+    opened again when another process is creating their tables at that moment;
+    ``grpc://HOST:PORT`` is a client of the gRPC storage proxy (`serve_storage_proxy`). Every
+    failure becomes one line naming the URL (its password hidden). Stale trials are srnas's
+    business (``heartbeat_at``, `srnas.search.session`), not Optuna's RDB heartbeat.
     """
     import optuna
 
     quiet_optuna()
+    if is_grpc_url(url):
+        return _grpc_storage(url)
     if is_journal_url(url):
         from optuna.storages import JournalStorage
 
@@ -255,7 +384,7 @@ def open_storage(url: str) -> Any:
             raise StudyError(f"journal storage {path}: {exc.strerror or exc}") from None
     if "://" not in url:
         raise StudyError(f"invalid storage URL {url!r}; expected e.g. sqlite:///study.db, "
-                         "postgresql://user:pass@host/db, or journal:FILE")
+                         "postgresql://user:pass@host/db, grpc://host:port, or journal:FILE")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several local workers share one file: wait for the lock instead of failing at once.
@@ -326,6 +455,8 @@ def storage_location(storage: Any) -> str:
         url = getattr(layer, "url", None)
         if isinstance(url, str):
             return str(sqlite_path(url) or redact(url))
+        if type(layer).__name__ == "GrpcStorageProxy":
+            return f"grpc://{layer._host}:{layer._port}"
     return type(storage).__name__
 
 

@@ -91,7 +91,7 @@ def test_retrain_prints_plain_lines_and_keeps_a_log(tmp_path: Path, capsys: pyte
 def test_srnas_alone_prints_the_overview_in_workflow_order(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    listed = re.findall(r"^    (\w+) {2,}\S", out, flags=re.M)
+    listed = re.findall(r"^    ([\w-]+) {2,}\S", out, flags=re.M)
     assert listed[0] == "search"
     assert listed[:len(WORKFLOW)] == list(WORKFLOW)
     for name in WORKFLOW:  # each with a one-line description

@@ -16,8 +16,8 @@ from srnas import __version__
 from srnas.cli._args import add_common_options
 
 #: The order ``srnas`` lists its commands in: the order of a session with it.
-WORKFLOW = ("search", "confirm", "dashboard", "report", "retrain", "eval", "export", "upscale", "fidelity", "data",
-            "arch", "space")
+WORKFLOW = ("search", "worker", "storage-proxy", "confirm", "dashboard", "report", "retrain", "eval", "export",
+            "upscale", "fidelity", "data", "arch", "space")
 
 _OVERVIEW_EPILOG = """\
 a session:
@@ -70,11 +70,22 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
     return ""
 
 
+class _OverviewFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps each command's line whole: argparse indents the command names two columns more than
+    it measures them, so the longest (``storage-proxy``) would push its help to the next line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            self._action_max_length = max(self._action_max_length,
+                                          2 + self._current_indent + max(map(len, action.choices), default=0))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="srnas",
         description="Neural architecture search for single-image super-resolution (EDSR/MDSR space).",
-        epilog=_OVERVIEW_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_OVERVIEW_EPILOG, formatter_class=_OverviewFormatter,
     )
     parser.add_argument("--version", action="version", version=f"srnas {__version__}")
     add_common_options(parser)

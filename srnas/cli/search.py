@@ -85,6 +85,9 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
                    help="no live progress bar on a terminal: plain lines instead")
     p.add_argument("--json", action="store_true",
                    help="print the summary as JSON on stdout (counts, best result, fidelity) instead of a table")
+    p.add_argument("--create-only", action="store_true",
+                   help="create the study with these settings and train nothing: workers started anywhere join it "
+                        "(srnas worker --study NAME --storage URL; see docs/cluster.md)")
     add_run_file_options(p, "search", "--config")
     track_given(p)
     p.set_defaults(func=_search)
@@ -175,7 +178,10 @@ def _search(args: argparse.Namespace) -> int:
                              header="srnas search run file: srnas search --run FILE (flags given override it)")
         write_run_file(args.print_config, text)
         return 0
-    study = run_search(settings, console=stderr_console(args), progress=not output["no_progress"])
+    study = run_search(settings, console=stderr_console(args), progress=not output["no_progress"],
+                       create_only=output["create_only"])
+    if output["create_only"] and not output["json"]:
+        return 0
     if output["json"]:
         from srnas.results.overview import study_overview
 

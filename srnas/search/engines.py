@@ -33,16 +33,19 @@ def get_engine(name: str) -> Engine:
         raise ConfigError(f"--engine: unknown engine {name!r}; allowed: {', '.join(ENGINES)}") from None
 
 
-def run_search(settings: SearchSettings, *, console: "Console | None" = None, progress: bool = True) -> "optuna.Study":
+def run_search(settings: SearchSettings, *, console: "Console | None" = None, progress: bool = True,
+               create_only: bool = False) -> "optuna.Study":
     """Create or resume the study of ``settings`` and run its engine until the budget is met;
     returns the study. Engine options are checked before any study is created.
+    ``create_only``: create (or update) the study with its settings and train nothing; workers
+    started anywhere then run it (``srnas worker``, `srnas.search.worker`).
 
     ``progress``: a live bar when the console is a terminal (plain lines otherwise, see
     `srnas.search.progress`). Every line is also appended to the study's log file
     (``trials/<study>/search.log``), between a start line and an end line.
     """
     with terminate_as_interrupt():  # SIGTERM stops a search as Ctrl-C does
-        return _run_search(settings, console=console, progress=progress)
+        return _run_search(settings, console=console, progress=progress, create_only=create_only)
 
 
 def _confirm(session: Session, console: "Console") -> None:
@@ -60,7 +63,8 @@ def _confirm(session: Session, console: "Console") -> None:
                       f"minus fresh seeds on the same images (winner's curse): {r['gap']:+.3f} dB")
 
 
-def _run_search(settings: SearchSettings, *, console: "Console | None", progress: bool) -> "optuna.Study":
+def _run_search(settings: SearchSettings, *, console: "Console | None", progress: bool,
+                create_only: bool = False) -> "optuna.Study":
     from rich.console import Console
     from rich.text import Text
 
@@ -74,11 +78,20 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
     asked = settings.run_options()  # recorded as asked for (workers auto, not the count it became)
     settings = engine.validate(settings)
     session = Session.create(settings, run=asked)
+    console = console or Console(stderr=True)
+    if create_only:
+        from srnas.studies import redact
+
+        counts = session.counts()
+        storage = f" --storage {redact(settings.storage)}" if settings.storage else ""
+        console.print(Text.from_markup(session.describe(engine.name)).plain
+                      + f": ready, budget {settings.budget} distinct architectures ({counts.finished} trained so far); "
+                      f"start workers with: srnas worker --study {session.name}{storage}")
+        return session.study
     with log_file(session.home.search_log):
         header = Text.from_markup(session.describe(engine.name)).plain
         log.info(f"search started: {header}, budget {settings.budget}, workers {settings.workers}, "
                  f"devices {','.join(settings.devices)}", extra=FILE_ONLY)
-        console = console or Console(stderr=True)
         try:
             engine.run(session, console=console, progress=progress)
             _confirm(session, console)

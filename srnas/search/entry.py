@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
     from srnas.search.settings import SearchSettings
 
-#: Keys of a search run file about how the command shows things, not what it searches.
-SEARCH_OUTPUT: dict[str, Any] = {"no_progress": bool, "json": bool}
+#: Keys of a search run file about what the command does with its settings (show them, or only
+#: create the study for workers started elsewhere), not what it searches: never recorded.
+SEARCH_OUTPUT: dict[str, Any] = {"no_progress": bool, "json": bool, "create_only": bool}
 
 
 def search_schema() -> dict[str, Any]:
@@ -108,6 +109,7 @@ def search(run: str | Path | None = None, *, progress: bool = True, console: "Co
 
     ensure_configured()  # per-trial and progress lines as the command prints them
     settings, output = resolve_search(run, root=root, **options)
-    return run_search(settings, console=console, progress=progress and not output.get("no_progress", False))
+    return run_search(settings, console=console, progress=progress and not output.get("no_progress", False),
+                      create_only=output.get("create_only", False))
 
 

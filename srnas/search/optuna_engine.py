@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,9 +42,12 @@ class Worker:
     """Pulls trials from the study until the budget is met, the timeout passes or it is stopped."""
 
     def __init__(self, session: Session, *, worker_id: int = 0, device: str | None = None,
-                 on_trial_end: Callable[[Any], None] | None = None) -> None:
+                 on_trial_end: Callable[[Any], None] | None = None, threads: int | None = None,
+                 requeue: bool = False) -> None:
         """``device``: the worker's own device name (a process bound with `bind_device` sees
-        its GPU as ``cuda:0``); default ``devices[worker_id % len(devices)]``."""
+        its GPU as ``cuda:0``); default ``devices[worker_id % len(devices)]``. ``threads``: CPU
+        threads (default: the cores shared among the settings' workers). ``requeue``: a trial
+        interrupted by a signal is enqueued again for another worker (`srnas worker`)."""
         import torch
 
         from srnas.train.device import resolve_device
@@ -56,23 +60,24 @@ class Worker:
         self.device = resolve_device(device or worker_device(settings, worker_id))
         # Several workers share the CPU cores instead of each taking all of them (GPU workers too:
         # their host-side work would otherwise oversubscribe the cores).
-        threads = None
-        if isinstance(settings.workers, int) and settings.workers > 1:
+        if threads is None and isinstance(settings.workers, int) and settings.workers > 1:
             threads = max(1, (os.cpu_count() or 1) // settings.workers)
             if self.device.type != "cpu":
                 torch.set_num_threads(threads)
         self.threads = threads
-        self.runner = session.trial_runner(device=str(self.device), engine="optuna", threads=threads)
+        self.runner = session.trial_runner(device=str(self.device), engine="optuna", threads=threads,
+                                           requeue=requeue)
         self.on_trial_end = on_trial_end
         self._deadline = time.monotonic() + settings.timeout if settings.timeout else math.inf
 
     @classmethod
-    def attach(cls, settings: SearchSettings, worker_id: int, device: str | None = None) -> "Worker":
+    def attach(cls, settings: SearchSettings, worker_id: int, device: str | None = None, *,
+               requeue: bool = False) -> "Worker":
         """A worker of its own process on the study that the coordinator prepared."""
         session = Session.attach(settings)
         session.study.sampler = make_sampler_for_worker(settings, worker_id, session.space)
         session.study.pruner = make_pruner(settings, session.schedule)
-        return cls(session, worker_id=worker_id, device=device)
+        return cls(session, worker_id=worker_id, device=device, requeue=requeue)
 
     # ---- budget -------------------------------------------------------------------------
 
@@ -186,41 +191,53 @@ class OptunaEngine:
             return
 
         monitor = SearchProgress(session.study, settings.budget, console=console, bar=progress)
-        procs: list[subprocess.Popen[bytes]] = []
         try:
             if monitor is not None:
                 monitor.__enter__()
-            if settings.workers == 1:
-                Worker(session, worker_id=0).run()
-            else:
-                from srnas.train.device import bind_device
-
-                # Settings name the study explicitly so that workers open the same one.
-                payload = dataclasses.replace(settings, study=session.name).to_json()
-                for i in range(settings.workers):
-                    # Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): every allocation,
-                    # stream and graph capture lands there. Workers end with this process however
-                    # it ends (its PID: `die_with_parent`).
-                    env, device = bind_device(worker_device(settings, i))
-                    procs.append(subprocess.Popen([sys.executable, "-m", "srnas.search", payload, str(i),
-                                                   str(os.getpid()), device], env={**os.environ, **env}))
-                codes = [p.wait() for p in procs]
-                bad = [c for c in codes if c != 0]
-                if bad:
-                    session.fail_stale()  # a killed worker's trial, retried by the others or now
-                    counts = session.counts()
-                    if session.budget_left(counts) > 0 or counts.running:
-                        raise SrnasError(f"{len(bad)} of {len(procs)} workers exited with an error (codes {bad}); "
-                                         "finished trials are kept, re-run the same command to resume")
-                    console.print(f"note: {len(bad)} of {len(procs)} workers ended abnormally (codes {bad}); the "
-                                  "others finished the budget (a killed worker's trial was retried)")
-        except KeyboardInterrupt:
-            _stop(procs)
-            raise
+            bad = run_workers(session)
+            if bad:
+                session.fail_stale()  # a killed worker's trial, retried by the others or now
+                counts = session.counts()
+                if session.budget_left(counts) > 0 or counts.running:
+                    raise SrnasError(f"{len(bad)} of {settings.workers} workers exited with an error (codes {bad}); "
+                                     "finished trials are kept, re-run the same command to resume")
+                console.print(f"note: {len(bad)} of {settings.workers} workers ended abnormally (codes {bad}); the "
+                              "others finished the budget (a killed worker's trial was retried)")
         finally:
             if monitor is not None:
                 monitor.__exit__(None, None, None)
         console.print(session.end_note())
+
+
+def run_workers(session: Session, *, first_id: int = 0, threads: int | None = None, requeue: bool = False) -> list[int]:
+    """Run ``settings.workers`` workers on the session's study until its budget is met: in this
+    process when there is one, else one process each (``python -m srnas.search``), pinned to the
+    settings' devices in turn and ending with this process however it ends. Returns the exit
+    codes of the worker processes that failed (empty: all ended well). ``first_id``: the worker
+    id of the first (seeds its sampler); ``threads``, ``requeue``: see `Worker`. An interrupt
+    (Ctrl-C, a signal turned into one) stops the worker processes, then propagates."""
+    settings = session.settings
+    if settings.workers == 1:
+        Worker(session, worker_id=first_id, threads=threads, requeue=requeue).run()
+        return []
+    from srnas.train.device import bind_device
+
+    # Settings name the study explicitly so that workers open the same one.
+    payload = dataclasses.replace(settings, study=session.name).to_json()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(settings.workers):
+            # Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): every allocation, stream
+            # and graph capture lands there. Workers end with this process however it ends (its
+            # PID: `die_with_parent`).
+            env, device = bind_device(worker_device(settings, i))
+            argv = [sys.executable, "-m", "srnas.search", payload, str(first_id + i), str(os.getpid()), device]
+            procs.append(subprocess.Popen(argv + (["requeue"] if requeue else []), env={**os.environ, **env}))
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    return [c for c in codes if c != 0]
 
 
 def worker_device(settings: SearchSettings, worker_id: int) -> str:
@@ -240,19 +257,28 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def worker_main(argv: Sequence[str]) -> int:
-    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID [PARENT_PID [DEVICE]]``).
+    """Entry of a worker process (``python -m srnas.search SETTINGS_JSON WORKER_ID [PARENT_PID
+    [DEVICE [requeue]]]``).
 
     SIGTERM (from the coordinator, or sent when the coordinator dies) and SIGINT fail the
-    running trial ("interrupted") and end the worker with 130.
+    running trial ("interrupted"; with ``requeue`` it is enqueued again for another worker)
+    and end the worker with 130. With ``requeue`` (a process of ``srnas worker``) SIGUSR1 and
+    SIGUSR2 are ignored: a scheduler sends them to every process of the job, and the
+    coordinator that receives them stops its workers with SIGTERM.
     """
     settings = SearchSettings.from_json(argv[0])
     worker_id = int(argv[1])
     device = argv[3] if len(argv) > 3 else None
+    requeue = len(argv) > 4 and argv[4] == "requeue"
+    if requeue:
+        for name in ("SIGUSR1", "SIGUSR2"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
     with terminate_as_interrupt(once=True):
         try:
             if len(argv) > 2:
                 die_with_parent(int(argv[2]))
-            Worker.attach(settings, worker_id, device).run()
+            Worker.attach(settings, worker_id, device, requeue=requeue).run()
         except KeyboardInterrupt:
             return 130
         except SrnasError as exc:

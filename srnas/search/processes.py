@@ -71,11 +71,18 @@ def worker_tag() -> str:
 
 
 def worker_identity() -> dict[str, str]:
-    """The user attributes a trial records about the process that runs it."""
+    """The user attributes a trial records about the process that runs it (``slurm_job``: the
+    SLURM job it runs in, when it does, as ``scancel`` names it: ``ARRAY_TASK`` for a task of
+    a job array, whose own job id may equal the array's and so name every task)."""
     out = {"worker": worker_tag(), "worker_ns": pid_namespace()}
     start = process_start(os.getpid())
     if start is not None:
         out["worker_start"] = start
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        out["slurm_job"] = f"{array}_{task}"
+    elif os.environ.get("SLURM_JOB_ID"):
+        out["slurm_job"] = os.environ["SLURM_JOB_ID"]
     return out
 
 

@@ -39,7 +39,7 @@ from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.objective import Objective, check_data
 from srnas.search.processes import pid_namespace, worker_alive, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
-from srnas.search.trial import TrialRunner
+from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
 from srnas.studies import (
     ARTIFACTS_ATTR,
@@ -48,6 +48,7 @@ from srnas.studies import (
     artifact_location,
     check_artifact_store,
     normalize_artifact_location,
+    refuse_network_sqlite,
     storage_errors,
     storage_lock,
 )
@@ -71,12 +72,6 @@ class Engine(Protocol):
         ...
 
     def run(self, session: "Session", *, console: "Console", progress: bool) -> None: ...
-
-
-#: Times a trial whose worker died is retried (a new WAITING trial with its parameters).
-MAX_RETRIES = 2
-#: User attributes a retried trial keeps (the rest belonged to the run that died).
-RETRY_KEEPS = ("preset",)
 
 
 class StaleTrials:
@@ -112,29 +107,6 @@ class StaleTrials:
         for trial_id in set(self._since) - seen:
             del self._since[trial_id]
         return out
-
-
-def fail_and_retry(study: "optuna.Study", t: Any, reason: str) -> bool:
-    """Fail the stale RUNNING trial ``t`` with ``reason`` and enqueue it again (up to
-    `MAX_RETRIES` times); False when another worker failed it first."""
-    import optuna
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    try:
-        storage.set_trial_user_attr(t._trial_id, "error", reason)
-        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-            return False
-    except Exception:  # finished meanwhile, or failed by another worker first
-        return False
-    history = [*t.system_attrs.get("retry_history", []), t.number]
-    if len(history) <= MAX_RETRIES:
-        study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, params=t.params, distributions=t.distributions,
-            user_attrs={k: t.user_attrs[k] for k in RETRY_KEEPS if k in t.user_attrs},
-            system_attrs={**t.system_attrs, "failed_trial": t.system_attrs.get("failed_trial", t.number),
-                          "retry_history": history}))
-    return True
 
 
 def load_space(settings: SearchSettings) -> SearchSpace:
@@ -266,6 +238,7 @@ class Session:
         check_constraints_reachable(space, settings)
         check_memory(space, schedule, check_devices(settings))
         check_data(settings.data, space.scales)
+        refuse_network_sqlite(settings.storage or home.default_storage_url)
         directions = [OBJECTIVES[o] for o in settings.objectives]
         with home.creating(settings.storage):
             storage = home.storage(settings.storage)
@@ -394,9 +367,13 @@ class Session:
 
     def _record_run(self, run: Mapping[str, Any]) -> None:
         """Record the settings this command runs with (``run_settings``: what ``srnas studies
-        --show`` prints and a plain resume reuses); the storage URL is left out (the record
-        lives in it, and it may hold a password)."""
+        --show`` prints and a plain resume reuses, and ``srnas worker`` runs with) and the srnas
+        version that runs it (``srnas_version``: workers of another version are refused); the
+        storage URL is left out (the record lives in it, and it may hold a password)."""
+        from srnas import __version__
+
         self.study.set_user_attr("run_settings", {k: v for k, v in run.items() if k not in ("storage", "root")})
+        self.study.set_user_attr("srnas_version", __version__)
 
     @property
     def artifacts(self) -> str:
@@ -488,8 +465,10 @@ class Session:
 
     # ---- trials --------------------------------------------------------------------------
 
-    def trial_runner(self, *, device: str, engine: str, threads: int | None = None) -> TrialRunner:
-        """The objective and trial runner of one worker on ``device``."""
+    def trial_runner(self, *, device: str, engine: str, threads: int | None = None,
+                     requeue: bool = False) -> TrialRunner:
+        """The objective and trial runner of one worker on ``device`` (``requeue``: an
+        interrupted trial is enqueued again for another worker, `TrialRunner`)."""
         objective = Objective(self.space, self.schedule, data=self.settings.data,
                               objectives=self.settings.objectives, device=device,
                               seed=self.settings.seed or 0, engine=engine, sample_dir=self.home.tmp,
@@ -497,7 +476,7 @@ class Session:
         return TrialRunner(self.study, self.space, objective, artifacts=self.artifacts,
                            seed=self.settings.seed, device=device, worker=worker_identity(),
                            claim_lock=self.home.claim_lock, heartbeat=self.settings.heartbeat,
-                           on_wait=self.fail_stale)
+                           on_wait=self.fail_stale, requeue=requeue)
 
     def describe(self, engine: str) -> str:
         """The header line of a search."""

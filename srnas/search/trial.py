@@ -41,8 +41,39 @@ UPLOAD_TRIES, UPLOAD_WAIT_S = 3, 1.0
 #: Seconds between two looks at the trial a waiting trial waits for.
 WAIT_POLL_S = 1.0
 #: User attributes about a trial's own run, never copied from the trial whose result it reuses.
-_OWN_ATTRS = frozenset({"worker", "worker_ns", "worker_start", "heartbeat_at", "waiting_for", "preset", "reused_from",
-                        "repaired_from", "nni_trial", "engine", "seed", "device"})
+_OWN_ATTRS = frozenset({"worker", "worker_ns", "worker_start", "slurm_job", "heartbeat_at", "waiting_for", "preset",
+                        "reused_from", "repaired_from", "nni_trial", "engine", "seed", "device"})
+
+
+#: Times a trial is retried after its worker died or was stopped by its scheduler (a new WAITING
+#: trial with its parameters).
+MAX_RETRIES = 2
+#: User attributes a retried trial keeps (the rest belonged to the run that died).
+RETRY_KEEPS = ("preset",)
+
+
+def fail_and_retry(study: "optuna.Study", t: Any, reason: str) -> bool:
+    """Fail the RUNNING trial ``t`` (a `FrozenTrial`: its worker died, or was stopped) with
+    ``reason`` and enqueue it again (up to `MAX_RETRIES` times), so that the next worker that
+    asks trains its architecture; False when another worker failed it first."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(t._trial_id, "error", reason)
+        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            return False
+    except Exception:  # finished meanwhile, or failed by another worker first
+        return False
+    history = [*t.system_attrs.get("retry_history", []), t.number]
+    if len(history) <= MAX_RETRIES:
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=t.params, distributions=t.distributions,
+            user_attrs={k: t.user_attrs[k] for k in RETRY_KEEPS if k in t.user_attrs},
+            system_attrs={**t.system_attrs, "failed_trial": t.system_attrs.get("failed_trial", t.number),
+                          "retry_history": history}))
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +136,8 @@ class TrialRunner:
 
     def __init__(self, study: "optuna.Study", space: SearchSpace, objective: Objective, *, artifacts: str | Path,
                  seed: int | None, device: str, worker: dict[str, str], claim_lock: Path | None = None,
-                 heartbeat: float = HEARTBEAT_INTERVAL, on_wait: Callable[[], object] | None = None) -> None:
+                 heartbeat: float = HEARTBEAT_INTERVAL, on_wait: Callable[[], object] | None = None,
+                 requeue: bool = False) -> None:
         self.study = study
         self.space = space
         self.objective = objective
@@ -119,6 +151,9 @@ class TrialRunner:
         self.heartbeat = heartbeat
         #: Called at every look while waiting for another trial (the session fails stale ones there).
         self.on_wait = on_wait
+        #: An interrupted trial (its worker stopped by a signal) is failed and enqueued again for
+        #: another worker (`fail_and_retry`), instead of failed only ("interrupted").
+        self.requeue = requeue
         self.consecutive_failures = 0
 
     @property
@@ -271,7 +306,10 @@ class TrialRunner:
             return Outcome("failed")
         except (KeyboardInterrupt, SystemExit):
             self._remove_samples(cfg)
-            self.fail(trial, "interrupted")
+            if self.requeue:
+                self._requeue(trial)
+            else:
+                self.fail(trial, "interrupted")
             raise
         except SrnasError as exc:
             self._remove_samples(cfg)
@@ -375,6 +413,15 @@ class TrialRunner:
                 with contextlib.suppress(Exception):  # the store itself may be what failed
                     store.remove(store.written)
             raise
+
+    def _requeue(self, trial: Any) -> None:
+        """Fail the interrupted ``trial`` and enqueue its parameters again (best effort: a trial
+        left RUNNING is failed and retried by the next worker that looks, `StaleTrials`)."""
+        try:
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            fail_and_retry(self.study, frozen, "interrupted: its worker was stopped (retried by another worker)")
+        except Exception:
+            pass
 
     def fail(self, trial: Any, reason: str) -> None:
         """Mark ``trial`` FAILED with ``reason`` (best effort: the storage may be the problem)."""
