@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 BUDGET ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test browser clean
+.PHONY: setup demo test browser slurm clean
 
 $(BIN)/python:
 	@echo ">>> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -49,8 +49,30 @@ browser:
 		fi; \
 	fi
 
-test: $(VENV)/.test-deps browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The SLURM tests (tests/test_slurm.py) submit examples/cluster/ to a one-node SLURM on 127.0.0.1:
+# Debian's slurm-wlm and munge are installed where missing and apt-get can run, and .ci/slurm.sh
+# starts the cluster (as root); elsewhere those tests are skipped, with the reason.
+SLURM_DIR ?= /tmp/srnas-slurm
+slurm:
+	@if ! command -v slurmctld >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo ">>> installing slurm-wlm and munge (Debian's) for the SLURM tests"; \
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+				&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } \
+				|| echo ">>> slurm-wlm could not be installed: the SLURM tests will be skipped"; \
+		else \
+			echo ">>> no SLURM (apt-get install slurm-wlm munge, as root): the SLURM tests will be skipped"; \
+		fi; \
+	fi
+	@if command -v slurmctld >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo ">>> starting a one-node SLURM cluster on 127.0.0.1 (.ci/slurm.sh $(SLURM_DIR))"; \
+		bash .ci/slurm.sh $(SLURM_DIR) >/dev/null || echo ">>> SLURM did not start: the SLURM tests will be skipped"; \
+	fi
+
+# SLURM_CONF: the test cluster's, unless one is set.
+test: $(VENV)/.test-deps browser slurm
+	if [ -z "$${SLURM_CONF:-}" ] && [ -f $(SLURM_DIR)/etc/slurm.conf ]; then export SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf; fi; \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
