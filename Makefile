@@ -58,7 +58,7 @@ slurm:
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo ">>> installing slurm-wlm and munge (Debian's) for the SLURM tests"; \
 			{ DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-				&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } \
+				&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge procps >/dev/null; } \
 				|| echo ">>> slurm-wlm could not be installed: the SLURM tests will be skipped"; \
 		else \
 			echo ">>> no SLURM (apt-get install slurm-wlm munge, as root): the SLURM tests will be skipped"; \
