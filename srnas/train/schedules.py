@@ -234,11 +234,10 @@ class PaperSchedule(_Schedule):
 
 Schedule = Union[ProxySchedule, PaperSchedule]
 
-#: Today's demo proxy and its lr-decayed twin, compared in benchmarks/README.md ("Proxy fidelity").
+#: The two 300-update CPU proxies compared in benchmarks/README.md ("Proxy fidelity").
 #: ``tiny-step`` keeps the first ``tiny``'s definition (and fidelity id): studies recorded with it
 #: compare with it. ``tiny-cosine`` has the same budget with the lr annealed to zero, scored on
-#: the first validation image: the design the fidelity study chose for the ``tiny-wide`` space
-#: (Kendall tau +0.91 against a 10x longer training, benchmarks/README.md "Proxy fidelity").
+#: the first validation image: the design the fidelity study chose for the ``tiny`` space.
 _TINY_STEP = ProxySchedule(name="tiny-step", updates=300, batch=16, patch=24, lr=2e-3,
                            lr_milestones=(200,), eval_every=50, val_images=4)
 #: The fidelity study (benchmarks/README.md, "Proxy fidelity") measured the ranking at update 50
@@ -247,12 +246,12 @@ _TINY_STEP = ProxySchedule(name="tiny-step", updates=300, batch=16, patch=24, lr
 _TINY_COSINE = ProxySchedule(name="tiny-cosine", updates=300, batch=16, patch=24, lr=2e-3,
                              lr_policy="cosine", lr_min_factor=0.0, eval_every=50, val_images=1, first_rung=50)
 
-#: Named proxy fidelities. ``tiny`` is the CPU demo fidelity: with the bicubic global skip it
-#: leaves the better demo candidates above bicubic in seconds (docs/reference.md section 6). It is
-#: the design the fidelity study chose for the ``tiny`` space (benchmarks/README.md, "Proxy
-#: fidelity"): ``tiny-step`` scored on the first validation image, which ranked as well as all
-#: three demo photographs (tau +0.674 both) for 13% less CPU. ``short`` and ``medium`` are meant
-#: for a GPU.
+#: Named proxy fidelities. ``tiny`` is ``tiny-step`` scored on the first validation image (the
+#: selection image) with pruning from update 50: the design the fidelity study chose for the
+#: ``tiny-wide`` space (benchmarks/README.md, "Proxy fidelity"; ``tiny-cosine`` ranked the same
+#: within the interval, and the rule takes the cheaper). With the bicubic global skip it leaves the
+#: better demo candidates above bicubic in seconds (docs/reference.md section 6). ``short`` and
+#: ``medium`` are meant for a GPU.
 PROXY_FIDELITIES: dict[str, ProxySchedule] = {
     "tiny": dataclasses.replace(_TINY_STEP, name="tiny", val_images=1, first_rung=50),
     "tiny-step": _TINY_STEP,
