@@ -40,7 +40,8 @@ folder, beside the journal, in the retrain folder): each must stay byte-identica
 
 Prints one line per injection, one JSON summary line per scenario (``"scenario"``,
 ``injections``, ``survived``, ``trials_lost``, ``running_left``, ``files_damaged``, ``wall_s``,
-``ok`` and what the scenario adds) and a last JSON line with every summary keyed by scenario (the
+``ok`` and what the scenario adds), a Markdown table of every scenario (fault, injected, survived,
+what happened, pass or fail) and a last JSON line with every summary keyed by scenario (the
 SIGKILL ones by their storage, ``sqlite`` and ``journal``, as before ``--scenarios`` existed;
 ``--storages`` still selects those). Exits 1 when anything was lost, left RUNNING or damaged, or
 an injection was not survived.
