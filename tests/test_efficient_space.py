@@ -47,6 +47,13 @@ EFFICIENT_TINY = {
 }
 
 
+@pytest.mark.parametrize(("name", "tested"), [("efficient", EFFICIENT_X4), ("efficient-tiny", EFFICIENT_TINY)])
+def test_the_shipped_spaces_are_the_tested_ones(name: str, tested: dict) -> None:
+    shipped = SearchSpace.load(name)
+    assert shipped.canonical() == SearchSpace.from_dict(tested).canonical()
+    assert shipped.preset_assignments() == SearchSpace.from_dict(tested).preset_assignments()
+
+
 def test_the_published_presets_are_anchors_inside_the_space() -> None:
     space = SearchSpace.from_dict(EFFICIENT_X4)
     labels = [label for label, _ in space.preset_assignments()]

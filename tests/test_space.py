@@ -127,7 +127,7 @@ def test_invalid_space_files_give_one_clear_error(tmp_path, text: str, message: 
 
 
 def test_unknown_space_name_and_missing_file(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, lightweight, mdsr, mixed, tiny, tiny-wide"):
+    with pytest.raises(ConfigError, match="unknown search space 'huge'; shipped spaces: edsr, efficient, efficient-tiny, lightweight, mdsr, mixed, tiny, tiny-wide"):
         SearchSpace.load("huge")
     with pytest.raises(ConfigError, match="nothere.yaml: search-space file not found"):
         SearchSpace.load(tmp_path / "nothere.yaml")
