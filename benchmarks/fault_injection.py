@@ -288,6 +288,16 @@ def run_storage(storage: str, args: argparse.Namespace, rng: random.Random) -> d
 # ---- outages of a database server and of an artifact store during one search --------------------
 
 
+def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> int:
+    """``proc``'s exit code, killing it first if it has not ended within ``timeout`` seconds."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc.returncode
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -466,12 +476,7 @@ def _outage_search(scenario: str, args: argparse.Namespace, rng: random.Random, 
                   f"the search {'went on' if went_on else 'did NOT go on'}"
                   f"{', with a traceback' if crashed else ''}; {_trained(trials)} trained, {_running(trials)} RUNNING, "
                   f"{len(gone)} lost", flush=True)
-        try:
-            proc.wait(timeout=args.final_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        exits.append(proc.returncode)
+        exits.append(_wait_or_kill(proc, args.final_timeout))
         if injections >= args.tries or proc.returncode != 0 or runs > args.tries + 1:
             break
         budget += args.budget
@@ -705,12 +710,7 @@ def run_retrain_sigterm(args: argparse.Namespace, rng: random.Random) -> dict[st
         with open(out_file, "w") as out:
             proc = subprocess.Popen([*command(interrupted), *resume], env=env, stdout=out, stderr=subprocess.STDOUT)
         if i == args.tries:  # the last resume runs to the end
-            try:
-                proc.wait(timeout=args.final_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            exits.append(proc.returncode)
+            exits.append(_wait_or_kill(proc, args.final_timeout))
             break
         sig = signals[i % len(signals)]
         target = max(rng.randint(*slices[i]), stopped_at + 1)
@@ -729,12 +729,7 @@ def run_retrain_sigterm(args: argparse.Namespace, rng: random.Random) -> dict[st
         time.sleep(rng.uniform(0, 0.2))
         proc.send_signal(sig)
         injections += 1
-        try:
-            proc.wait(timeout=args.max_wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        exits.append(proc.returncode)
+        exits.append(_wait_or_kill(proc, args.max_wait))
         text = out_file.read_text()
         seen = _updates_logged(text)
         first = seen[0] if seen else None
