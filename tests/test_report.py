@@ -260,6 +260,12 @@ def test_report_on_empty_study(trials_dir: Path) -> None:
     assert main(["report", "--study", "empty", "--no-png"]) == 0
     text = (trials_dir / "empty" / "report.html").read_text(encoding="utf-8")
     assert "No complete trials yet." in text
+    # A study whose only trials trained nothing (failed before their config was recorded, or running).
+    study = optuna.load_study(study_name="empty", storage=f"sqlite:///{trials_dir / 'empty' / 'study.db'}")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"error": "killed"}))
+    study.ask()
+    assert main(["report", "--study", "empty", "--no-png"]) == 0
+    assert "No complete trials yet." in (trials_dir / "empty" / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_unknown_study_is_one_line(trials_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -92,6 +92,8 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
             row["describe"] = cfg.describe()
             row["config"] = cfg.to_json()
             row["arch_id"] = row["arch_id"] or cfg.arch_id
+        else:  # no config recorded (a trial that failed or runs before it had one): the columns stay
+            row.update(dict.fromkeys([*CONFIG_COLUMNS, "describe", "config"]))
         record = confirmed.get(str(attrs.get("arch_id")))
         if record is not None and record.get("trial") == t.number:
             row["confirmed_psnr"], row["confirmed_sd"] = record.get("psnr"), record.get("sd")
