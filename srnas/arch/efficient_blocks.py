@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from srnas.arch.registry import ACTS_SAVING_INPUT, BlockType, _conv_params, register_block
+from srnas.arch.block_type import ACTS_SAVING_INPUT, BlockType, _conv_params, register_block
 
 if TYPE_CHECKING:
     from torch import nn
