@@ -14,8 +14,7 @@ imports torch, NNI, onnx or kaleido until a name that needs them is used. ``srna
 from __future__ import annotations
 
 from srnas._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from srnas._version import __version__
 
 _EXPORTS = {
     "ArchConfig": "srnas.arch.config",

@@ -113,3 +113,11 @@ def test_readme_lists_every_shipped_space() -> None:
     synopsis = re.search(r"\[--space ([^\]]+)\]", readme)
     assert synopsis is not None
     assert set(synopsis.group(1).split("|")) == {*available_spaces(), "FILE"}
+
+
+def test_the_version_is_stated_once_per_file_and_agrees() -> None:
+    import srnas
+    from srnas._version import __version__
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == __version__ == srnas.__version__

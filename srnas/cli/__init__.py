@@ -12,7 +12,7 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 
-from srnas import __version__
+from srnas._version import __version__
 from srnas.cli._args import add_common_options
 
 #: The order ``srnas`` lists its commands in: the order of a session with it.

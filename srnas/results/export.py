@@ -344,7 +344,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
 
     ``retrained``: `srnas.results.frame.retrained_results` of the study (arch_id -> metrics).
     """
-    from srnas import __version__
+    from srnas._version import __version__
     from srnas.arch.checkpoint import load_weights
     from srnas.arch.cost import count_mult_adds, count_params
     from srnas.arch.networks import build_model

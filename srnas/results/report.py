@@ -692,7 +692,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     (``static_images=False`` skips them). Raises `StudyError` (one line) for an unknown study
     and `WriteError` for an output path that cannot be written.
     """
-    from srnas import __version__
+    from srnas._version import __version__
     from srnas.fileio import atomic_write_text
     from srnas.studies import StudyHome, artifact_location
 

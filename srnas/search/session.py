@@ -370,7 +370,7 @@ class Session:
         --show`` prints and a plain resume reuses, and ``srnas worker`` runs with) and the srnas
         version that runs it (``srnas_version``: workers of another version are refused); the
         storage URL is left out (the record lives in it, and it may hold a password)."""
-        from srnas import __version__
+        from srnas._version import __version__
 
         self.study.set_user_attr("run_settings", {k: v for k, v in run.items() if k not in ("storage", "root")})
         self.study.set_user_attr("srnas_version", __version__)

@@ -126,7 +126,7 @@ def worker_settings(study: str, storage: str | None, *, root: str | Path | None 
 def check_joinable(session: "Session") -> None:
     """`StudyError` when this srnas cannot work on the session's study as it was searched:
     another srnas version, or a space, proxy or data that differ here (before any training)."""
-    from srnas import __version__
+    from srnas._version import __version__
 
     known = session.study.user_attrs
     version = known.get("srnas_version")
