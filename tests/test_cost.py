@@ -83,6 +83,7 @@ def _check(cfg: ArchConfig, hr_size: tuple[int, int] = SMALL_HR) -> None:
 
 def _check_memory(cfg: ArchConfig, patch: int = 12) -> None:
     model = build_model(cfg).train()
+    patch = max(patch, cfg.min_lr_size)  # ESA blocks need 15x15 LR maps
     for s in cfg.scales:
         x = torch.rand(2, cfg.n_colors, patch, patch) * 255
         assert measure_activation_memory(model, x, scale=s) == activation_memory(cfg, batch=2, patch=patch, scale=s), cfg
