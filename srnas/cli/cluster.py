@@ -46,10 +46,23 @@ COMMANDS = {"worker": _register_worker, "storage-proxy": _register_storage_proxy
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from srnas.search.worker import run_worker
+    from srnas.search.worker import REQUEUE_EXIT, run_worker
 
-    return run_worker(args.study, args.storage, devices=args.devices, console=stderr_console(args),
+    code = run_worker(args.study, args.storage, devices=args.devices, console=stderr_console(args),
                       progress=not args.no_progress)
+    if code == REQUEUE_EXIT:
+        # Stopped by the scheduler, its trial requeued and recorded: leave now with the code the
+        # recipes requeue on. Nothing that runs at interpreter shutdown (a stop signal re-sent
+        # while the trial was requeued, a storage thread) may turn it into another (seen: -2).
+        import logging
+        import os
+        import sys
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _storage_proxy(args: argparse.Namespace) -> int:
