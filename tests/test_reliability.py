@@ -242,7 +242,7 @@ def test_containers_that_share_a_hostname_do_not_fail_each_others_trials(trials_
     if probe.returncode != 0:
         pytest.skip(f"unshare --pid not allowed here: {probe.stderr.decode().strip()[:120]}")
     argv = ["search", "--confirm", "0", "--study", "shared", "--budget", "6", "--seed", "2", "--proxy", "tiny@150",
-            "--no-progress", "--workers", "1", "--heartbeat", "2", "--sampler", "random"]
+            "--no-progress", "--workers", "1", "--heartbeat", "5", "--sampler", "random"]
     assert main([*argv[:6], "1", *argv[7:]]) == 0  # the study exists before both start
     inside = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "srnas", *argv],
                               env=_env(trials_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

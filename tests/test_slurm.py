@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "cluster"
 #: The study's settings: tiny nets, a proxy long enough (and no pruning) to be caught mid-trial,
 #: no confirmation.
-CREATE = ["--proxy", "tiny@300", "--pruner", "none", "--heartbeat", "1", "--confirm", "0", "--sampler", "random",
+CREATE = ["--proxy", "tiny@300", "--pruner", "none", "--heartbeat", "3", "--confirm", "0", "--sampler", "random",
           "--seed", "5",
           "--no-progress"]
 
