@@ -876,3 +876,26 @@ def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_
     import optuna
 
     optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+def test_a_trial_failed_under_a_live_worker_is_dropped_with_a_line(trials_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker whose running trial another worker failed as stale (heartbeat lapsed on a stalled
+    machine) gets UpdateFinishedTrialError when it records: one line, and the search goes on."""
+    from srnas.search.trial import TrialRunner
+
+    real_run = TrialRunner.run
+    calls: list[int] = []
+
+    def run_once_failed_meanwhile(self, trial, cfg, **kw):
+        calls.append(trial.number)
+        if len(calls) == 1:
+            self.study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)  # the other worker
+            raise optuna.exceptions.UpdateFinishedTrialError(f"Trial#{trial.number} has already finished")
+        return real_run(self, trial, cfg, **kw)
+
+    monkeypatch.setattr(TrialRunner, "run", run_once_failed_meanwhile)
+    assert main(["search", "--confirm", "0", "--study", "lapsed", "--budget", "1", "--seed", "2", *FAST]) == 0
+    assert "trial 0 was failed by another worker while it ran" in capsys.readouterr().err
+    trials = _load(_sqlite(trials_dir, "lapsed"), "lapsed").get_trials()
+    assert trials[0].state == TrialState.FAIL and len([t for t in trials if is_trained(t)]) == 1

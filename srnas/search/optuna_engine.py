@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from filelock import FileLock
+from optuna.exceptions import UpdateFinishedTrialError
 
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import arch_of, is_trained
@@ -146,7 +147,15 @@ class Worker:
             trial = self._claim()
             if trial is None:
                 return done
-            outcome = self.runner.run(trial, self.session.space.sample(trial), prune=prune)
+            try:
+                outcome = self.runner.run(trial, self.session.space.sample(trial), prune=prune)
+            except UpdateFinishedTrialError:
+                # Another worker failed this trial as stale while it ran (its heartbeat lapsed: a
+                # stalled or overloaded machine) and enqueued it again: the retry counts, not this run.
+                print(f"srnas: worker {self.worker_id}: trial {trial.number} was failed by another worker while it "
+                      "ran (no heartbeat within the grace period); its result is dropped, the trial was retried",
+                      file=sys.stderr)
+                continue
             repeats = repeats + 1 if outcome.reused else 0
             if outcome.state in ("complete", "pruned") and not outcome.reused:
                 done += 1
