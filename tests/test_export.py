@@ -363,6 +363,44 @@ def test_mdsr_card_has_one_result_per_scale(trials_dir: Path, tmp_path: Path) ->
     assert all(torch.equal(got[k], state[k]) for k in state)
 
 
+def test_reparameterisable_net_exports_and_loads_its_fused_form(trials_dir: Path, tmp_path: Path) -> None:
+    """Export, ONNX and `load_exported` use the inference form of a re-parameterisable net (one
+    conv per RepConv); the weights files keep the training form, which ``fused=False`` returns."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    import srnas
+    from srnas.arch import fuse
+
+    cfg = ArchConfig(n_resblocks=2, n_feats=8, kernel_sizes=(3, 5), block="repconv")
+    (trials_dir / "rep").mkdir(parents=True)
+    study = optuna.create_study(study_name="rep", storage=f"sqlite:///{trials_dir / 'rep' / 'study.db'}",
+                                direction="maximize")
+    study.set_user_attr("data", "demo")
+    study.add_trial(create_trial(value=31.0, user_attrs={
+        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
+        "mult_adds": count_mult_adds(cfg), "psnr": 31.0, "protocol": "benchmark"}))
+    state = _fake_retrain(trials_dir, "rep", cfg)
+    [item] = export_study("rep", tmp_path / "out", top=1, formats="yaml,pt,onnx")
+    meta = json.loads((item.folder / "metadata.json").read_text())
+    assert meta["params"] == count_params(cfg) > meta["params_fused"] == count_params(cfg, fused=True)
+    assert meta["mult_adds_fused"]["2"] == count_mult_adds(cfg, fused=True) < meta["mult_adds"]["2"]
+    assert f"{meta['params_fused']:,} parameters" in (item.folder / "model_card.md").read_text()
+    # The ONNX graph holds the fused convs: 2 per block (the training form has 4 per RepConv).
+    ops = [n.op_type for n in onnx.load(str(item.folder / "model.onnx")).graph.node]
+    assert ops.count("Conv") == 6 + 2 * 2
+    # The weights file is the training form; load_exported fuses it unless asked not to.
+    assert set(torch.load(item.folder / "model.pt", weights_only=True)) == set(state)
+    training = srnas.load_exported(item.folder, fused=False)
+    net = srnas.load_exported(item.folder)
+    assert sum(p.numel() for p in training.parameters() if p.requires_grad) == count_params(cfg)
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == count_params(cfg, fused=True)
+    x = torch.rand(1, 3, 13, 17, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        assert torch.allclose(net(x), training(x), atol=1e-3)
+        assert torch.equal(net(x), fuse(training)(x))
+
+
 def test_load_exported_errors_are_one_line(trials_dir: Path, tmp_path: Path) -> None:
     import srnas
     from srnas.errors import ConfigError

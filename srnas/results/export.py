@@ -289,7 +289,10 @@ def _model_card(meta: dict[str, Any], config: "ArchConfig") -> str:
               "## Architecture", "", "```yaml", config.to_yaml().rstrip(), "```", "",
               "## Cost", "",
               f"- trainable parameters (mean shift excluded): {meta['params']:,}",
+              *([f"- inference form (re-parameterisable convs fused; the ONNX files and `load_exported` "
+                 f"use it): {meta['params_fused']:,} parameters"] if meta["params_fused"] != meta["params"] else []),
               *[f"- Mult-Adds x{s} (one forward pass, 1280x720 output): {m:,} ({m / 1e9:.2f}G)"
+                + (f"; fused {meta['mult_adds_fused'][s]:,}" if meta["mult_adds_fused"][s] != m else "")
                 for s, m in meta["mult_adds"].items()],
               f"- training activation memory (batch 16, LR patch 48, fp32): {meta['activation_mb']:.1f} MiB", "",
               "## Metrics", "",
@@ -347,6 +350,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
     from srnas._version import __version__
     from srnas.arch.checkpoint import load_weights
     from srnas.arch.cost import count_mult_adds, count_params
+    from srnas.arch.efficient_layers import fuse
     from srnas.arch.networks import build_model
     from srnas.results.frame import trial_config
     from srnas.space import SearchSpace
@@ -369,8 +373,9 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
         "arch_id": arch_id, "study": study.study_name, "trial": trial.number, "state": trial.state.name,
         "space": attrs.get("space") or study.user_attrs.get("space"), "engine": attrs.get("engine", "optuna"),
         "data": study.user_attrs.get("data", "?"), "trained": trained, "config": config.to_dict(),
-        "params": count_params(config),
+        "params": count_params(config), "params_fused": count_params(config, fused=True),
         "mult_adds": {s: count_mult_adds(config, scale=s) for s in config.scales},
+        "mult_adds_fused": {s: count_mult_adds(config, scale=s, fused=True) for s in config.scales},
         "activation_mb": SearchSpace.costs(config).activation_mb,
         "proxy": {k: attrs.get(k) for k in ("psnr", "ssim", "protocol", "bicubic_psnr", "fidelity", "schedule",
                                             "seed", "updates", "wall_time_s", "params", "mult_adds")},
@@ -405,9 +410,10 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
             files.append("model.safetensors")
         if "onnx" in formats:
             stem = "model" if trained else "model-untrained-random-init"
+            inference = fuse(copy.deepcopy(model))  # re-parameterisable convs as one conv each
             for s in config.scales:
                 name = f"{stem}.onnx" if len(config.scales) == 1 else f"{stem}_x{s}.onnx"
-                meta["onnx_max_abs_diff"][name] = export_onnx(model, config, tmp / name, scale=s)
+                meta["onnx_max_abs_diff"][name] = export_onnx(inference, config, tmp / name, scale=s)
                 files.append(name)
                 meta["onnx_files"].append(name)
         files += ["model_card.md", "metadata.json"]
@@ -451,11 +457,14 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
 # ---- loading an export -----------------------------------------------------------------------
 
 
-def load_exported(folder: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+def load_exported(folder: str | Path, *, device: str | torch.device = "cpu", fused: bool = True) -> nn.Module:
     """The network an export folder holds: rebuilt from its config, with its weights, in eval mode.
 
     Reads ``config.yaml`` (or ``config.json``) and ``model.safetensors`` (or ``model.pt``,
-    loaded with ``weights_only=True``).
+    loaded with ``weights_only=True``). The weights files hold the training form; ``fused``
+    (default) returns the inference form, each re-parameterisable conv fused into one conv
+    (`srnas.arch.fuse`: the same outputs to float rounding, fewer parameters, faster);
+    ``fused=False`` the training form, e.g. to train on.
 
     >>> net = load_exported("exports/edsr-1a2b3c4d5e")  # doctest: +SKIP
     >>> sr = net(lr)  # lr: N x 3 x H x W, values 0..255
@@ -497,6 +506,10 @@ def load_exported(folder: str | Path, *, device: str | torch.device = "cpu") -> 
         if not (root / "model.pt").is_file():
             raise MissingExtraError("safetensors", "export", f"loading {weights}")
         weights = root / "model.pt"  # the same weights; needs no extra
+    from srnas.arch.efficient_layers import fuse
+
     model = build_model(config)
     load_weights(model, weights, strict=True)
+    if fused:
+        fuse(model)
     return model.to(device).eval()

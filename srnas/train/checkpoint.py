@@ -142,8 +142,9 @@ def find_weights(path: str | Path) -> Path:
 
 
 def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
-               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, "ArchConfig"]:
-    """Build a network and load trained weights, in eval mode.
+               device: str | torch.device = "cpu", fused: bool = True) -> tuple[torch.nn.Module, "ArchConfig"]:
+    """Build a network and load trained weights, in eval mode; ``fused``: in its inference form
+    (re-parameterisable convs fused into one conv each, `srnas.arch.fuse`), as eval and upscale use it.
 
     ``path`` is a `srnas retrain` output folder, or a weights file (plain state dict, srnas
     checkpoint, the EDSR authors' ``.pt``, ``.safetensors``). The architecture is ``config`` when
@@ -171,4 +172,8 @@ def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
         raise ConfigError(f"{weights}: no config.yaml next to the weights; pass --config FILE or a preset name")
     model = build_model(config)
     load_weights(model, weights, strict=True)
+    if fused:
+        from srnas.arch.efficient_layers import fuse
+
+        fuse(model)
     return model.to(device).eval(), config
