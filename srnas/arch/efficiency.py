@@ -9,6 +9,10 @@ LR input (`challenge_flops`).
 
 >>> round(ntire_score(runtime=1.0, flops=1.0, params=1.0, baseline=(1.0, 1.0, 1.0), year=2026), 3)
 7.389
+
+A search scores it with ``--objectives psnr,ntire`` against a baseline preset
+(`baseline_config`; default ``span:28``, the 2026 baseline: SPAN with 28 channels), at the
+search's scale, with a PSNR floor relative to the baseline's own proxy PSNR (`srnas.search.ntire`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,31 @@ NTIRE_WEIGHTS: dict[int, tuple[float, float, float]] = {
 }
 #: The LR input side on which the challenge counts FLOPs.
 CHALLENGE_LR_SIDE = 256
+#: The baseline ``--objectives psnr,ntire`` scores against by default: SPAN with 28 channels,
+#: the NTIRE 2026 baseline (docs/reference.md section 1b).
+DEFAULT_BASELINE = "span:28"
+
+
+def baseline_config(spec: str, scale: int) -> ArchConfig:
+    """The baseline net of an NTIRE score: ``PRESET`` or ``PRESET:WIDTH`` (``span:28``) at ``scale``.
+
+    >>> baseline_config("span:28", 4).n_feats
+    28
+    """
+    from srnas.arch.presets import PRESETS, preset_config
+
+    name, _, width = str(spec).strip().partition(":")
+    if name.lower().replace("_", "-") not in PRESETS or name.lower().startswith("mdsr"):
+        raise ConfigError(f"--ntire-baseline {spec!r}: unknown single-scale preset {name!r}; allowed: "
+                          f"{' | '.join(p for p in PRESETS if not p.startswith('mdsr'))}, each optionally :WIDTH "
+                          f"(e.g. {DEFAULT_BASELINE})")
+    overrides = {}
+    if width:
+        if not width.isdigit() or int(width) < 1:
+            raise ConfigError(f"--ntire-baseline {spec!r}: the width after ':' must be a positive integer, "
+                              f"not {width!r}")
+        overrides["n_feats"] = int(width)
+    return preset_config(name, scale=scale, **overrides)
 
 
 def challenge_flops(cfg: ArchConfig) -> int:

@@ -52,7 +52,16 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
                    help="asha, hyperband, median, none (default: asha, successive halving from the proxy's measured "
                         "first rung, for one objective; none for several)")
     p.add_argument("--objectives", default=",".join(d["objectives"]),
-                   help="psnr, or psnr,params / psnr,macs / psnr,latency (Pareto)")
+                   help="psnr, or psnr,params / psnr,macs / psnr,latency / psnr,ntire (Pareto; ntire: the NTIRE "
+                        "efficient-SR challenge score against --ntire-baseline, docs/blocks.md)")
+    p.add_argument("--ntire-baseline", default=d["ntire_baseline"], metavar="PRESET[:WIDTH]",
+                   help="the ntire objective's baseline, trained once with the study's proxy for the PSNR floor "
+                        "(default span:28, the NTIRE 2026 baseline)")
+    p.add_argument("--ntire-year", type=int, default=d["ntire_year"], metavar="YEAR",
+                   help="the challenge year whose weights score runtime, FLOPs and parameters: 2024, 2025 "
+                        "(0.7/0.15/0.15) or 2026 (0.8/0.1/0.1)")
+    p.add_argument("--ntire-margin", type=float, default=d["ntire_margin"], metavar="DB",
+                   help="a net more than DB under the baseline's proxy PSNR is infeasible (ntire objective)")
     p.add_argument("--workers", type=workers, default=d["workers"],
                    help="local worker processes: a number, or auto (default: one per GPU, else one per CPU core, up to 8)")
     p.add_argument("--devices", default=",".join(d["devices"]),

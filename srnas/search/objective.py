@@ -49,6 +49,8 @@ class Evaluation:
     values: tuple[float, ...] | None        # None: infeasible (not trained)
     violations: dict[str, float]
     sample_png: Path | None = None
+    #: Constraints known only after training (``psnr_floor`` of the NTIRE objective: > 0 below it).
+    constraints: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Objective:
@@ -61,7 +63,8 @@ class Objective:
     def __init__(self, space: SearchSpace, schedule: ProxySchedule, *, data: str = "demo",
                  objectives: Sequence[str] = ("psnr",), device: str = "cpu", seed: int = 0,
                  engine: str = "optuna", sample_dir: Path | None = None,
-                 latency_lr_size: tuple[int, int] = (180, 320), threads: int | None = None) -> None:
+                 latency_lr_size: tuple[int, int] = (180, 320), threads: int | None = None,
+                 ntire: dict[str, Any] | None = None) -> None:
         if not isinstance(schedule, ProxySchedule):
             raise ConfigError(f"Objective needs a ProxySchedule (resolve names with get_schedule), "
                               f"got {type(schedule).__name__}")
@@ -75,6 +78,11 @@ class Objective:
         self.sample_dir = sample_dir
         self.latency_lr_size = latency_lr_size
         self.threads = threads
+        #: The study's NTIRE baseline record (`srnas.search.ntire`), needed by the ``ntire`` objective.
+        self.ntire = ntire
+        if "ntire" in self.objectives and ntire is None:
+            raise ConfigError("the ntire objective needs the study's baseline record (srnas.search.ntire)")
+        self._baseline_runtime_ms: float | None = None
         self._train = self._val = None
         #: Where the last training's seconds went (`Trainer.current_time_split`), also when it
         #: was stopped early (pruned): the trial runner records it either way.
@@ -108,17 +116,8 @@ class Objective:
             over = ", ".join(f"{k} exceeded by {v:,.0f}" for k, v in violations.items() if v > 0)
             attrs["infeasible"] = over
             return Evaluation(cfg, attrs, None, violations)
-        self.load_data()
-        from srnas.train import Trainer
-
         t0 = time.perf_counter()
-        trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
-                          seed=trial_seed, on_eval=on_eval, threads=self.threads)
-        self.last_time_split = {}
-        try:
-            result = trainer.fit()
-        finally:
-            self.last_time_split = trainer.current_time_split()
+        result = self.fit(cfg, seed=trial_seed, on_eval=on_eval)
         final = result.final
         attrs.update({
             "psnr": float(final["psnr"]),
@@ -141,12 +140,53 @@ class Objective:
 
             attrs["latency_ms"] = round(measure_latency(result.model, self.latency_lr_size,
                                                         scale=cfg.scale, device=self.device), 3)
+        constraints: dict[str, float] = {}
+        if "ntire" in self.objectives:
+            attrs.update(self.ntire_attrs(cfg, result.model))
+            constraints["psnr_floor"] = round(float(self.ntire["floor"]) - attrs["psnr"], 6)
         values = tuple(self._value(name, attrs) for name in self.objectives)
         t1 = time.perf_counter()
         png = self._sample_image(result.model, cfg)
         # The sample image is one more evaluation forward pass: its time counts as validation.
         attrs["time_split"]["validate"] = round(attrs["time_split"]["validate"] + time.perf_counter() - t1, 4)
-        return Evaluation(cfg, attrs, values, violations, png)
+        return Evaluation(cfg, attrs, values, violations, png, constraints)
+
+    def fit(self, cfg: ArchConfig, *, seed: int, on_eval: Callable[[int, float], None] | None = None) -> Any:
+        """Train ``cfg`` with the proxy schedule (`srnas.train.Trainer.fit`'s result); where the
+        seconds went stays in `last_time_split`, also when the training is stopped early."""
+        self.load_data()
+        from srnas.train import Trainer
+
+        trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
+                          seed=seed, on_eval=on_eval, threads=self.threads)
+        self.last_time_split = {}
+        try:
+            return trainer.fit()
+        finally:
+            self.last_time_split = trainer.current_time_split()
+
+    def ntire_attrs(self, cfg: ArchConfig, model: Any) -> dict[str, Any]:
+        """The NTIRE efficiency score of a trained net against the study's baseline: runtime (the
+        fused net's median forward on this worker's device, the baseline timed the same way here),
+        FLOPs (Mult-Adds on a 256x256 LR input) and fused parameters (`srnas.arch.efficiency`)."""
+        from srnas.arch.config import ArchConfig as Config
+        from srnas.arch.cost import count_params, measure_latency
+        from srnas.arch.efficiency import challenge_flops, ntire_score
+
+        base = self.ntire
+        if self._baseline_runtime_ms is None:
+            from srnas.arch.networks import build_model
+
+            baseline = build_model(Config.from_dict(base["config"]))
+            self._baseline_runtime_ms = measure_latency(baseline, self.latency_lr_size, scale=cfg.scale,
+                                                        device=self.device)
+        runtime = measure_latency(model, self.latency_lr_size, scale=cfg.scale, device=self.device)
+        flops, params = challenge_flops(cfg), count_params(cfg, fused=True)
+        score = ntire_score(runtime=runtime, flops=flops, params=params, year=int(base["year"]),
+                            baseline=(self._baseline_runtime_ms, float(base["flops"]), float(base["params"])))
+        return {"ntire_score": round(score, 6), "ntire_runtime_ms": round(runtime, 3),
+                "ntire_baseline_runtime_ms": round(self._baseline_runtime_ms, 3), "flops_256": flops,
+                "params_fused": params}
 
     def bicubic_reference(self) -> float:
         """Bicubic PSNR on the images a trial is scored on (mean over the space's scales)."""
@@ -161,19 +201,16 @@ class Objective:
     def infeasible_values(self, costs: ConfigCosts) -> tuple[float, ...]:
         """Placeholder values of a config that is never trained (a constraint or the device's
         memory rules it out): the bicubic PSNR (the score of the skip alone), its known
-        parameters and Mult-Adds, an infinite latency. Constrained samplers rank it by its
+        parameters and Mult-Adds, an infinite latency and NTIRE score. Constrained samplers rank it by its
         constraint values, not by these."""
         known = {"psnr": self.bicubic_reference(), "params": float(costs.params), "macs": float(costs.mult_adds),
-                 "latency": float("inf")}
+                 "latency": float("inf"), "ntire": float("inf")}
         return tuple(known[name] for name in self.objectives)
 
     @staticmethod
     def _value(name: str, attrs: dict[str, Any]) -> float:
         return float({"psnr": attrs.get("psnr"), "params": attrs["params"], "macs": attrs["mult_adds"],
-                      "latency": attrs.get("latency_ms")}[name])
-
-    def values_from_attrs(self, attrs: dict[str, Any]) -> tuple[float, ...]:
-        return tuple(self._value(name, attrs) for name in self.objectives)
+                      "latency": attrs.get("latency_ms"), "ntire": attrs.get("ntire_score")}[name])
 
     def _sample_image(self, model: Any, cfg: ArchConfig) -> Path | None:
         """A small LR | SR | HR strip of the first validation image, where it has the most detail

@@ -38,6 +38,7 @@ from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_count
 from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.objective import Objective, check_data
 from srnas.search.processes import pid_namespace, worker_alive, worker_identity
+from srnas.search.ntire import check_ntire_space, ensure_baseline, ntire_settings
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
@@ -236,7 +237,10 @@ class Session:
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
         check_constraints_reachable(space, settings)
-        check_memory(space, schedule, check_devices(settings))
+        if "ntire" in settings.objectives:
+            check_ntire_space(space)
+        devices = check_devices(settings)
+        check_memory(space, schedule, devices)
         check_data(settings.data, space.scales)
         refuse_network_sqlite(settings.storage or home.default_storage_url)
         directions = [OBJECTIVES[o] for o in settings.objectives]
@@ -252,6 +256,8 @@ class Session:
                     session.repaired = session.repair()
                 for label, params in space.preset_assignments():
                     study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
+        if "ntire" in settings.objectives:  # before any worker starts: every trial needs its floor
+            ensure_baseline(study, settings, space, schedule, device=str(devices[0]))
         return session
 
     @staticmethod
@@ -280,9 +286,12 @@ class Session:
 
     def identity(self) -> dict[str, Any]:
         """What gives a study's results their meaning: a resume must not change it."""
-        return {"space": self.space.name, "space_canonical": self.space.canonical(),
+        mine = {"space": self.space.name, "space_canonical": self.space.canonical(),
                 "objectives": list(self.settings.objectives), "proxy": self.schedule.name,
                 "fidelity": self.schedule.fidelity_id, "data": self.settings.data}
+        if "ntire" in self.settings.objectives:
+            mine["ntire"] = ntire_settings(self.settings)
+        return mine
 
     def changes_from(self, known: dict[str, Any]) -> list[str]:
         """How this session differs from what a study recorded (empty: it resumes the same search)."""
@@ -311,6 +320,9 @@ class Session:
                 out.append(f"proxy {was} (now {mine['proxy']})")
         if known.get("data") != mine["data"]:
             out.append(f"data {known.get('data')} (now {mine['data']})")
+        if known.get("ntire") != mine.get("ntire") and "ntire" in mine and "ntire" in known:
+            out += [f"--ntire-{k} {known['ntire'].get(k)} (now {v})" for k, v in mine["ntire"].items()
+                    if known["ntire"].get(k) != v]
         return out
 
     def _distribution_changes(self) -> list[str]:
@@ -469,10 +481,13 @@ class Session:
                      requeue: bool = False) -> TrialRunner:
         """The objective and trial runner of one worker on ``device`` (``requeue``: an
         interrupted trial is enqueued again for another worker, `TrialRunner`)."""
+        ntire = None
+        if "ntire" in self.settings.objectives:
+            ntire = ensure_baseline(self.study, self.settings, self.space, self.schedule, device=device)
         objective = Objective(self.space, self.schedule, data=self.settings.data,
                               objectives=self.settings.objectives, device=device,
                               seed=self.settings.seed or 0, engine=engine, sample_dir=self.home.tmp,
-                              threads=threads)
+                              threads=threads, ntire=ntire)
         return TrialRunner(self.study, self.space, objective, artifacts=self.artifacts,
                            seed=self.settings.seed, device=device, worker=worker_identity(),
                            claim_lock=self.home.claim_lock, heartbeat=self.settings.heartbeat,

@@ -15,9 +15,12 @@ from srnas.errors import ConfigError
 from srnas.studies import HEARTBEAT_INTERVAL, check_study_name, safe_study_name
 
 #: Objective names and their optimisation directions.
-OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize"}
+#: ``ntire``: the NTIRE efficient-SR challenge's score against a baseline preset (`srnas.search.ntire`).
+OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize",
+              "ntire": "minimize"}
 #: The Optuna metric name shown for each objective.
-METRIC_NAMES = {"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds", "latency": "latency (ms)"}
+METRIC_NAMES = {"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds", "latency": "latency (ms)",
+                "ntire": "NTIRE score"}
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 #: ``asha``: successive halving from the proxy's measured first rung (one bracket: the sampler
 #: sees every trial); ``hyperband`` gives a sampler only the trials of a trial's own bracket.
@@ -30,7 +33,7 @@ def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
     names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if not names or names[0] != "psnr":
         raise ConfigError(f"--objectives must start with psnr, got {','.join(names) or 'nothing'}; "
-                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency")
+                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency, psnr,ntire")
     for n in names:
         if n not in OBJECTIVES:
             raise ConfigError(f"unknown objective {n!r}; allowed: {', '.join(OBJECTIVES)}")
@@ -80,6 +83,12 @@ class SearchSettings:
     #: Seconds between a running trial's heartbeats; twice this is the grace period after
     #: which a RUNNING trial of another machine with a silent heartbeat is failed.
     heartbeat: float = HEARTBEAT_INTERVAL
+    #: The ``ntire`` objective's baseline, ``PRESET[:WIDTH]`` (`srnas.arch.efficiency.baseline_config`).
+    ntire_baseline: str = "span:28"
+    #: The challenge year whose weights the ``ntire`` objective uses (2024, 2025, 2026).
+    ntire_year: int = 2026
+    #: dB under the baseline's proxy PSNR that a net may fall before it is infeasible (``ntire``).
+    ntire_margin: float = 0.04
     nni_strategy: str = "evolution"
     nni_webui: int | None = None
     root: str | None = None
@@ -110,6 +119,7 @@ class SearchSettings:
             raise ConfigError(f"--artifacts must be a folder or s3://BUCKET/PREFIX, got {self.artifacts!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be positive seconds, got {self.timeout}")
+        self._check_ntire()
         for name, value, low in (("--max-updates", self.max_updates, 1), ("--confirm", self.confirm, 0),
                                  ("--confirm-seeds", self.confirm_seeds, 1)):
             if value is None and name == "--max-updates":
@@ -117,6 +127,24 @@ class SearchSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 what = "a positive integer" if low else "an integer >= 0"
                 raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+    def _check_ntire(self) -> None:
+        import math
+
+        from srnas.arch.efficiency import NTIRE_WEIGHTS
+
+        if isinstance(self.ntire_year, bool) or self.ntire_year not in NTIRE_WEIGHTS:
+            raise ConfigError(f"--ntire-year: unknown challenge year {self.ntire_year!r}; allowed: "
+                              f"{' | '.join(map(str, NTIRE_WEIGHTS))}")
+        m = self.ntire_margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m < 0:
+            raise ConfigError(f"--ntire-margin must be a number of dB >= 0, got {m!r}")
+        if not isinstance(self.ntire_baseline, str) or not self.ntire_baseline.strip():
+            raise ConfigError(f"--ntire-baseline must be PRESET or PRESET:WIDTH, got {self.ntire_baseline!r}")
+        if "ntire" in self.objectives:
+            from srnas.arch.efficiency import baseline_config
+
+            baseline_config(self.ntire_baseline, 4)  # the name and width, one line when wrong
 
     @property
     def multi_objective(self) -> bool:

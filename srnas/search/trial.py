@@ -331,6 +331,8 @@ class TrialRunner:
         self.consecutive_failures = 0
         if evaluation.values is None:
             return self._infeasible(trial, cfg, costs, evaluation.attrs["infeasible"])
+        for key, value in evaluation.constraints.items():
+            trial.set_constraint(key, float(value))
         try:
             for key, value in evaluation.attrs.items():
                 trial.set_user_attr(key, value)
