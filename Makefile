@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 BUDGET ?= 200
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test browser slurm clean
+.PHONY: setup demo test lint browser slurm clean
 
 $(BIN)/python:
 	@echo ">>> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -69,8 +69,13 @@ slurm:
 		bash .ci/slurm.sh $(SLURM_DIR) >/dev/null || echo ">>> SLURM did not start: the SLURM tests will be skipped"; \
 	fi
 
-# SLURM_CONF: the test cluster's, unless one is set.
-test: $(VENV)/.test-deps browser slurm
+# The linter (ruff) and the type checker (mypy, over srnas/) first: settings in pyproject.toml.
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check srnas tests benchmarks examples
+	$(BIN)/mypy
+
+# SLURM_CONF: the test cluster's, unless one is set. The doctests of srnas/ run with the tests.
+test: $(VENV)/.test-deps lint browser slurm
 	if [ -z "$${SLURM_CONF:-}" ] && [ -f $(SLURM_DIR)/etc/slurm.conf ]; then export SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf; fi; \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from srnas.errors import ConfigError
 from srnas.runfile import check_options, options_schema, read_run_file
@@ -329,7 +329,8 @@ def load_for_inference(model: str | Path, *, pretrained: bool = False, weights_u
         if config:
             raise ConfigError(f"--pretrained: the architecture is the preset {name!r}; drop --config")
         net = build_model(name, scale=scale, pretrained=True, weights_url=weights_url)
-        net, cfg = net.to(resolve_device(device)).eval(), net.config
+        cfg = cast("ArchConfig", net.config)
+        net = net.to(resolve_device(device)).eval()
     else:
         if weights_url is not None:
             raise ConfigError("--weights-url is where --pretrained weights come from: add --pretrained")

@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["bicubic_upsample_kernel", "matlab_cubic"]
 
 
-def matlab_cubic(x: np.ndarray) -> np.ndarray:
+def matlab_cubic(x: "np.ndarray | float") -> np.ndarray:
     """MATLAB's bicubic kernel (Keys, a = -0.5), elementwise, as float64."""
     ax = np.abs(np.asarray(x, dtype=np.float64))
     ax2, ax3 = ax * ax, ax * ax * ax

@@ -24,7 +24,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ class JournalFile(JournalFileBackend):
         if changed:
             atomic_write_bytes(self.path, b"\n".join(lines) + b"\n" + tail)
 
-    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         number = log_number_from
         for attempt in range(2):
             try:

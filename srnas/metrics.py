@@ -163,7 +163,7 @@ def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     k = len(g)
     h, w = x.shape
     rows = sum(g[i] * x[i:h - k + 1 + i] for i in range(k))
-    return sum(g[j] * rows[:, j:w - k + 1 + j] for j in range(k))  # type: ignore[union-attr]
+    return sum(g[j] * rows[:, j:w - k + 1 + j] for j in range(k))
 
 
 def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:

@@ -207,8 +207,9 @@ def reference_psnr(trials: Iterable["FrozenTrial"]) -> float | None:
     """The bicubic PSNR the trials were scored against (None when none recorded it)."""
     values = []
     for t in trials:
+        raw = t.user_attrs.get("bicubic_psnr")
         try:
-            v = float(t.user_attrs.get("bicubic_psnr"))
+            v = float(raw) if raw is not None else math.nan
         except (TypeError, ValueError):
             continue
         if math.isfinite(v):

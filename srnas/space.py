@@ -329,7 +329,7 @@ class SearchSpace:
         scales_raw = data.get("scales", [2])
         scales_list = scales_raw if isinstance(scales_raw, list) else [scales_raw]
         try:
-            scales = ArchConfig(family=family, scales=scales_list, n_resblocks=1, n_feats=8).scales
+            scales = ArchConfig(family=family, scales=tuple(scales_list), n_resblocks=1, n_feats=8).scales
         except ConfigError as exc:
             raise err("scales", str(exc).split(": ", 1)[1]) from None
         params_raw = data.get("parameters")
@@ -344,7 +344,7 @@ class SearchSpace:
                 raise err(path, f"unknown parameter; allowed: {', '.join(PARAMETERS)}")
             if family not in dim.families:
                 raise err(path, f"applies to family {' | '.join(repr(f) for f in dim.families)} only")
-            spec = _parse_param(dim, raw, lambda m, p=path: err(p, m))
+            spec = _parse_param(dim, raw, functools.partial(err, path))
             for choice in spec.choices:
                 try:
                     ArchConfig(**{"family": family, "scales": scales, "n_resblocks": 1, "n_feats": 8,

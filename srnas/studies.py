@@ -401,7 +401,8 @@ def open_storage(url: str) -> Any:
 
                 from srnas.retry import RetryingStorage
 
-                return RetryingStorage(_CachedStorage(storage), location=redact(url))
+                # Its abstract methods are delegated when srnas.retry is imported (mypy cannot see it).
+                return RetryingStorage(_CachedStorage(storage), location=redact(url))  # type: ignore[abstract]
             return storage
         except ImportError as exc:
             raise StudyError(f"storage {redact(url)}: database driver missing ({exc}); {_driver_hint(url)}") from None

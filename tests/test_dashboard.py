@@ -191,8 +191,10 @@ def test_read_only_by_default_get_works_writes_refused(served: tuple[int, int, s
     assert _study_names(port) == [STUDY]
     assert _call(port, "GET", f"/artifacts/{study_id}/{trial_id}/{artifact_id}")[0] == 200
     # Unknown ids in an artifact URL: a 404 naming what is missing, not a 500 with a traceback.
-    assert _call(port, "GET", f"/artifacts/{study_id + 99}/{trial_id}/{artifact_id}") == (404, f"not found: no study {study_id + 99}\n".encode())
-    assert _call(port, "GET", f"/artifacts/{study_id}/{trial_id + 99}/{artifact_id}") == (404, f"not found: no trial {trial_id + 99}\n".encode())
+    assert _call(port, "GET", f"/artifacts/{study_id + 99}/{trial_id}/{artifact_id}") == \
+        (404, f"not found: no study {study_id + 99}\n".encode())
+    assert _call(port, "GET", f"/artifacts/{study_id}/{trial_id + 99}/{artifact_id}") == \
+        (404, f"not found: no trial {trial_id + 99}\n".encode())
 
 
 @pytest.mark.parametrize("served", [True], indirect=True)

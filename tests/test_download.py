@@ -202,7 +202,8 @@ def test_bad_checksum_removes_the_file(server: tuple[str, _Files], tmp_path: Pat
     url, state = server
     sums = _serve_benchmark(state)
     wrong = {"benchmark.tar": Checksum("md5", "0" * 32)}
-    with pytest.raises(DataError, match=r"benchmark\.tar: md5 checksum mismatch \(got [0-9a-f]{32}, expected 0{32}\); the file was removed") as err:
+    message = r"benchmark\.tar: md5 checksum mismatch \(got [0-9a-f]{32}, expected 0{32}\); the file was removed"
+    with pytest.raises(DataError, match=message) as err:
         download_dataset("benchmark", tmp_path, base_url=url, progress=False, checksums=wrong)
     assert "\n" not in str(err.value)
     assert _leftovers(tmp_path) == [] and not (tmp_path / "benchmark").exists()

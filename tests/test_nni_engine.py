@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, MissingExtraError, TrainingError
 from srnas.search import nni_engine
+from srnas.search.objective import TRIAL_ATTRS
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings
-from srnas.search.objective import TRIAL_ATTRS
 from srnas.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -93,7 +93,7 @@ def test_import_does_not_load_nni() -> None:
 
 def test_missing_nni_is_a_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nni", None)  # `import nni` raises ImportError
-    settings = SearchSettings(engine="nni", budget=2)
+    SearchSettings(engine="nni", budget=2)  # valid settings: the extra is what is missing
     with pytest.raises(MissingExtraError, match=r"pip install 'srnas\[nni\]'"):
         nni_engine.NNIEngine().run(None, console=None, progress=False)  # type: ignore[arg-type]
 

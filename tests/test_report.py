@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import optuna
 import numpy as np
+import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
@@ -368,7 +368,7 @@ def test_best_table_folds_repeats_into_their_architecture() -> None:
     cfg = ArchConfig(n_resblocks=2, n_feats=8, global_skip="bicubic")
     attrs = {"config": cfg.to_dict(), "arch_id": cfg.arch_id, "psnr": 31.0, "params": 1000}
     study.add_trial(optuna.trial.create_trial(value=31.0, user_attrs=attrs))
-    for n in range(2):
+    for _ in range(2):
         study.add_trial(optuna.trial.create_trial(value=31.0, user_attrs={**attrs, "reused_from": 0}))
     table = _best_table(study_frame(study), 20)
     assert table.count("<tr>") == 1 + 1  # the header and one architecture

@@ -41,6 +41,7 @@ class MeanShift(nn.Conv2d):
     def __init__(self, rgb_range: float, n_colors: int = 3, sign: int = -1) -> None:
         super().__init__(n_colors, n_colors, kernel_size=1)
         mean = DIV2K_RGB_MEAN if n_colors == 3 else (sum(DIV2K_RGB_MEAN) / 3,)
+        assert self.bias is not None  # nn.Conv2d's default: with bias
         with torch.no_grad():
             self.weight.copy_(torch.eye(n_colors).view(n_colors, n_colors, 1, 1))
             self.bias.copy_(sign * rgb_range * torch.tensor(mean))
@@ -103,6 +104,8 @@ class BicubicUpsample(nn.Module):
     Used as a VDSR-style global skip: with a zero-initialised tail conv an untrained network
     outputs exactly this bicubic upsampling.
     """
+
+    weight: torch.Tensor  # a buffer (the interpolation taps), not a parameter
 
     def __init__(self, scale: int, n_colors: int = 3) -> None:
         super().__init__()

@@ -67,8 +67,8 @@ class ArchConfig:
     scales: tuple[int, ...] = (2,)
     n_resblocks: int = 16
     n_feats: int = 64
-    kernel_sizes: tuple[int, ...] | int = 3
-    block: tuple[str, ...] | str = DEFAULT_BLOCK
+    kernel_sizes: tuple[int, ...] = 3  # type: ignore[assignment]  # an int stands for every block
+    block: tuple[str, ...] = DEFAULT_BLOCK  # type: ignore[assignment]  # one name stands for every block
     batch_norm: bool = False
     res_scale: float = 1.0
     act: str = "relu"

@@ -39,7 +39,7 @@ def _head_blocks(cfg: ArchConfig) -> list[tuple[type[BlockType], int]]:
     """(block type, kernel size) of each block of one MDSR pre-processing head (``res`` blocks)."""
     if cfg.family != "mdsr":
         return []
-    return [(get_block(DEFAULT_BLOCK), cfg.head_kernel or 3)] * cfg.head_blocks
+    return [(get_block(DEFAULT_BLOCK), cfg.head_kernel or 3)] * (cfg.head_blocks or 0)
 
 
 def _blocks(cfg: ArchConfig) -> list[tuple[type[BlockType], int]]:
@@ -188,7 +188,7 @@ def cost_of(cfg: ArchConfig, *, scale: int | None = None, hr_size: tuple[int, in
         mult_adds=count_mult_adds(cfg, scale=s, hr_size=hr_size),
         activation_bytes=activation_memory(cfg, batch=batch, patch=patch, scale=s),
         scale=s,
-        hr_size=tuple(hr_size),
+        hr_size=(int(hr_size[0]), int(hr_size[1])),
     )
 
 
@@ -247,7 +247,7 @@ def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = 
 
     param_ptrs = {p.data_ptr() for p in model.parameters()}
     param_ptrs |= {b.data_ptr() for b in model.buffers()}
-    seen: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, Any], int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         if t.data_ptr() not in param_ptrs and t.dim() >= 3:
@@ -263,7 +263,10 @@ def measure_latency(model: Any, lr_size: tuple[int, int] = (180, 320), *, scale:
                     device: str = "cpu", repeats: int = 10, warmup: int = 2, batch: int = 1,
                     fused: bool = True) -> float:
     """Median forward latency in milliseconds for an LR input of ``lr_size`` on ``device``;
-    ``fused``: of the inference form (re-parameterisable convs fused, on a copy of ``model``)."""
+    ``fused``: of the inference form (re-parameterisable convs fused, on a copy of ``model``).
+
+    On CUDA as the NTIRE efficient-SR challenge times it: CUDA events around each forward, fp32,
+    cuDNN autotuning off (restored after); elsewhere wall time."""
     import copy
 
     import torch
@@ -276,14 +279,26 @@ def measure_latency(model: Any, lr_size: tuple[int, int] = (180, 320), *, scale:
     model = model.to(device).eval()
     x = torch.rand(batch, n_colors, *lr_size, device=device) * 255
     times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            model(x, scale=scale)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
+    cuda = str(device).startswith("cuda")
+    autotune = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False if cuda else autotune
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    torch.cuda.synchronize(device)
+                    start.record()
+                    model(x, scale=scale)
+                    end.record()
+                    torch.cuda.synchronize(device)
+                    took = start.elapsed_time(end)
+                else:
+                    t0 = time.perf_counter()
+                    model(x, scale=scale)
+                    took = (time.perf_counter() - t0) * 1000
+                if i >= warmup:
+                    times.append(took)
+    finally:
+        torch.backends.cudnn.benchmark = autotune
     return statistics.median(times)

@@ -111,7 +111,9 @@ class RepConv(nn.Module):
     @torch.no_grad()
     def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) of the single kxk conv equal to the branches."""
-        expand, spatial, reduce = self.conv
+        expand, spatial, reduce = (m for m in self.conv if isinstance(m, nn.Conv2d))
+        assert expand.bias is not None and spatial.bias is not None and reduce.bias is not None
+        assert self.sk.bias is not None
         w1, w3 = expand.weight[:, :, 0, 0], reduce.weight[:, :, 0, 0]
         weight = torch.einsum("oa,abuv,bi->oiuv", w3, spatial.weight, w1)
         # The expansion's bias is constant over the padded map, so the kxk conv sees it everywhere.
@@ -127,6 +129,7 @@ class RepConv(nn.Module):
             return
         weight, bias = self.fused_weights()
         fused = conv(weight.shape[1], weight.shape[0], self.kernel_size).to(weight.device, weight.dtype)
+        assert fused.bias is not None
         with torch.no_grad():
             fused.weight.copy_(weight)
             fused.bias.copy_(bias)
@@ -163,7 +166,7 @@ class InfoDistillationBlock(nn.Module):
         pieces = []
         h = x
         for c in (self.c1, self.c2, self.c3):
-            d, h = torch.split(self.act(c(h)), (self.distilled, self.remaining), dim=1)
+            d, h = torch.split(self.act(c(h)), [self.distilled, self.remaining], dim=1)
             pieces.append(d)
         pieces.append(self.c4(h))
         return x + _scaled(self.c5(self.cca(torch.cat(pieces, dim=1))), self.res_scale)

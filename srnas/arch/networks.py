@@ -49,8 +49,9 @@ class _SRNet(nn.Module):
         except ValueError:
             raise ValueError(f"scale {scale} not served by this model (scales {list(self.scales)})") from None
 
-    def _zero_last_conv(self, last: nn.Conv2d) -> None:
+    def _zero_last_conv(self, last: nn.Module) -> None:
         # With a bicubic skip an untrained net must equal bicubic exactly: zero the tail conv.
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
@@ -108,7 +109,7 @@ class MDSR(_SRNet):
             nn.Sequential(*[
                 get_block(DEFAULT_BLOCK).build(cfg.n_feats, cfg.head_kernel or 3, batch_norm=cfg.batch_norm,
                                                act=cfg.act)
-                for _ in range(cfg.head_blocks)
+                for _ in range(cfg.head_blocks or 0)
             ])
             for _ in cfg.scales
         )
@@ -164,6 +165,7 @@ class EfficientSR(_SRNet):
             for block in self.body:
                 f = block(f)
                 outs.append(f)
+            assert self.aggregate is not None
             res = self.trunk_conv(self.aggregate(torch.cat(outs, dim=1))) + h
         else:  # span: [head, last conv of the last block's output, first block's output, the
             # last block's first activated conv (its input where the block has none)]
@@ -171,14 +173,16 @@ class EfficientSR(_SRNet):
             for i, block in enumerate(self.body):
                 if i == len(self.body) - 1:
                     inner = f
-                    if hasattr(block, "forward_with_first"):
-                        f, inner = block.forward_with_first(f)
+                    with_first = getattr(block, "forward_with_first", None)
+                    if with_first is not None:
+                        f, inner = with_first(f)
                     else:
                         f = block(f)
                 else:
                     f = block(f)
                 if i == 0:
                     first_out = f
+            assert self.aggregate is not None
             res = self.aggregate(torch.cat([h, self.trunk_conv(f), first_out, inner], dim=1))
         return self._finish(x, res, self.tail, idx)
 

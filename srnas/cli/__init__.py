@@ -45,7 +45,7 @@ class CommandParser(argparse.ArgumentParser):
     """Usage errors as one line naming the command, with a "did you mean" for a misspelt option
     or choice (sub-commands use this class too)."""
 
-    def error(self, message: str) -> "typing.NoReturn":  # type: ignore[override]
+    def error(self, message: str) -> "typing.NoReturn":
         self.exit(2, f"{self.prog}: error: {message}{_suggestion(self, message)}\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 from srnas.cli._args import (
     add_command,
@@ -23,7 +24,7 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
     from srnas.search.settings import SearchSettings
     from srnas.train.schedules import PROXY_FIDELITIES
 
-    d = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
+    d: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
     p = add_command(sub, "search", help="run an architecture search (Optuna by default, or NNI)",
                     description="Search a space with short proxy trainings. With no --data the embedded demo "
                                 "photographs, the tiny space and the tiny proxy are used. Re-running the same "

@@ -238,7 +238,7 @@ def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult
     from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
 
     names = list(ours)
-    complete = {n for n in names if counts[n][1] is not None and counts[n][0] >= counts[n][1]}
+    complete = {n for n in names if (total := counts[n][1]) is not None and counts[n][0] >= total}
     incomplete = [n for n in names if counts[n][1] is not None and n not in complete]
     protocols = sorted({r.protocol for r in ours.values()})
     protocol = protocols[0] if len(protocols) == 1 else "/".join(protocols)

@@ -241,8 +241,10 @@ class PatchSampler:
             hr = self._hr.crops_one_by_one(i, ys, xs, p * scale, a)
             return self._layout(lr), self._layout(hr), scale
         lr_form, hr_form = b["affine"][scale]
-        lr = lr_store.crops(*(t[k] for t in lr_form), p).to(torch.float32)
-        hr = self._hr.crops(*(t[k] for t in hr_form), p * scale).to(torch.float32)
+        lr_base, lr_di, lr_dj = (t[k] for t in lr_form)
+        hr_base, hr_di, hr_dj = (t[k] for t in hr_form)
+        lr = lr_store.crops(lr_base, lr_di, lr_dj, p).to(torch.float32)
+        hr = self._hr.crops(hr_base, hr_di, hr_dj, p * scale).to(torch.float32)
         return self._layout(lr), self._layout(hr), scale
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:

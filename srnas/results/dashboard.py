@@ -493,7 +493,7 @@ def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | N
         if allow_edits and not is_s3_url(str(artifacts)):
             Path(artifacts).mkdir(parents=True, exist_ok=True)
         store = open_artifact_store(str(artifacts))
-    app = _IdentityByDefault(_KnownIds(wsgi(storage, artifact_store=store), storage))
+    app: Any = _IdentityByDefault(_KnownIds(wsgi(storage, artifact_store=store), storage))
     if routed is not None:
         app = _ArtifactRoute(app, routed)
     server_class = _DashboardServer6 if ":" in host else DashboardServer

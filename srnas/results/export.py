@@ -363,7 +363,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
     torch.manual_seed(0)
     model = build_model(config).eval()
     trained = found is not None and found.get("weights") is not None
-    if trained:
+    if trained and found is not None:
         try:
             load_weights(model, found["weights"], strict=True)
         except ConfigError as exc:
@@ -467,7 +467,7 @@ def load_exported(folder: str | Path, *, device: str | torch.device = "cpu", fus
     ``fused=False`` the training form, e.g. to train on.
 
     >>> net = load_exported("exports/edsr-1a2b3c4d5e")  # doctest: +SKIP
-    >>> sr = net(lr)  # lr: N x 3 x H x W, values 0..255
+    >>> sr = net(lr)  # lr: N x 3 x H x W, values 0..255  # doctest: +SKIP
 
     Raises:
         ExportError: no such folder, no config or no weights in it (an UNTRAINED export), or

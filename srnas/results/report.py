@@ -482,7 +482,9 @@ def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
     if k <= 0:
         return _note("Sample images not embedded (--samples 0).", "samples-note")
     store = open_artifact_store(artifacts) if is_s3_url(artifacts) or Path(artifacts).is_dir() else None
-    figures, seen, missing = [], set(), []
+    figures: list[str] = []
+    seen: set[Any] = set()
+    missing: list[str] = []
     for t in complete_trials(study):
         if len(figures) >= k:
             break
@@ -546,7 +548,7 @@ def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tup
             (r["val_set"] or "-") + (f" ({r['val_images']} images)" if r.get("val_images") else ""),
             f"x{r['scale']}" if r["scale"] else "-", r["schedule"] or "-", r["updates"] or "-",
             "yes" if r["weights"] else "no", ref)) + "</tr>")
-        if proxy is not None:
+        if t is not None and proxy is not None:
             pairs.append({"trial": t.number, "proxy": proxy, "retrained": r["psnr"],
                           "describe": cfg.describe() if cfg else arch_id})
     head = "".join(f"<th>{h}</th>" for h in ("arch_id", "trial", "architecture", "proxy PSNR", "retrained PSNR",
@@ -782,6 +784,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
         png_note = "Static PNGs not requested (--no-png)."
     notes.append(png_note)
 
+    samples_html = _samples(study, artifact_location(study.user_attrs, home), samples)
     body = f"""<h1>srnas report: {html.escape(study_name)}</h1>
 {summary_html}
 <section id="section-history"><h2>Optimisation history</h2>{block("fig-history")}</section>
@@ -793,7 +796,7 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
 {block("fig-importance")}{texts["importance"]}{block("fig-res-scale")}{texts["res_scale"]}</section>
 <section id="section-curves"><h2>Intermediate PSNR curves</h2>{block("fig-curves")}</section>
 <section id="section-best"><h2>Best trials</h2><p>Click a column header to sort.</p>{_best_table(frame, top)}</section>
-<section id="section-samples"><h2>Samples of the best trials</h2>{_samples(study, artifact_location(study.user_attrs, home), samples)}</section>
+<section id="section-samples"><h2>Samples of the best trials</h2>{samples_html}</section>
 <section id="retrained"><h2>Retrained results</h2>{texts["retrained"]}</section>
 <section id="section-proxy-vs-retrained"><h2>Proxy vs retrained</h2>{block("fig-proxy-vs-retrained")}{texts["proxy"]}</section>
 <section id="static-export"><h2>Static images</h2>{_note(png_note, "static-export-note")}</section>"""

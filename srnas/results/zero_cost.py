@@ -57,7 +57,7 @@ def synflow(config: ArchConfig, *, seed: int = 0, lr_size: tuple[int, int] = SCO
     model = scoring_model(config, seed=seed).eval()
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, MeanShift):
+            if isinstance(module, MeanShift) and module.bias is not None:
                 module.bias.zero_()
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:

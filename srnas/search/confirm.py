@@ -134,7 +134,8 @@ class Confirmation:
             storage, study_id = self.study._storage, self.study._study_id
 
             def beat() -> None:
-                storage.set_study_user_attr(study_id, key, {**claim, "heartbeat_at": round(time.time(), 1)})
+                # Runs only inside this iteration's `with Heartbeat`, so the loop's current values.
+                storage.set_study_user_attr(study_id, key, {**claim, "heartbeat_at": round(time.time(), 1)})  # noqa: B023
 
             with Heartbeat(beat, self.session.settings.heartbeat):
                 result = self._train(trial, seed)
@@ -173,7 +174,7 @@ class Confirmation:
         selection = names[:schedule.val_images] if schedule.val_images else list(names)
         held_out = [n for n in names if n not in selection][:MAX_HELD_OUT]
         t0 = time.perf_counter()
-        kwargs = {"threads": self.threads} if self.threads else {}
+        kwargs: dict[str, Any] = {"threads": self.threads} if self.threads else {}
         # Scored once at the end: the evaluation interval is not part of the fidelity.
         result = Trainer(cfg, train, val, schedule.replace(eval_every=schedule.updates), device=self.device,
                          seed=seed, **kwargs).fit()

@@ -115,7 +115,7 @@ def _create_model_space_class() -> type:
                 sample[label] = ensure_frozen(mutable)
             self.sample = sample
             self.config = search_space.config_from_flat(sample)
-            self._network = None
+            self._network: Any = None
 
         def network(self) -> Any:
             """The EDSR/MDSR network of ``config`` (built once)."""

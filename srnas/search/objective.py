@@ -83,7 +83,8 @@ class Objective:
         if "ntire" in self.objectives and ntire is None:
             raise ConfigError("the ntire objective needs the study's baseline record (srnas.search.ntire)")
         self._baseline_runtime_ms: float | None = None
-        self._train = self._val = None
+        self._train: Any = None
+        self._val: Any = None
         #: Where the last training's seconds went (`Trainer.current_time_split`), also when it
         #: was stopped early (pruned): the trial runner records it either way.
         self.last_time_split: dict[str, float] = {}
@@ -141,7 +142,7 @@ class Objective:
             attrs["latency_ms"] = round(measure_latency(result.model, self.latency_lr_size,
                                                         scale=cfg.scale, device=self.device), 3)
         constraints: dict[str, float] = {}
-        if "ntire" in self.objectives:
+        if self.ntire is not None and "ntire" in self.objectives:
             attrs.update(self.ntire_attrs(cfg, result.model))
             constraints["psnr_floor"] = round(float(self.ntire["floor"]) - attrs["psnr"], 6)
         values = tuple(self._value(name, attrs) for name in self.objectives)
@@ -174,6 +175,8 @@ class Objective:
         from srnas.arch.efficiency import challenge_flops, ntire_score
 
         base = self.ntire
+        if base is None:
+            raise ConfigError("the ntire objective needs the study's baseline record (srnas.search.ntire)")
         if self._baseline_runtime_ms is None:
             from srnas.arch.networks import build_model
 

@@ -31,7 +31,6 @@ from srnas.search.settings import SearchSettings, auto_workers, expand_devices
 from srnas.studies import storage_errors
 
 if TYPE_CHECKING:
-    import optuna
     from rich.console import Console
 
 
@@ -235,7 +234,7 @@ def run_workers(session: Session, *, first_id: int = 0, threads: int | None = No
     payload = dataclasses.replace(settings, study=session.name).to_json()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for i in range(settings.workers):
+        for i in range(int(settings.workers)):  # resolved from "auto" by Engine.validate
             # Each worker sees only its own GPU (CUDA_VISIBLE_DEVICES): every allocation, stream
             # and graph capture lands there. Workers end with this process however it ends (its
             # PID: `die_with_parent`).

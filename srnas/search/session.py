@@ -28,6 +28,7 @@ presets once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -36,9 +37,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_counts
 from srnas.search.memory import memory_shortfall, training_bytes
+from srnas.search.ntire import check_ntire_space, ensure_baseline, ntire_settings
 from srnas.search.objective import Objective, check_data
 from srnas.search.processes import pid_namespace, worker_alive, worker_identity
-from srnas.search.ntire import check_ntire_space, ensure_baseline, ntire_settings
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
@@ -58,6 +59,8 @@ from srnas.train.schedules import PROXY_FIDELITIES, ProxySchedule, Schedule, get
 if TYPE_CHECKING:
     import optuna
     from rich.console import Console
+
+    from srnas.arch.config import ArchConfig
 
 #: Stop when this many infeasible configs were drawn per finished trial (constraints too tight).
 MAX_INFEASIBLE_PER_BUDGET = 20
@@ -121,6 +124,10 @@ def load_space(settings: SearchSettings) -> SearchSpace:
 _CONSTRAINT_UNITS = {"max_params": "parameters", "max_mult_adds": "Mult-Adds", "max_activation_mb": "MB of activations"}
 
 
+def _cost_of(cfg: ArchConfig, *, quantity: str) -> float:
+    return float(getattr(ConfigCosts.of(cfg), quantity))
+
+
 def check_constraints_reachable(space: SearchSpace, settings: SearchSettings) -> None:
     """`ConfigError` when a constraint is below the space's smallest config (no config could
     satisfy it: the search would only draw infeasible configs)."""
@@ -128,13 +135,14 @@ def check_constraints_reachable(space: SearchSpace, settings: SearchSettings) ->
              "max_activation_mb": settings.max_activation_mb}
     for key, limit in space.constraints.items():
         quantity = CONSTRAINTS[key]
-        smallest = space.cheapest(lambda c: float(getattr(ConfigCosts.of(c), quantity)))
+        smallest = space.cheapest(functools.partial(_cost_of, quantity=quantity))
         least = float(getattr(ConfigCosts.of(smallest), quantity))
         if least <= limit:
             continue
         unit = _CONSTRAINT_UNITS[key]
         fmt = f"{least:,.1f}" if key == "max_activation_mb" else f"{least:,.0f}"
-        where = (f"--{key.replace('_', '-')} {given[key]:g}" if given[key] is not None and float(given[key]) == limit
+        asked = given[key]
+        where = (f"--{key.replace('_', '-')} {asked:g}" if asked is not None and float(asked) == limit
                  else f"{space.source}: constraints.{key} {limit:g}")
         raise ConfigError(f"{where} is below the smallest config of space {space.name!r} ({fmt} {unit}: "
                           f"{smallest.describe()}): no config can satisfy it; use at least {fmt}")
@@ -231,8 +239,9 @@ class Session:
         ``run``: the settings as asked for (a run file's keys, `SearchSettings.run_options`),
         recorded in the study as ``run_settings`` (default: ``settings``'s own)."""
         if settings.artifacts is not None:
-            settings = dataclasses.replace(settings, artifacts=normalize_artifact_location(settings.artifacts))
-            check_artifact_store(settings.artifacts)
+            location = normalize_artifact_location(settings.artifacts)
+            settings = dataclasses.replace(settings, artifacts=location)
+            check_artifact_store(location)
         space = load_space(settings)
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
@@ -261,7 +270,7 @@ class Session:
         return session
 
     @staticmethod
-    def _create_study(home: StudyHome, storage: Any, directions: list[str]) -> "optuna.Study":
+    def _create_study(home: StudyHome, storage: Any, directions: list[Any]) -> "optuna.Study":
         import optuna
 
         try:
@@ -308,7 +317,7 @@ class Session:
         if known.get("fidelity") != mine["fidelity"]:
             was = known.get("proxy") or (known.get("schedule") or {}).get("name") or known.get("fidelity")
             if was == mine["proxy"]:  # same name, another definition: name the fields that changed
-                before = known.get("schedule") if isinstance(known.get("schedule"), dict) else {}
+                before: dict[str, Any] = known["schedule"] if isinstance(known.get("schedule"), dict) else {}
                 now = self.schedule.to_dict()
                 fields = [f"{k} {before[k]} -> {now[k]}" for k in now
                           if k not in ("name", "fidelity_id", "eval_every", "first_rung") and k in before and before[k] != now[k]]

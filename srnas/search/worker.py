@@ -233,7 +233,7 @@ def run_worker(study: str, storage: str | None = None, *, root: str | Path | Non
             return 0
         index = task_index()
         # Tasks of one job get distinct sampler seeds (the same seed would propose the same configs).
-        first_id = 1 + (index if index is not None else os.getpid() % 10_007) * settings.workers
+        first_id = 1 + (index if index is not None else os.getpid() % 10_007) * int(settings.workers)
         session.study.sampler = make_sampler_for_worker(settings, first_id, session.space)
         session.study.pruner = make_pruner(settings, session.schedule)
         threads = allotted_cpus() if settings.workers == 1 and settings.devices[0] == "cpu" else None

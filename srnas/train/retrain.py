@@ -227,7 +227,7 @@ def read_run(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict):
         return None
-    final = data.get("final") if isinstance(data.get("final"), dict) else data
+    final: dict[str, Any] = data["final"] if isinstance(data.get("final"), dict) else data
     psnr = finite_or_none(final.get("psnr"))
     if psnr is None:
         return None

@@ -18,12 +18,15 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from srnas.errors import ConfigError
 
 LR_POLICIES = ("step", "cosine")
 LOSSES = ("l1", "l2")
+
+
+_S = TypeVar("_S", bound="_Schedule")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +155,11 @@ class _Schedule:
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:8]
         return f"u{self.updates}-b{self.batch}-p{self.patch}-lr{self.lr:g}-{self.lr_policy}-{digest}"
 
-    def replace(self, **changes: Any) -> "Schedule":
+    def replace(self: _S, **changes: Any) -> _S:
         """A copy with some fields changed (re-validated)."""
         return dataclasses.replace(self, **changes)
 
-    def lengthened(self, factor: int) -> "Schedule":
+    def lengthened(self: _S, factor: int) -> _S:
         """The schedule trained ``factor`` times longer: updates, lr milestones and evaluation
         interval scaled; named ``NAME*F`` (its ``fidelity_id`` changes too)."""
         if factor == 1:
@@ -166,7 +169,7 @@ class _Schedule:
                                    eval_every=self.eval_every * factor,
                                    first_rung=None if self.first_rung is None else self.first_rung * factor)
 
-    def shortened(self, max_updates: int) -> "Schedule":
+    def shortened(self: _S, max_updates: int) -> _S:
         """The same schedule cut to at most ``max_updates`` updates (smoke runs, benchmarks).
 
         Milestones past the end are dropped and ``eval_every`` is clipped so that the short run

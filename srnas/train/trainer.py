@@ -229,7 +229,8 @@ class Trainer:
         model = build_model(self.config)
         if self.init_weights is not None:
             _load_init(model, self.init_weights)
-        self.model = model.to(self.device, memory_format=memory_format(self.policy)).train()
+        # Module.to takes memory_format (torch's stubs do not say so).
+        self.model = model.to(self.device, memory_format=memory_format(self.policy)).train()  # type: ignore[call-overload]
         self._forward_fn = self._compiled(self.model) if self.compile else self.model
         self.graphs = None
         if not self.compile:
@@ -340,8 +341,8 @@ class Trainer:
         # load_state_dict also copies the implementation flags (fused, capturable, a tensor lr) of
         # the run that saved it; keep this device's own, so that a CUDA checkpoint resumes on CPU.
         assert self.optimizer is not None
-        own = [{k: g[k] for k in ("fused", "capturable", "foreach", "lr") if k in g}
-               for g in self.optimizer.param_groups]
+        own: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "capturable", "foreach", "lr") if k in g}
+                                     for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state)
         for group, mine in zip(self.optimizer.param_groups, own):
             lr = float(group["lr"])
@@ -439,17 +440,18 @@ class Trainer:
 
     def _capture(self, entry: StaticStep, lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
         assert self.model is not None and self.optimizer is not None and self.graphs is not None
-        entry.lr = lr.clone()
-        entry.hr = hr.clone()
+        optimizer = self.optimizer
+        entry.lr = static_lr = lr.clone()
+        entry.hr = static_hr = hr.clone()
 
         def step() -> None:
             # Gradients are set to None first, so that backward writes (not adds) them.
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             with self.policy.autocast(cache_enabled=False):
-                sr = self._forward(entry.lr, scale)
-            loss = self._loss(sr, entry.hr)
+                sr = self._forward(static_lr, scale)
+            loss = self._loss(sr, static_hr)
             loss.backward()
-            self.optimizer.step()
+            optimizer.step()
             entry.loss = loss.detach()
 
         entry.graph = self.graphs.capture(step)  # capturing does not run the step: it is replayed now
@@ -606,7 +608,7 @@ class Trainer:
                                 f"SSIM {final.get('ssim')}): the weights are damaged; nothing is written")
         wall = self.wall_time_before + self._session_time()
         self.time_split = self.current_time_split()
-        model = self.model.to(memory_format=torch.contiguous_format).eval()
+        model = self.model.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
         return TrainResult(
             psnr_curve=list(self.psnr_curve), final=final, bicubic_psnr=final["bicubic_psnr"],
             updates=self.update, wall_time_s=wall, device=str(self.device), model=model, seed=self.seed,

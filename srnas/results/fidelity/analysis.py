@@ -273,7 +273,8 @@ def analyse(label: str, records: Sequence[ArchRecord], designs: Sequence[Design]
             seed: int = 0) -> dict[str, Any]:
     """Everything one variant's tables show: ``designs`` (statistics per design), ``chosen`` and
     the rule's ``steps``, ``checkpoints`` (tau per evaluation point of every proxy schedule),
-    ``first_rung`` (of the chosen schedule) and ``first_rungs`` (of every proxy schedule), ``reference_curve``, ``noise_ceiling`` and ``table``
+    ``first_rung`` (of the chosen schedule) and ``first_rungs`` (of every proxy schedule),
+    ``reference_curve``, ``noise_ceiling`` and ``table``
     (one row per architecture with every design's score)."""
     n = len(records)
     ref = reference_vectors(records, held_out)

@@ -44,7 +44,7 @@ def write_plot(results: Mapping[str, Mapping[str, Any]], path: Path, *, title: s
                                  legendgroup=name, error_y=_errors(rows, stat, lo, hi)), row=i, col=1)
         ceiling = res.get("noise_ceiling") or {}
         if ceiling.get("tau") is not None:
-            fig.add_hline(y=ceiling["tau"], line_dash="dot", row=i, col=1,  # type: ignore[arg-type]
+            fig.add_hline(y=ceiling["tau"], line_dash="dot", row=i, col=1,
                           annotation_text="reference seed vs seed", annotation_position="top left")
         fig.update_yaxes(range=[-1, 1], row=i, col=1)
         curves: dict[str, list[Mapping[str, Any]]] = {}
@@ -57,7 +57,7 @@ def write_plot(results: Mapping[str, Mapping[str, Any]], path: Path, *, title: s
                                      name=name, legendgroup=f"curve-{name}", showlegend=i == 1,
                                      error_y=_errors(pts, "tau", "tau_lo", "tau_hi")), row=i, col=2)
         if res.get("first_rung"):
-            fig.add_vline(x=res["first_rung"], line_dash="dash", row=i, col=2)  # type: ignore[arg-type]
+            fig.add_vline(x=res["first_rung"], line_dash="dash", row=i, col=2)
         fig.update_xaxes(title_text="updates", type="log", row=i, col=2)
         fig.update_yaxes(range=[-1, 1], row=i, col=2)
         chosen = res.get("chosen")

@@ -49,7 +49,8 @@ def group_pairs(labels: Sequence[Any]) -> np.ndarray:
     return mask
 
 
-def kendall_tau_b(x: Sequence[float], y: Sequence[float], pairs: np.ndarray | None = None) -> float | None:
+def kendall_tau_b(x: "Sequence[float] | np.ndarray", y: "Sequence[float] | np.ndarray",
+                  pairs: np.ndarray | None = None) -> float | None:
     """Kendall tau-b of ``x`` vs ``y``, over every pair or only the pairs ``pairs`` marks
     (an ``n x n`` boolean mask); None where undefined (no pair untied in ``x`` or in ``y``)."""
     sx, sy = _signs(np.asarray(x, dtype=float)), _signs(np.asarray(y, dtype=float))
