@@ -351,7 +351,8 @@ def check_placement() -> str:
     assert out.returncode == 0, out.stderr[-800:]
     failure, empty, name = out.stdout.strip().splitlines()[-1].split("|")
     assert failure == "None" and empty == "0", f"graph failure {failure}, 'empty graph' warnings {empty}"
-    return f"{target} -> CUDA_VISIBLE_DEVICES={env_extra['CUDA_VISIBLE_DEVICES']} ({n} GPU(s) here): child sees 1 GPU ({name}), captured steps train"
+    return (f"{target} -> CUDA_VISIBLE_DEVICES={env_extra['CUDA_VISIBLE_DEVICES']} ({n} GPU(s) here): "
+            f"child sees 1 GPU ({name}), captured steps train")
 
 
 def check_compile() -> str:
@@ -361,6 +362,21 @@ def check_compile() -> str:
     ratio = r.loss_curve[-1][1] / e.loss_curve[-1][1]
     assert 0.8 < ratio < 1.25, f"compiled loss {r.loss_curve[-1][1]:.4f} vs eager {e.loss_curve[-1][1]:.4f}"
     return f"compiled forward trains (loss ratio to eager {ratio:.3f})"
+
+
+def check_latency_events() -> str:
+    """`measure_latency` on CUDA: CUDA events, cuDNN autotuning off during it and restored after;
+    the fused SPAN-28 (the NTIRE 2026 baseline) against its training form at x4 on 256x256."""
+    from srnas.arch import preset_config
+    from srnas.arch.cost import measure_latency
+
+    torch.backends.cudnn.benchmark = True
+    model = build_model(preset_config("span", scale=4, n_feats=28)).cuda().eval()
+    fused = measure_latency(model, (256, 256), device="cuda", repeats=5)
+    unfused = measure_latency(model, (256, 256), device="cuda", repeats=5, fused=False)
+    assert torch.backends.cudnn.benchmark is True, "cuDNN autotuning not restored"
+    assert 0 < fused < 10_000 and 0 < unfused < 10_000, (fused, unfused)
+    return f"SPAN-28 x4 on 256x256: fused {fused:.2f} ms, training form {unfused:.2f} ms (CUDA events)"
 
 
 def check_cpu_seams() -> str:
@@ -415,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     report("placement with CUDA_VISIBLE_DEVICES", check_placement)
     report("--devices cuda spreads over every GPU", check_devices_spread)
     report("torch.compile trains", check_compile)
+    report("latency by CUDA events (NTIRE protocol)", check_latency_events)
 
     throughput: dict[str, Any] = {}
     if CUDA and not args.quick:
