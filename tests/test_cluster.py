@@ -255,6 +255,25 @@ def test_the_recipes_run_srnas_worker_and_requeue_on_its_exit_code() -> None:
 # ---- SQLite on a network file system ---------------------------------------------------------
 
 
+@pytest.mark.slow
+def test_submitit_local_executor_runs_the_recipe_to_an_exact_budget(trials_dir: Path, tmp_path: Path) -> None:
+    """examples/cluster/submitit_workers.py with submitit's local executor (the recipe's "here"
+    line): two worker processes on one study, the budget met exactly, each task's result 0."""
+    pytest.importorskip("submitit", reason="submitit not installed (pip install 'srnas[cluster]')")
+    url = _sqlite(trials_dir, "sub")
+    assert main(["search", "--study", "sub", "--space", str(_space(tmp_path)), "--budget", "3", "--storage", url,
+                 *CREATE, "--create-only"]) == 0
+    recipe = Path(__file__).resolve().parents[1] / "examples" / "cluster" / "submitit_workers.py"
+    env = {**_env(trials_dir), "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, str(recipe), "--study", "sub", "--storage", url, "--workers", "2",
+                           "--cluster", "local", "--gpus", "0", "--cpus", "1", "--timeout-min", "10",
+                           "--folder", str(tmp_path / "submitit" / "%j"), "--wait"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "submitted 2 workers on study sub" in done.stdout and "workers done: [0, 0]" in done.stdout, done.stdout
+    assert_budget_met_once(_load(url, "sub"), 3)
+
+
 def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import srnas.studies as studies
 
