@@ -294,7 +294,7 @@ class SearchSpace:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> "SearchSpace":
-        """Load a shipped space by name (``tiny``, ``edsr``, ``mdsr``, ``lightweight``) or a file."""
+        """Load a shipped space by name (`available_spaces`: ``tiny``, ``edsr``, ``efficient``, ...) or a file."""
         p = Path(name_or_path)
         if not p.is_file():
             shipped = SPACES_DIR / f"{name_or_path}.yaml"

@@ -1,4 +1,4 @@
-"""Reliability (issue 12): nothing lost or hung on any storage, no orphan workers, no races on a
+"""Reliability: nothing lost or hung on any storage, no orphan workers, no races on a
 new study, bounded input, and every failure one line.
 
 Full disks are small tmpfs mounts (skipped where mounting is not allowed) or an injected
@@ -84,7 +84,7 @@ def _trained_twice(study: optuna.Study) -> dict[str, int]:
     return {a: n for a, n in counts.items() if n > 1}
 
 
-# ---- D1: journal files ---------------------------------------------------------------------
+# ---- journal files: torn records, locks, full disks ----------------------------------------------
 
 
 def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path, tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_a_stale_journal_lock_is_named_and_removed(tmp_path: Path, capsys) -> No
     assert f"left by process {socket.gethostname()}:{dead.pid}, killed while writing" in capsys.readouterr().err
 
 
-# ---- D2: stale trials, any storage ---------------------------------------------------------
+# ---- stale trials on any storage -----------------------------------------------------------------
 
 
 def _fake_trial(number: int, **attrs) -> types.SimpleNamespace:
@@ -276,7 +276,7 @@ def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
-# ---- D3: workers belong to their coordinator -----------------------------------------------
+# ---- workers belong to their coordinator ---------------------------------------------------------
 
 
 def _wait_running(url: str, name: str, proc: subprocess.Popen, n: int, timeout: float = 180) -> list:
@@ -365,7 +365,7 @@ def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -
     assert t.state == TrialState.FAIL and t.user_attrs["error"] == "interrupted"
 
 
-# ---- D4: concurrent creators -----------------------------------------------------------------
+# ---- concurrent creators of one study ------------------------------------------------------------
 
 
 def _create_twice(root: Path, name: str, storage: list[str]) -> optuna.Study:
@@ -397,7 +397,7 @@ def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir:
             optuna.delete_study(study_name=name, storage=url)
 
 
-# ---- D5: one architecture, one training ------------------------------------------------------
+# ---- one architecture, one training --------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -495,7 +495,7 @@ def test_a_trainer_on_another_machine_with_a_lower_number_wins_at_the_next_evalu
     assert not _trained_twice(study)
 
 
-# ---- D6/D7: names and paths ----------------------------------------------------------------
+# ---- study names and paths -----------------------------------------------------------------------
 
 
 def _files(folder: Path) -> set[Path]:
@@ -534,7 +534,7 @@ def test_default_study_names_are_sanitised() -> None:
         assert check_study_name(name) == name and ".." not in name and "/" not in name
 
 
-# ---- D11 and 13.5: refused before a study exists -------------------------------------------------
+# ---- bad input refused before a study exists -----------------------------------------------------
 
 
 HUGE_SPACE = """\
@@ -610,7 +610,7 @@ def test_unusable_devices_are_refused_before_a_study_exists(trials_dir: Path, ca
     assert not trials_dir.exists()
 
 
-# ---- D12: every failure one line -----------------------------------------------------------
+# ---- every failure is one line -------------------------------------------------------------------
 
 
 def test_an_empty_study_db_is_refused_not_taken_for_a_new_study(trials_dir: Path, capsys) -> None:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "get_engine": "srnas.search.engines",
     "run_search": "srnas.search.engines",
     "Objective": "srnas.search.objective",
-    "Evaluation": "srnas.search.objective",
+    "ProxyEvaluation": "srnas.search.objective",
     "TRIAL_ATTRS": "srnas.search.objective",
     "TrialRunner": "srnas.search.trial",
     "resolve_search": "srnas.search.entry",

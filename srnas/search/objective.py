@@ -41,7 +41,7 @@ def check_data(spec: str, scales: Sequence[int]) -> None:
 
 
 @dataclasses.dataclass
-class Evaluation:
+class ProxyEvaluation:
     """What one evaluated config yields (an engine turns it into trial values and attributes)."""
 
     config: ArchConfig
@@ -57,7 +57,7 @@ class Objective:
     """Evaluates configs of ``space`` with a proxy ``schedule`` on loaded data.
 
     Engine-agnostic: `evaluate` takes a config and an ``on_eval(step, psnr)`` callback (Optuna
-    reports and prunes there) and returns an `Evaluation`. Data sets are loaded once per worker.
+    reports and prunes there) and returns a `ProxyEvaluation`. Data sets are loaded once per worker.
     """
 
     def __init__(self, space: SearchSpace, schedule: ProxySchedule, *, data: str = "demo",
@@ -107,7 +107,7 @@ class Objective:
         }
 
     def evaluate(self, cfg: ArchConfig, *, trial_seed: int, costs: ConfigCosts | None = None,
-                 on_eval: Callable[[int, float], None] | None = None) -> Evaluation:
+                 on_eval: Callable[[int, float], None] | None = None) -> ProxyEvaluation:
         """Train ``cfg`` with the proxy schedule and score it; ``costs`` (computed once by the
         caller, `SearchSpace.costs`) decide feasibility first: an infeasible config is not trained."""
         costs = costs or self.space.costs(cfg)
@@ -116,7 +116,7 @@ class Objective:
         if any(v > 0 for v in violations.values()):
             over = ", ".join(f"{k} exceeded by {v:,.0f}" for k, v in violations.items() if v > 0)
             attrs["infeasible"] = over
-            return Evaluation(cfg, attrs, None, violations)
+            return ProxyEvaluation(cfg, attrs, None, violations)
         t0 = time.perf_counter()
         result = self.fit(cfg, seed=trial_seed, on_eval=on_eval)
         final = result.final
@@ -150,7 +150,7 @@ class Objective:
         png = self._sample_image(result.model, cfg)
         # The sample image is one more evaluation forward pass: its time counts as validation.
         attrs["time_split"]["validate"] = round(attrs["time_split"]["validate"] + time.perf_counter() - t1, 4)
-        return Evaluation(cfg, attrs, values, violations, png, constraints)
+        return ProxyEvaluation(cfg, attrs, values, violations, png, constraints)
 
     def fit(self, cfg: ArchConfig, *, seed: int, on_eval: Callable[[int, float], None] | None = None) -> Any:
         """Train ``cfg`` with the proxy schedule (`srnas.train.Trainer.fit`'s result); where the
