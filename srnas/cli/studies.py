@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from srnas.cli._args import add_command, print_json, stdout_console
+from srnas.optuna_seams import storage_of
 
 
 def _register_studies(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def _studies(args: argparse.Namespace) -> int:
         from srnas.studies import StudyHome, redact, storage_location
 
         study = StudyHome(args.show).load(args.storage)
-        where = redact(args.storage) if args.storage else storage_location(study._storage)
+        where = redact(args.storage) if args.storage else storage_location(storage_of(study))
         overview = study_overview(study, location=where)
         if args.json:
             print_json(overview)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.outcomes import confirmed_records, count_trials, pareto_trials, reference_psnr, results_of_record
 from srnas.units import finite_or_none
+from srnas.optuna_seams import storage_of
 
 if TYPE_CHECKING:
     import optuna
@@ -103,7 +104,7 @@ def list_studies(root: Path | None = None, storage: str | None = None) -> list[d
         home = StudyHome(name, root)
         try:
             study = home.load()
-            out.append(study_overview(study, location=storage_location(study._storage)))
+            out.append(study_overview(study, location=storage_location(storage_of(study))))
         except SrnasError as exc:
             out.append({"study": name, "error": str(exc), "storage": str(home.db)})
     return out

@@ -34,6 +34,7 @@ from srnas.errors import SrnasError
 from srnas.outcomes import CONFIRMED_PREFIX, arch_of, pareto_trials, results_of_record
 from srnas.search.processes import worker_identity
 from srnas.search.session import StaleTrials
+from srnas.optuna_seams import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -131,7 +132,7 @@ class Confirmation:
             trial, arch, seed = unit
             key = f"{CLAIM_PREFIX}{arch}:{seed}"
             claim = {**worker_identity(), "heartbeat_at": round(time.time(), 1)}
-            storage, study_id = self.study._storage, self.study._study_id
+            storage, study_id = storage_of(self.study), study_id_of(self.study)
 
             def beat() -> None:
                 # Runs only inside this iteration's `with Heartbeat`, so the loop's current values.
@@ -151,7 +152,7 @@ class Confirmation:
         attrs = self.study.user_attrs
         held = [types.SimpleNamespace(_trial_id=f"{CLAIM_PREFIX}{a}:{s}", user_attrs=attrs[f"{CLAIM_PREFIX}{a}:{s}"])
                 for _, a, s in todo if isinstance(attrs.get(f"{CLAIM_PREFIX}{a}:{s}"), dict)]
-        stale = {c._trial_id for c, _ in self._stale.find(held)}
+        stale = {trial_id_of(c) for c, _ in self._stale.find(held)}
         for trial, arch, seed in todo:
             key = f"{CLAIM_PREFIX}{arch}:{seed}"
             if key in stale or not isinstance(attrs.get(key), dict):

@@ -41,6 +41,7 @@ from srnas.search.session import Session
 from srnas.search.settings import SearchSettings
 from srnas.search.trial import MAX_CONSECUTIVE_FAILURES
 from srnas.space import SearchSpace
+from srnas.optuna_seams import trial_id_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -211,7 +212,7 @@ class TrialRecorder:
             user_attrs=attrs))
         for t in reversed(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
             if t.user_attrs.get("nni_trial") == attrs["nni_trial"]:
-                return optuna.trial.Trial(self.study, t._trial_id)
+                return optuna.trial.Trial(self.study, trial_id_of(t))
         raise SrnasError(f"study {self.study.study_name!r}: the trial just added for {cfg.arch_id} is gone")
 
     def next_label(self) -> str:

@@ -29,6 +29,7 @@ from srnas.search.sampling import make_pruner, make_sampler, make_sampler_for_wo
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings, auto_workers, expand_devices
 from srnas.studies import storage_errors
+from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,7 +118,7 @@ class Worker:
         (`srnas.search.confirm`) once the search is over; returns how many trials this worker
         finished. A full disk or an unusable storage ends it with one line naming the file
         (`storage_errors`)."""
-        with storage_errors(self.study._storage):
+        with storage_errors(storage_of(self.study)):
             done = self._run()
             if self.settings.confirm and self._search_over():
                 from srnas.search.confirm import Confirmation
@@ -163,7 +164,7 @@ class Worker:
                       "stopping (the space looks exhausted for this sampler; try --sampler random)", file=sys.stderr)
                 return done
             if self.on_trial_end is not None:
-                self.on_trial_end(self.study._storage.get_trial(trial._trial_id))
+                self.on_trial_end(storage_of(self.study).get_trial(trial_id_of(trial)))
 
 
 class OptunaEngine:

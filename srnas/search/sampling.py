@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from srnas.space import FixedChooser, SearchSpace
+from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -217,4 +218,4 @@ class DistinctSampler(optuna.samplers.BaseSampler):
 
     @staticmethod
     def _note(study: "optuna.Study", trial: "FrozenTrial", how: str) -> None:
-        study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, how)
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), PROPOSAL_ATTR, how)

@@ -55,6 +55,7 @@ from srnas.studies import (
     storage_lock,
 )
 from srnas.train.schedules import PROXY_FIDELITIES, ProxySchedule, Schedule, get_schedule
+from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:
     import optuna
@@ -91,7 +92,7 @@ class StaleTrials:
         host, ns, now = socket.gethostname(), pid_namespace(), time.monotonic()
         out, seen = [], set()
         for t in running:
-            seen.add(t._trial_id)
+            seen.add(trial_id_of(t))
             worker = t.user_attrs.get("worker")
             w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
             # A PID is checked only in the worker's own namespace (containers share hostnames);
@@ -102,9 +103,9 @@ class StaleTrials:
                     out.append((t, f"worker {worker} died (killed?)"))
                 continue
             beat = t.user_attrs.get("heartbeat_at")
-            since = self._since.get(t._trial_id)
+            since = self._since.get(trial_id_of(t))
             if since is None or since[0] != beat:
-                self._since[t._trial_id] = (beat, now)
+                self._since[trial_id_of(t)] = (beat, now)
             elif now - since[1] >= self.grace:
                 out.append((t, f"worker {worker or '(unknown)'} sent no heartbeat for {self.grace:.0f} s "
                                "(its machine is down, or it was killed)"))
@@ -289,7 +290,7 @@ class Session:
         schedule = resolve_proxy(settings, space)
         home = StudyHome(settings.resolved_study(space.name), settings.root_path())
         study = home.load(settings.storage)
-        with storage_errors(study._storage):
+        with storage_errors(storage_of(study)):
             study.user_attrs  # noqa: B018  (a broken storage fails here, with one line)
         return cls(settings, space, schedule, home, study)
 

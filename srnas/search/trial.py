@@ -30,6 +30,7 @@ from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
 from srnas.space import SearchSpace
 from srnas.studies import HEARTBEAT_INTERVAL, open_artifact_store, storage_failure, storage_location
+from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:
     import optuna
@@ -59,10 +60,10 @@ def fail_and_retry(study: "optuna.Study", t: Any, reason: str) -> bool:
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage
+    storage = storage_of(study)
     try:
-        storage.set_trial_user_attr(t._trial_id, "error", reason)
-        if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+        storage.set_trial_user_attr(trial_id_of(t), "error", reason)
+        if not storage.set_trial_state_values(trial_id_of(t), state=TrialState.FAIL):
             return False
     except Exception:  # finished meanwhile, or failed by another worker first
         return False
@@ -199,7 +200,7 @@ class TrialRunner:
         from optuna.trial import TrialState
 
         trial.set_user_attr("waiting_for", holder.number)
-        while self.study._storage.get_trial(holder._trial_id).state == TrialState.RUNNING:
+        while storage_of(self.study).get_trial(trial_id_of(holder)).state == TrialState.RUNNING:
             time.sleep(WAIT_POLL_S)
             if self.on_wait is not None:
                 self.on_wait()
@@ -266,7 +267,7 @@ class TrialRunner:
 
         t0 = time.perf_counter()
         try:
-            with Heartbeat.for_trial(self.study._storage, trial._trial_id, self.heartbeat):
+            with Heartbeat.for_trial(storage_of(self.study), trial_id_of(trial), self.heartbeat):
                 waited = False
                 while True:
                     reuse = self.find_previous(cfg.arch_id)
@@ -317,7 +318,7 @@ class TrialRunner:
             raise
         except Exception as exc:
             self._remove_samples(cfg)
-            failure = storage_failure(exc, storage_location(self.study._storage))
+            failure = storage_failure(exc, storage_location(storage_of(self.study)))
             if failure is not None:  # a full disk: no later trial can be recorded either
                 self.fail(trial, str(failure))
                 raise failure from None
@@ -420,7 +421,7 @@ class TrialRunner:
         """Fail the interrupted ``trial`` and enqueue its parameters again (best effort: a trial
         left RUNNING is failed and retried by the next worker that looks, `StaleTrials`)."""
         try:
-            frozen = self.study._storage.get_trial(trial._trial_id)
+            frozen = storage_of(self.study).get_trial(trial_id_of(trial))
             fail_and_retry(self.study, frozen, "interrupted: its worker was stopped (retried by another worker)")
         except Exception:
             pass

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.errors import ConfigError, SrnasError, StudyError
+from srnas.optuna_seams import storage_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -226,7 +227,7 @@ def run_worker(study: str, storage: str | None = None, *, root: str | Path | Non
                           "workers only (NNI runs its strategy in one process: srnas search --study NAME)")
     session = Session.attach(settings)
     refuse_network_sqlite(settings.storage or session.home.default_storage_url)
-    with storage_errors(session.study._storage):
+    with storage_errors(storage_of(session.study)):
         check_joinable(session)
         if session.budget_left() == 0:  # a late task of an array: its job is done
             console.print(f"study {session.name!r}: nothing to do, {session.end_note()}")
