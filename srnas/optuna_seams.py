@@ -27,9 +27,9 @@ def storage_of(study: Any) -> "BaseStorage":
 
 def study_id_of(study: Any) -> int:
     """The storage's id of an `optuna.Study`."""
-    return int(study._study_id)
+    return study._study_id
 
 
 def trial_id_of(trial: Any) -> int:
     """The storage's id of an `optuna.Trial` or `optuna.trial.FrozenTrial` (not its ``number``)."""
-    return int(trial._trial_id)
+    return trial._trial_id
