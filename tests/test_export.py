@@ -50,6 +50,17 @@ def _fake_retrain(root: Path, study: str, cfg: ArchConfig, seed: int = 0, *, fin
     return state
 
 
+def _one_trial_study(root: Path, name: str, cfg: ArchConfig) -> optuna.Study:
+    """A study of the demo data holding one COMPLETE trial of ``cfg`` (PSNR 31.0)."""
+    (root / name).mkdir(parents=True)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{root / name / 'study.db'}", direction="maximize")
+    study.set_user_attr("data", "demo")
+    study.add_trial(create_trial(value=31.0, user_attrs={
+        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
+        "mult_adds": max(count_mult_adds(cfg, scale=s) for s in cfg.scales), "psnr": 31.0, "protocol": "benchmark"}))
+    return study
+
+
 def test_export_trial_rebuilds_same_architecture(trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     study = build_study(trials_dir, "hand")
     trial = _complete(study)[2]
@@ -148,13 +159,7 @@ def test_every_block_type_exports_to_onnx(block_name: str, tmp_path: Path) -> No
 
 def test_export_mdsr_writes_one_onnx_per_scale(trials_dir: Path, tmp_path: Path) -> None:
     cfg = ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=1, n_feats=8, head_blocks=1, head_kernel=3)
-    (trials_dir / "m").mkdir(parents=True)
-    study = optuna.create_study(study_name="m", storage=f"sqlite:///{trials_dir / 'm' / 'study.db'}",
-                                direction="maximize")
-    study.set_user_attr("data", "demo")
-    study.add_trial(create_trial(value=31.0, user_attrs={
-        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
-        "mult_adds": max(count_mult_adds(cfg, scale=s) for s in cfg.scales), "psnr": 31.0, "protocol": "benchmark"}))
+    _one_trial_study(trials_dir, "m", cfg)
     [item] = export_study("m", tmp_path / "out", top=1, formats=["json", "onnx"])
     assert {"model-untrained-random-init_x2.onnx", "model-untrained-random-init_x3.onnx"} <= set(item.files)
     assert ArchConfig.load(item.folder / "config.json") == cfg
@@ -336,13 +341,7 @@ def test_untrained_card_has_no_model_index_and_a_runnable_snippet(trials_dir: Pa
 
 def test_mdsr_card_has_one_result_per_scale(trials_dir: Path, tmp_path: Path) -> None:
     cfg = ArchConfig(family="mdsr", scales=(2, 3), n_resblocks=1, n_feats=8, head_blocks=1, head_kernel=3)
-    (trials_dir / "m").mkdir(parents=True)
-    study = optuna.create_study(study_name="m", storage=f"sqlite:///{trials_dir / 'm' / 'study.db'}",
-                                direction="maximize")
-    study.set_user_attr("data", "demo")
-    study.add_trial(create_trial(value=31.0, user_attrs={
-        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
-        "mult_adds": max(count_mult_adds(cfg, scale=s) for s in cfg.scales), "psnr": 31.0, "protocol": "benchmark"}))
+    _one_trial_study(trials_dir, "m", cfg)
     final = {"psnr": 31.0, "ssim": 0.9, "protocol": "benchmark", "scale": [2, 3], "scales": [2, 3], "val_set": "demo-val",
              "per_scale": {"2": {"psnr": 33.0, "ssim": 0.92}, "3": {"psnr": 29.0, "ssim": None}}}
     state = _fake_retrain(trials_dir, "m", cfg, final=final)
@@ -373,13 +372,7 @@ def test_reparameterisable_net_exports_and_loads_its_fused_form(trials_dir: Path
     from srnas.arch import fuse
 
     cfg = ArchConfig(n_resblocks=2, n_feats=8, kernel_sizes=(3, 5), block="repconv")
-    (trials_dir / "rep").mkdir(parents=True)
-    study = optuna.create_study(study_name="rep", storage=f"sqlite:///{trials_dir / 'rep' / 'study.db'}",
-                                direction="maximize")
-    study.set_user_attr("data", "demo")
-    study.add_trial(create_trial(value=31.0, user_attrs={
-        "config": cfg.to_dict(), "arch_id": cfg.arch_id, "params": count_params(cfg),
-        "mult_adds": count_mult_adds(cfg), "psnr": 31.0, "protocol": "benchmark"}))
+    _one_trial_study(trials_dir, "rep", cfg)
     state = _fake_retrain(trials_dir, "rep", cfg)
     [item] = export_study("rep", tmp_path / "out", top=1, formats="yaml,pt,onnx")
     meta = json.loads((item.folder / "metadata.json").read_text())
