@@ -46,3 +46,10 @@ class WriteError(SrnasError, OSError):
 
 class StorageFullError(WriteError):
     """The disk or quota filled up while writing; the previous file, if any, is unchanged."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a database driver's own one where SQLAlchemy
+    wraps it as ``orig``), or its type's name when it has none."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

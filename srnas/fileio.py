@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -241,3 +242,32 @@ def _reraise(target: Path, exc: BaseException) -> NoReturn:
     if os_error is not None and (isinstance(exc, OSError) or os_error.errno in _FULL):
         raise _error(target, os_error) from None
     raise exc
+
+
+#: The mount table `filesystem_of` reads.
+MOUNTS = Path("/proc/mounts")
+
+
+def _unescape_mount(text: str) -> str:
+    """A mount point as /proc/mounts writes it (space, tab, newline, backslash as octal escapes)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def filesystem_of(path: Path | str) -> tuple[str, str] | None:
+    """(type, mount point) of the file system that holds ``path`` (which need not exist yet),
+    from the mount table `MOUNTS`; None where the table cannot be read."""
+    try:
+        table = MOUNTS.read_text(errors="replace")
+    except OSError:
+        return None
+    target = Path(os.path.abspath(os.path.realpath(path)))
+    found: tuple[str, str] | None = None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(_unescape_mount(fields[1]))
+        # The deepest mount point above the path wins; of equal ones the last mounted.
+        if (point == target or point in target.parents) and (found is None or len(str(point)) >= len(found[1])):
+            found = (fields[2], str(point))
+    return found

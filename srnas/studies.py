@@ -25,12 +25,12 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.errors import SrnasError, StorageFullError, StudyError, WriteError
-from srnas.fileio import atomic_write_bytes, write_error
+from srnas.errors import SrnasError, StorageFullError, StudyError, WriteError, first_line
+from srnas.fileio import atomic_write_bytes, filesystem_of, write_error
 
 if TYPE_CHECKING:
     import optuna
@@ -237,35 +237,6 @@ NETWORK_FILESYSTEMS = frozenset({
     "fuse.glusterfs", "beegfs", "fuse.sshfs", "sshfs", "afs", "ocfs2", "gfs2", "panfs", "wekafs", "fuse.juicefs",
     "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "davfs", "fuse.davfs2",
 })
-#: The mount table `filesystem_of` reads.
-MOUNTS = Path("/proc/mounts")
-
-
-def _unescape_mount(text: str) -> str:
-    """A mount point as /proc/mounts writes it (space, tab, newline, backslash as octal escapes)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def filesystem_of(path: Path | str) -> tuple[str, str] | None:
-    """(type, mount point) of the file system that holds ``path`` (which need not exist yet),
-    from the mount table `MOUNTS`; None where the table cannot be read."""
-    try:
-        table = MOUNTS.read_text(errors="replace")
-    except OSError:
-        return None
-    target = Path(os.path.abspath(os.path.realpath(path)))
-    found: tuple[str, str] | None = None
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        point = Path(_unescape_mount(fields[1]))
-        # The deepest mount point above the path wins; of equal ones the last mounted.
-        if (point == target or point in target.parents) and (found is None or len(str(point)) >= len(found[1])):
-            found = (fields[2], str(point))
-    return found
-
-
 def refuse_network_sqlite(url: str) -> None:
     """`StudyError` (one line, naming the way out) when ``url`` is a SQLite file on a network
     file system (`NETWORK_FILESYSTEMS`): workers that write to it from several processes or
@@ -302,7 +273,7 @@ def grpc_address(url: str) -> tuple[str, int]:
 
 
 def _grpc_storage(url: str) -> Any:
-    """A client of Optuna's gRPC storage proxy (`serve_storage_proxy`) at ``url``, once it answers."""
+    """A client of Optuna's gRPC storage proxy (`srnas.storage_proxy.serve_storage_proxy`) at ``url``, once it answers."""
     host, port = grpc_address(url)
     try:
         import grpc  # noqa: F401  (optuna imports it lazily, with a less helpful error)
@@ -323,46 +294,13 @@ def _grpc_storage(url: str) -> Any:
     return proxy
 
 
-def serve_storage_proxy(url: str, *, host: str = "127.0.0.1", port: int = 13000, threads: int = 10,
-                        announce: Any = print) -> None:
-    """Serve the storage ``url`` (PostgreSQL, MySQL or SQLite; not a journal file) through
-    Optuna's gRPC storage proxy on ``host:port`` until interrupted; workers then use
-    ``--storage grpc://HOST:PORT``, so that hundreds of them share a handful of database
-    connections. ``announce`` receives the line saying where it listens."""
-    if is_journal_url(url) or is_grpc_url(url):
-        raise StudyError(f"--storage {redact(url)}: the gRPC storage proxy serves a database (PostgreSQL, MySQL, "
-                         "SQLite), not a journal file or another proxy (Optuna supports no other)")
-    storage = open_storage(url)
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
-    from optuna.storages._grpc.auto_generated import api_pb2_grpc  # what run_grpc_proxy_server builds
-    from optuna.storages._grpc.servicer import OptunaStorageProxyService
-
-    # No SO_REUSEPORT (gRPC's default): a second proxy on a port in use must fail, not share it.
-    server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0)])
-    api_pb2_grpc.add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
-    try:
-        server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:
-        raise StudyError(f"srnas storage-proxy: cannot listen on {host}:{port} ({exc}); is another process using "
-                         "that port? pass --port") from None
-    server.start()
-    announce(f"serving {storage_location(storage)} on grpc://{host}:{port} (workers: --storage grpc://{host}:{port}; "
-             "Ctrl-C ends it)")
-    try:
-        server.wait_for_termination()
-    finally:
-        server.stop(grace=5)
-
-
 def open_storage(url: str) -> Any:
     """An Optuna storage for ``url``.
 
     Journal files (``journal:PATH`` or a path ending in ``.log``/``.jsonl``) use `JournalFile`
     (torn records repaired, all-or-nothing writes). RDB URLs (SQLite, PostgreSQL, MySQL) are
     opened again when another process is creating their tables at that moment;
-    ``grpc://HOST:PORT`` is a client of the gRPC storage proxy (`serve_storage_proxy`). Every
+    ``grpc://HOST:PORT`` is a client of the gRPC storage proxy (`srnas.storage_proxy.serve_storage_proxy`). Every
     failure becomes one line naming the URL (its password hidden). Stale trials are srnas's
     business (``heartbeat_at``, `srnas.search.session`), not Optuna's RDB heartbeat.
     """
@@ -413,22 +351,17 @@ def open_storage(url: str) -> Any:
             failure = storage_failure(exc, sqlite_path(url) or redact(url))
             if failure is not None:
                 raise failure from None
-            first = _first_line(exc)
+            first = first_line(exc)
             if "Failed to import DB access module" in first or "No module named" in first:
                 raise StudyError(f"storage {redact(url)}: database driver missing; {_driver_hint(url)}") from None
             raise StudyError(f"storage {redact(url)}: cannot connect ({type(exc).__name__}: {first})") from None
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _creation_race(exc: BaseException) -> bool:
     """Whether ``exc`` comes from another process creating the same tables at the same time
     (Optuna creates them and stamps the alembic version on first use)."""
-    text = _first_line(exc).lower()
+    text = first_line(exc).lower()
     return type(exc).__name__ == "IntegrityError" or "already exists" in text or "duplicate key" in text
 
 
@@ -543,141 +476,3 @@ def storage_lock(storage: Any, name: str) -> Iterator[None]:
             else:
                 conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": f"srnas-{key}"})
             conn.commit()
-
-
-# ---- artifact stores ----------------------------------------------------------------------
-
-#: The user attribute in which a study records a non-default artifact store (``--artifacts``).
-ARTIFACTS_ATTR = "artifacts"
-
-
-def is_s3_url(location: str | Path) -> bool:
-    return isinstance(location, str) and location.startswith("s3://")
-
-
-def normalize_artifact_location(location: str | Path) -> str:
-    """``--artifacts`` as recorded in a study: ``s3://bucket[/prefix]`` unchanged (no trailing
-    ``/``), a folder (or ``file://`` URL) as an absolute path, so that every worker and reader
-    of a shared file system finds the same folder."""
-    text = str(location).strip()
-    if is_s3_url(text):
-        bucket, _, prefix = text.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise StudyError(f"--artifacts {text!r}: no bucket; expected s3://BUCKET or s3://BUCKET/PREFIX")
-        return f"s3://{bucket}/{prefix.strip('/')}".rstrip("/")
-    if "://" in text and not text.startswith("file://"):
-        raise StudyError(f"--artifacts {text!r}: expected a folder, file:///PATH or s3://BUCKET/PREFIX")
-    if not text.removeprefix("file://"):
-        raise StudyError("--artifacts is empty; give a folder or s3://BUCKET/PREFIX")
-    return str(Path(text.removeprefix("file://")).expanduser().resolve())
-
-
-def artifact_location(user_attrs: Mapping[str, Any], home: StudyHome) -> str:
-    """Where a study keeps its artifacts: the store it recorded (``--artifacts``, in its
-    ``user_attrs``), else its folder's ``artifacts/``. Every writer and reader (workers,
-    report, dashboard) asks here."""
-    recorded = user_attrs.get(ARTIFACTS_ATTR)
-    return str(recorded) if recorded else str(home.artifacts)
-
-
-class ArtifactStore:
-    """Optuna's artifact-store protocol (``open_reader``, ``write``, ``remove``) on a folder or an
-    S3 prefix; ``written`` is the id of the last artifact written (so that a failed upload can
-    remove it) and ``location`` says where the store is. Build it with `open_artifact_store`."""
-
-    def __init__(self, location: str, backend: Any, prefix: str = "") -> None:
-        self.location = location
-        self.backend = backend
-        self.prefix = prefix
-        self.written: str | None = None
-
-    def __repr__(self) -> str:
-        return f"ArtifactStore({self.location!r})"
-
-    def open_reader(self, artifact_id: str) -> Any:
-        return self.backend.open_reader(self.prefix + artifact_id)
-
-    def write(self, artifact_id: str, content_body: Any) -> None:
-        self.backend.write(self.prefix + artifact_id, content_body)
-        self.written = artifact_id
-
-    def remove(self, artifact_id: str) -> None:
-        self.backend.remove(self.prefix + artifact_id)
-
-
-def _folder_backend(base: Path) -> Any:
-    """Optuna's file-system artifact store writing each artifact atomically (`atomic_write`:
-    the file appears whole or not at all, with the umask's mode; a full disk is one line)."""
-    import shutil
-
-    from optuna.artifacts import FileSystemArtifactStore
-
-    from srnas.fileio import atomic_write
-
-    class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
-        def write(self, artifact_id: str, content_body: Any) -> None:
-            atomic_write(self._get_filepath(artifact_id), lambda handle: shutil.copyfileobj(content_body, handle))
-
-    return AtomicFileSystemArtifactStore(base)
-
-
-#: Seconds an S3 call may wait to connect, and for an answer, before it counts as failed.
-S3_TIMEOUT_S = 10
-
-
-def _s3_client() -> Any:
-    """A boto3 S3 client configured the AWS way (credentials, region and ``AWS_ENDPOINT_URL``
-    for an S3-compatible server such as MinIO come from the environment or ~/.aws)."""
-    try:
-        import boto3
-    except ImportError:
-        from srnas.errors import MissingExtraError
-
-        raise MissingExtraError("boto3", "s3", "an s3:// artifact store") from None
-    from botocore.config import Config
-
-    # Bounded: an endpoint that accepts and never answers fails in seconds, not minutes.
-    return boto3.client("s3", config=Config(connect_timeout=S3_TIMEOUT_S, read_timeout=S3_TIMEOUT_S,
-                                            retries={"max_attempts": 3, "mode": "standard"}))
-
-
-def open_artifact_store(location: str | Path) -> ArtifactStore:
-    """The artifact store at ``location``: a folder (created on the first write), or
-    ``s3://BUCKET[/PREFIX]`` through Optuna's `Boto3ArtifactStore` (``pip install
-    'srnas[s3]'``; keys are ``PREFIX/<artifact id>``)."""
-    text = str(location)
-    if is_s3_url(text):
-        client = _s3_client()  # before Optuna's module: it remembers a failed boto3 import for good
-        from optuna.artifacts import Boto3ArtifactStore
-
-        bucket, _, prefix = text.removeprefix("s3://").partition("/")
-        prefix = prefix.strip("/")
-        # avoid_buf_copy=False: boto3's upload_fileobj may close the file it is given.
-        return ArtifactStore(text, Boto3ArtifactStore(bucket, client=client), f"{prefix}/" if prefix else "")
-    return ArtifactStore(text, _folder_backend(Path(text.removeprefix("file://"))))
-
-
-def check_artifact_store(location: str) -> None:
-    """One `StudyError` line when the store at ``location`` cannot be used (no bucket, no
-    credentials, endpoint unreachable, a folder that cannot be created), before a search
-    writes anything there."""
-    if not is_s3_url(location):
-        folder = Path(location.removeprefix("file://"))
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise write_error(folder, exc) from None
-        if not os.access(folder, os.W_OK):
-            raise StudyError(f"--artifacts {folder}: folder not writable")
-        return
-    store = open_artifact_store(location)
-    try:
-        store.backend.client.head_bucket(Bucket=store.backend.bucket)
-    except Exception as exc:  # botocore: NoCredentialsError, ClientError (404, 403), EndpointConnectionError
-        response = getattr(exc, "response", None)
-        code = (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
-        why = {"404": "no such bucket", "NoSuchBucket": "no such bucket", "403": "access denied",
-               "AccessDenied": "access denied"}.get(str(code), _first_line(exc))
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
-        raise StudyError(f"--artifacts {location}: {why} (endpoint {endpoint}; credentials and AWS_ENDPOINT_URL "
-                         "come from the environment or ~/.aws)") from None

@@ -13,7 +13,8 @@ import pytest
 
 from srnas.cli import main
 from srnas.errors import MissingExtraError
-from srnas.studies import StudyError, StudyHome, normalize_artifact_location, open_artifact_store
+from srnas.studies import StudyError, StudyHome
+from srnas.artifacts import normalize_artifact_location, open_artifact_store
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,7 @@ def test_s3_store_serves_search_report_and_dashboard(trials_dir: Path, s3, capsy
     import urllib.request
 
     from srnas.results.dashboard import make_dashboard_server
-    from srnas.studies import artifact_location
+    from srnas.artifacts import artifact_location
 
     assert main(["search", "--confirm", "0", "--study", "on-s3", "--artifacts", "s3://shared/runs/one/", *FAST]) == 0
     home = StudyHome("on-s3")
@@ -145,7 +146,7 @@ def test_s3_down_mid_search_costs_the_images_never_the_results(trials_dir: Path,
     trial is recorded with its result, says why its image is missing, and the report names them."""
     import socket
 
-    from srnas import studies
+    from srnas import artifacts
     from srnas.search import trial as trial_module
 
     assert main(["search", "--confirm", "0", "--study", "down", "--artifacts", "s3://shared/down", *FAST]) == 0
@@ -157,7 +158,7 @@ def test_s3_down_mid_search_costs_the_images_never_the_results(trials_dir: Path,
     def store_gone(location: str) -> object:
         with monkeypatch.context() as m:
             m.setenv("AWS_ENDPOINT_URL", dead)
-            return studies.open_artifact_store(location)
+            return artifacts.open_artifact_store(location)
 
     monkeypatch.setattr(trial_module, "open_artifact_store", store_gone)
     monkeypatch.setattr(trial_module, "UPLOAD_WAIT_S", 0.0)

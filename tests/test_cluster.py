@@ -275,6 +275,7 @@ def test_submitit_local_executor_runs_the_recipe_to_an_exact_budget(trials_dir: 
 
 
 def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import srnas.fileio as fileio
     import srnas.studies as studies
 
     table = tmp_path / "mounts"
@@ -282,11 +283,11 @@ def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch
                      f"server:/export {tmp_path}/shared nfs4 rw,relatime 0 0\n"
                      f"//nas/share {tmp_path}/with\\040space cifs rw 0 0\n"
                      f"tmpfs {tmp_path}/shared/local tmpfs rw 0 0\n")
-    monkeypatch.setattr(studies, "MOUNTS", table)
-    assert studies.filesystem_of(tmp_path / "shared" / "a" / "study.db") == ("nfs4", f"{tmp_path}/shared")
-    assert studies.filesystem_of(tmp_path / "shared" / "local" / "study.db")[0] == "tmpfs"
-    assert studies.filesystem_of(tmp_path / "with space" / "study.db")[0] == "cifs"
-    assert studies.filesystem_of(tmp_path / "sharedx" / "study.db") == ("ext4", "/")
+    monkeypatch.setattr(fileio, "MOUNTS", table)
+    assert fileio.filesystem_of(tmp_path / "shared" / "a" / "study.db") == ("nfs4", f"{tmp_path}/shared")
+    assert fileio.filesystem_of(tmp_path / "shared" / "local" / "study.db")[0] == "tmpfs"
+    assert fileio.filesystem_of(tmp_path / "with space" / "study.db")[0] == "cifs"
+    assert fileio.filesystem_of(tmp_path / "sharedx" / "study.db") == ("ext4", "/")
     with pytest.raises(studies.StudyError, match=r"network file system \(nfs4.*PostgreSQL.*storage-proxy"):
         studies.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/study.db")
     studies.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/local/study.db")
@@ -296,19 +297,19 @@ def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch
 
 def test_sqlite_on_a_network_file_system_is_refused_before_anything_is_written(
         trials_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import srnas.studies as studies
+    import srnas.fileio as fileio
 
     table = tmp_path / "mounts"
     table.write_text(f"rootfs / ext4 rw 0 0\nfs:/trials {trials_dir} lustre rw 0 0\n")
-    monkeypatch.setattr(studies, "MOUNTS", table)
+    monkeypatch.setattr(fileio, "MOUNTS", table)
     assert main(["search", "--study", "nfs", "--budget", "1", *CREATE]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lustre" in err[0] and "postgresql" in err[0] and "grpc://" in err[0], err
     assert not (trials_dir / "nfs" / "study.db").exists()
     # A worker on such a study (created on a local disk, then moved) is refused the same way.
-    monkeypatch.setattr(studies, "MOUNTS", tmp_path / "absent")
+    monkeypatch.setattr(fileio, "MOUNTS", tmp_path / "absent")
     assert main(["search", "--study", "nfs", "--budget", "1", *CREATE, "--create-only"]) == 0
-    monkeypatch.setattr(studies, "MOUNTS", table)
+    monkeypatch.setattr(fileio, "MOUNTS", table)
     capsys.readouterr()
     assert main(["worker", "--study", "nfs", "--no-progress"]) == 2
     assert "network file system (lustre" in capsys.readouterr().err
@@ -318,7 +319,8 @@ def test_sqlite_on_a_network_file_system_is_refused_before_anything_is_written(
 
 
 def test_grpc_urls_and_proxy_refusals(tmp_path: Path) -> None:
-    from srnas.studies import StudyError, grpc_address, serve_storage_proxy
+    from srnas.storage_proxy import serve_storage_proxy
+    from srnas.studies import StudyError, grpc_address
 
     assert grpc_address("grpc://node-3.cluster:13000") == ("node-3.cluster", 13000)
     assert grpc_address("grpc://[::1]:50051/") == ("::1", 50051)

@@ -66,7 +66,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _storage_proxy(args: argparse.Namespace) -> int:
-    from srnas.studies import serve_storage_proxy
+    from srnas.storage_proxy import serve_storage_proxy
 
     serve_storage_proxy(args.storage, host=args.host, port=args.port, threads=args.threads,
                         announce=lambda line: print(line, flush=True))

@@ -42,7 +42,8 @@ from optuna.storages import BaseStorage
 from srnas.errors import SrnasError
 
 if TYPE_CHECKING:
-    from srnas.studies import ArtifactStore, StudyHome
+    from srnas.studies import StudyHome
+    from srnas.artifacts import ArtifactStore
 
 #: Methods that never change a study or its artifacts.
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -266,8 +267,8 @@ class StudiesStorage(BaseStorage):
             return None
 
     def artifact_store(self, study_id: int) -> "ArtifactStore | None":
-        """The artifact store of a study (`srnas.studies.artifact_location`)."""
-        from srnas.studies import artifact_location, open_artifact_store
+        """The artifact store of a study (`srnas.artifacts.artifact_location`)."""
+        from srnas.artifacts import artifact_location, open_artifact_store
 
         home = self.home_of(study_id)
         attrs = self.get_study_user_attrs(study_id)
@@ -478,7 +479,7 @@ def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | N
     one :class:`DashboardError` line."""
     from optuna_dashboard import wsgi
 
-    from srnas.studies import is_s3_url, open_artifact_store
+    from srnas.artifacts import is_s3_url, open_artifact_store
 
     if not 0 <= port <= 65535:
         raise DashboardError(f"--port {port} is not a TCP port; use 1..65535")
@@ -525,7 +526,8 @@ def serve_dashboard(study_name: str | None, storage: str | None = None, *, host:
     side by side (or every study of ``storage``), until Ctrl-C; ``announce`` gets the line with
     the URL once the port is bound. Unknown study, busy port, ...: one :class:`SrnasError`
     line."""
-    from srnas.studies import StudyHome, artifact_location, trials_root
+    from srnas.studies import StudyHome, trials_root
+    from srnas.artifacts import artifact_location
 
     base = Path(root) if root is not None else trials_root()
     if study_name is None:

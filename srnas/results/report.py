@@ -473,11 +473,11 @@ def _best_table(frame: "pd.DataFrame", top: int) -> str:
 def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
     """The LR | SR | HR strips of the best ``k`` architectures that have one, embedded as
     data: URIs (the file stays self-contained); a note when there are none. ``artifacts``: the
-    study's store (a folder or ``s3://bucket/prefix``, `srnas.studies.artifact_location`)."""
+    study's store (a folder or ``s3://bucket/prefix``, `srnas.artifacts.artifact_location`)."""
     import base64
     import re
 
-    from srnas.studies import is_s3_url, open_artifact_store
+    from srnas.artifacts import is_s3_url, open_artifact_store
 
     if k <= 0:
         return _note("Sample images not embedded (--samples 0).", "samples-note")
@@ -696,7 +696,8 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     """
     from srnas._version import __version__
     from srnas.fileio import atomic_write_text
-    from srnas.studies import StudyHome, artifact_location
+    from srnas.studies import StudyHome
+    from srnas.artifacts import artifact_location
 
     home = StudyHome(study_name, root)
     study = home.load(storage)

@@ -43,13 +43,10 @@ from srnas.search.processes import pid_namespace, worker_alive, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
+from srnas.artifacts import ARTIFACTS_ATTR, artifact_location, check_artifact_store, normalize_artifact_location
 from srnas.studies import (
-    ARTIFACTS_ATTR,
     StudyError,
     StudyHome,
-    artifact_location,
-    check_artifact_store,
-    normalize_artifact_location,
     refuse_network_sqlite,
     storage_errors,
     storage_lock,
@@ -399,7 +396,7 @@ class Session:
 
     @property
     def artifacts(self) -> str:
-        """The artifact store of this search (`srnas.studies.artifact_location`)."""
+        """The artifact store of this search (`srnas.artifacts.artifact_location`)."""
         return self.settings.artifacts or artifact_location(self.study.user_attrs, self.home)
 
     # ---- accounting ------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from srnas.outcomes import pruned_at_last_step
 from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
 from srnas.space import SearchSpace
-from srnas.studies import HEARTBEAT_INTERVAL, open_artifact_store, storage_failure, storage_location
+from srnas.studies import HEARTBEAT_INTERVAL, storage_failure, storage_location
+from srnas.artifacts import open_artifact_store
 from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:
