@@ -209,7 +209,7 @@ def _fake_trial(number: int, **attrs) -> types.SimpleNamespace:
 
 
 def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
-    from srnas.search.session import StaleTrials
+    from srnas.search.processes import StaleTrials
 
     host = socket.gethostname()
     me = f"{host}:{os.getpid()}"

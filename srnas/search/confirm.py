@@ -33,7 +33,7 @@ from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError
 from srnas.outcomes import CONFIRMED_PREFIX, arch_of, pareto_trials, results_of_record
 from srnas.search.processes import worker_identity
-from srnas.search.session import StaleTrials
+from srnas.search.processes import StaleTrials
 from srnas.optuna_seams import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:

@@ -20,8 +20,12 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+from srnas.optuna_seams import trial_id_of
 
 #: Seconds between two looks of the parent watch.
 PARENT_POLL_S = 1.0
@@ -162,3 +166,45 @@ def terminate_as_interrupt(*, once: bool = False) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class StaleTrials:
+    """Finds RUNNING trials whose worker is gone; one per process, since it remembers since when
+    each trial's heartbeat has stood still.
+
+    A trial is stale at once when its worker ran on this machine, in this PID namespace, and its
+    PID is gone or now belongs to another process (a container on the same host has its own
+    namespace, so its PIDs are never looked up here); otherwise once its ``heartbeat_at`` has not
+    moved for ``grace`` seconds (twice the search's heartbeat, 40 s by default). Only how long a
+    value stays the same is measured, on this machine's clock, so clocks of other machines need
+    not agree."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._since: dict[int, tuple[Any, float]] = {}
+
+    def find(self, running: Iterable[Any]) -> list[tuple[Any, str]]:
+        """(trial, reason) for each trial of ``running`` that is stale now."""
+        host, ns, now = socket.gethostname(), pid_namespace(), time.monotonic()
+        out, seen = [], set()
+        for t in running:
+            seen.add(trial_id_of(t))
+            worker = t.user_attrs.get("worker")
+            w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
+            # A PID is checked only in the worker's own namespace (containers share hostnames);
+            # records of older srnas have no worker_ns: the hostname decides, as it did.
+            same = w_host == host and t.user_attrs.get("worker_ns", ns) == ns
+            if same and w_pid.isdigit():
+                if not worker_alive(int(w_pid), t.user_attrs.get("worker_start")):
+                    out.append((t, f"worker {worker} died (killed?)"))
+                continue
+            beat = t.user_attrs.get("heartbeat_at")
+            since = self._since.get(trial_id_of(t))
+            if since is None or since[0] != beat:
+                self._since[trial_id_of(t)] = (beat, now)
+            elif now - since[1] >= self.grace:
+                out.append((t, f"worker {worker or '(unknown)'} sent no heartbeat for {self.grace:.0f} s "
+                               "(its machine is down, or it was killed)"))
+        for trial_id in set(self._since) - seen:
+            del self._since[trial_id]
+        return out

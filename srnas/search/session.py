@@ -10,13 +10,8 @@ violate the space's constraints are recorded as PRUNED with the user attribute `
 (never trained) and do not count, nor do FAILED ones (a killed worker's trial is failed and
 retried).
 
-Stale trials (`StaleTrials`): a RUNNING trial whose worker is gone is failed and retried by
-the next worker that looks, on every storage: at once when the worker ran on this machine, in
-this PID namespace (its PID is gone, or now belongs to another process; a container on the same
-host has its own namespace, so its PIDs are never looked up here), otherwise once its
-``heartbeat_at`` has not moved for the grace period (twice ``settings.heartbeat``, 40 s by default). Only how long a
-value stays the same is measured, on this machine's clock, so clocks of other machines need
-not agree.
+Stale trials (`srnas.search.processes.StaleTrials`): a RUNNING trial whose worker is gone is
+failed and retried by the next worker that looks (`Session.fail_stale`), on every storage.
 
 Creation (`Session.create`): every check that can fail without a study (name, devices,
 constraints against the space's smallest config, memory, data) runs first; then creators are
@@ -29,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import socket
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from srnas.errors import ConfigError, SrnasError
@@ -39,7 +32,7 @@ from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_count
 from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.ntire import check_ntire_space, ensure_baseline, ntire_settings
 from srnas.search.objective import Objective, check_data
-from srnas.search.processes import pid_namespace, worker_alive, worker_identity
+from srnas.search.processes import StaleTrials, worker_identity
 from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
@@ -52,7 +45,7 @@ from srnas.studies import (
     storage_lock,
 )
 from srnas.train.schedules import PROXY_FIDELITIES, ProxySchedule, Schedule, get_schedule
-from srnas.optuna_seams import storage_of, trial_id_of
+from srnas.optuna_seams import storage_of
 
 if TYPE_CHECKING:
     import optuna
@@ -74,41 +67,6 @@ class Engine(Protocol):
         ...
 
     def run(self, session: "Session", *, console: "Console", progress: bool) -> None: ...
-
-
-class StaleTrials:
-    """Finds RUNNING trials whose worker is gone (see the module docstring); one per process,
-    since it remembers since when each trial's heartbeat has stood still."""
-
-    def __init__(self, grace: float) -> None:
-        self.grace = grace
-        self._since: dict[int, tuple[Any, float]] = {}
-
-    def find(self, running: Iterable[Any]) -> list[tuple[Any, str]]:
-        """(trial, reason) for each trial of ``running`` that is stale now."""
-        host, ns, now = socket.gethostname(), pid_namespace(), time.monotonic()
-        out, seen = [], set()
-        for t in running:
-            seen.add(trial_id_of(t))
-            worker = t.user_attrs.get("worker")
-            w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
-            # A PID is checked only in the worker's own namespace (containers share hostnames);
-            # records of older srnas have no worker_ns: the hostname decides, as it did.
-            same = w_host == host and t.user_attrs.get("worker_ns", ns) == ns
-            if same and w_pid.isdigit():
-                if not worker_alive(int(w_pid), t.user_attrs.get("worker_start")):
-                    out.append((t, f"worker {worker} died (killed?)"))
-                continue
-            beat = t.user_attrs.get("heartbeat_at")
-            since = self._since.get(trial_id_of(t))
-            if since is None or since[0] != beat:
-                self._since[trial_id_of(t)] = (beat, now)
-            elif now - since[1] >= self.grace:
-                out.append((t, f"worker {worker or '(unknown)'} sent no heartbeat for {self.grace:.0f} s "
-                               "(its machine is down, or it was killed)"))
-        for trial_id in set(self._since) - seen:
-            del self._since[trial_id]
-        return out
 
 
 def load_space(settings: SearchSettings) -> SearchSpace:
