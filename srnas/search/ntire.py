@@ -38,10 +38,14 @@ def check_ntire_space(space: Any) -> None:
 def ensure_baseline(study: Any, settings: Any, space: Any, schedule: Any, *, device: str) -> dict[str, Any]:
     """The study's baseline record, trained and recorded first where it has none (a study that
     searches ``ntire`` is never without one once `srnas.search.session.Session.create` returns)."""
-    recorded = study.user_attrs.get(NTIRE_ATTR)
     wanted = ntire_settings(settings)
-    if isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in wanted.items()) \
-            and recorded.get("fidelity") == schedule.fidelity_id:
+
+    def matching(record: Any) -> bool:
+        return isinstance(record, dict) and all(record.get(k) == v for k, v in wanted.items()) \
+            and record.get("fidelity") == schedule.fidelity_id
+
+    recorded = study.user_attrs.get(NTIRE_ATTR)
+    if matching(recorded):
         return recorded
     from srnas.arch.cost import count_params
     from srnas.arch.efficiency import baseline_config, challenge_flops
@@ -60,8 +64,7 @@ def ensure_baseline(study: Any, settings: Any, space: Any, schedule: Any, *, dev
               "flops": challenge_flops(cfg), "fidelity": schedule.fidelity_id, "seed": seed,
               "device": str(result.device)}
     again = study.user_attrs.get(NTIRE_ATTR)  # another creator may have recorded one meanwhile
-    if isinstance(again, dict) and all(again.get(k) == v for k, v in wanted.items()) \
-            and again.get("fidelity") == schedule.fidelity_id:
+    if matching(again):
         return again
     study.set_user_attr(NTIRE_ATTR, record)
     log.info(f"ntire objective: baseline {settings.ntire_baseline} scores {psnr:.2f} dB at {schedule.name}; "
