@@ -244,9 +244,9 @@ def test_the_device_check_runs_its_cpu_parts_and_skips_the_cuda_ones(tmp_path: A
     statuses = {c["check"]: c["status"] for c in result["checks"]}
     assert statuses.pop("CPU seams (stand-in graphs, fp32 output stage)") == "PASS"
     expected = "SKIP" if not torch.cuda.is_available() else "PASS"
-    assert set(statuses.values()) == {expected} and len(statuses) == 14
+    assert set(statuses.values()) == {expected} and len(statuses) == 15
     if expected == "SKIP":
-        assert out.stdout.count("SKIP  ") == 14 and "no CUDA device here" in out.stdout
+        assert out.stdout.count("SKIP  ") == 15 and "no CUDA device here" in out.stdout
 
 
 def test_the_checks_own_comparisons_do_not_cry_wolf() -> None:
@@ -281,7 +281,7 @@ def test_gpu_run_script_leaves_its_results_on_a_cpu(tmp_path: Any) -> None:
     files = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"card.txt", "gpu_check.json", "gpu_check.log", "search.json", "search.log"} <= files and len(files) <= 8
     checks = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["checks"]
-    assert len(checks) == 15 and all(c["status"] in ("PASS", "SKIP") for c in checks)
+    assert len(checks) == 16 and all(c["status"] in ("PASS", "SKIP") for c in checks)
     if not torch.cuda.is_available():
         assert "SKIP card" in (tmp_path / "out" / "card.txt").read_text()
     assert json.loads((tmp_path / "out" / "search.json").read_text())["trained"] == 8

@@ -96,12 +96,29 @@ def _outputs(log: Path) -> str:
     return "\n".join(f"{p.name}: {p.read_text()[-1500:]}" for p in logs)
 
 
-def _running_in_a_job(url: str, name: str, array: str, deadline: float, *, log: Path) -> optuna.trial.FrozenTrial:
-    """The first trial found training in a SLURM job (heartbeat going); fails at once when the
-    array's tasks ended without one (their output in the message)."""
+def _master_task(array: str) -> str | None:
+    """The task (``ARRAY_TASK``) whose own job id is the array's: requeueing that id by its
+    plain number would requeue every task of the array (a bug the recipe once had)."""
+    # Running tasks only: pending ones all show the array's id until SLURM splits them.
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "RUNNING", "-j", array, "-o", "%i %A"],
+                         capture_output=True, text=True).stdout
+    return next((task for task, job in (line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+                 if job == array), None)
+
+
+def _running_in_a_job(url: str, name: str, array: str, deadline: float, *, log: Path,
+                      master: bool = False) -> optuna.trial.FrozenTrial:
+    """The first trial found training in a SLURM job (heartbeat going), in the array's master
+    task (`_master_task`) with ``master``; fails at once when the array's tasks ended without one
+    (their output in the message)."""
     while time.monotonic() < deadline:
+        task = _master_task(array) if master else None
+        if master and task is None:
+            time.sleep(0.5)
+            continue
         for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
-            if "slurm_job" in t.user_attrs and "heartbeat_at" in t.user_attrs and "arch_id" in t.user_attrs:
+            if "slurm_job" in t.user_attrs and "heartbeat_at" in t.user_attrs and "arch_id" in t.user_attrs \
+                    and task in (None, t.user_attrs["slurm_job"]):
                 return t
         if not _jobs(array):
             raise AssertionError(f"array {array} ended before any trial of study {name} trained:\n{_outputs(log)}")
@@ -153,7 +170,8 @@ def test_the_slurm_array_recipe_meets_the_budget_and_a_signalled_task_is_requeue
     array = submit.stdout.strip().split(";")[0]
     deadline = time.monotonic() + 420
     try:
-        victim = _running_in_a_job(postgres_url, name, array, deadline, log=logs)
+        # The task that holds the array's own job id: the one whose requeue could take the others along.
+        victim = _running_in_a_job(postgres_url, name, array, deadline, log=logs, master=True)
         job = victim.user_attrs["slurm_job"]
         subprocess.run(["scancel", "--signal=TERM", job], check=True, timeout=30)
         _wait_gone(array, deadline, log=logs)

@@ -43,6 +43,8 @@ done
 if [ "$code" -eq 75 ]; then
     task=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
     echo "srnas worker was stopped by a signal (its trial is enqueued for another worker): requeueing job ${task:-$SLURM_JOB_ID}"
-    scontrol requeue "$SLURM_JOB_ID"
+    # The task, not $SLURM_JOB_ID: one task's job id is the array's own, and requeueing that
+    # id requeues every task of the array.
+    scontrol requeue "${task:-$SLURM_JOB_ID}"
 fi
 exit "$code"
