@@ -26,7 +26,7 @@ _EXPORTS = {
     "cost_of": "srnas.arch.cost",
     "load_weights": "srnas.arch.checkpoint",
     "load_exported": "srnas.results.export",
-    "SearchSpace": "srnas.space",
+    "SearchSpace": "srnas.space.search_space",
     "retrain": "srnas.api",
     "evaluate": "srnas.api",
     "study_overview": "srnas.results.overview",

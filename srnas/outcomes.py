@@ -6,16 +6,12 @@ Rules
 - An architecture is *trained* at the study's fidelity by a trial that is COMPLETE, or PRUNED by
   the pruner, that is not ``infeasible`` and that trained it itself (no ``reused_from``). The
   budget counts distinct trained architectures; a *repeat* (``reused_from``) is a proposal of a
-  known architecture: it ends FAIL (no sampler learns from it; studies of older srnas recorded
-  it COMPLETE or PRUNED) and counts nothing.
+  known architecture: it ends FAIL (no sampler learns from it) and counts nothing.
 - An *infeasible* config (``infeasible``: a constraint or the device's memory rules it out) is
   never trained. It ends COMPLETE with its constraint values set, so that constrained samplers
-  see it as infeasible (older srnas recorded it PRUNED); its values are placeholders that no
-  result reads.
-- A result of record is a COMPLETE, feasible trial: a net trained to the last evaluation.
-  Studies written before pruning was limited to intermediate rungs may hold nets PRUNED at their
-  last evaluation; `pruned_at_last_step` finds them and the search adds a COMPLETE copy
-  (``repaired_from``).
+  see it as infeasible; its values are placeholders that no result reads.
+- A result of record is a COMPLETE, feasible trial: a net trained to the last evaluation (the
+  pruner acts at intermediate rungs only).
 - Results of record are ranked by their *confirmed* score where they have one (trained again
   with fresh seeds, scored on validation images the search did not select on; recorded in the
   study as ``confirmed:<arch_id>`` since a finished trial cannot change: `srnas.search.confirm`),
@@ -55,7 +51,7 @@ def is_repeat(t: "FrozenTrial") -> bool:
 def is_trained(t: "FrozenTrial") -> bool:
     """COMPLETE or PRUNED by the pruner, trained by this trial itself."""
     state = t.state.name
-    if state not in ("COMPLETE", "PRUNED") or is_repeat(t) or "repaired_from" in t.user_attrs:
+    if state not in ("COMPLETE", "PRUNED") or is_repeat(t):
         return False
     return not is_infeasible(t)
 
@@ -86,12 +82,6 @@ def last_step(t: "FrozenTrial") -> int | None:
     steps = [int(p[0]) for p in curve if isinstance(p, (list, tuple)) and p]
     steps += [int(s) for s in t.intermediate_values]
     return max(steps) if steps else None
-
-
-def pruned_at_last_step(t: "FrozenTrial", final_step: int) -> bool:
-    """A net PRUNED although it reached its last evaluation (recorded by older srnas)."""
-    return (t.state.name == "PRUNED" and not is_infeasible(t) and not is_repeat(t)
-            and (last_step(t) or 0) >= final_step and t.user_attrs.get("psnr") is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,15 +138,15 @@ def study_counts(study: "optuna.Study") -> Counts:
 
 def results_of_record(trials: Iterable["FrozenTrial"],
                       confirmed: Mapping[str, Mapping[str, Any]] | None = None) -> list["FrozenTrial"]:
-    """COMPLETE feasible trials with values and a config, one per architecture (a trained or
-    repaired one before its repeats): those of ``confirmed`` architectures (`confirmed_records`)
-    first, best confirmed PSNR first, then the others, best PSNR first."""
+    """COMPLETE feasible trials with values and a config, one per architecture: those of
+    ``confirmed`` architectures (`confirmed_records`) first, best confirmed PSNR first, then the
+    others, best PSNR first."""
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.values and "config" in t.user_attrs
                 and not is_infeasible(t)]
 
-    def rank(t: "FrozenTrial") -> tuple[bool, float, float, bool, int]:
+    def rank(t: "FrozenTrial") -> tuple[bool, float, float, int]:
         score = confirmed_psnr(t, confirmed)
-        return (score is None, -(score or 0.0), -float(t.values[0]), is_repeat(t), t.number)
+        return (score is None, -(score or 0.0), -float(t.values[0]), t.number)
 
     complete.sort(key=rank)
     seen: set[str] = set()
@@ -230,14 +220,3 @@ def pareto_trials(trials: Iterable["FrozenTrial"], *, cost_keys: Sequence[str] =
         costs = [[float(t.user_attrs.get(k, math.inf)) for k in cost_keys] for t in rows]
     mask = pareto_mask(costs, [float(t.values[0]) for t in rows], reference=reference_psnr(rows))
     return [t for t, keep in zip(rows, mask) if keep]
-
-
-def repair_copy(t: "FrozenTrial") -> Any:
-    """A COMPLETE `FrozenTrial` standing for ``t``, a net recorded PRUNED at its last evaluation."""
-    import optuna
-
-    attrs = {k: v for k, v in t.user_attrs.items()}
-    attrs["repaired_from"] = t.number
-    return optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[float(t.user_attrs["psnr"])],
-                                     params=t.params, distributions=t.distributions, user_attrs=attrs,
-                                     intermediate_values=dict(t.intermediate_values))

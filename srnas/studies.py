@@ -25,12 +25,13 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.errors import SrnasError, StorageFullError, StudyError, WriteError, first_line
 from srnas.fileio import atomic_write_bytes, filesystem_of, write_error
+from srnas.registry import Registry
 
 if TYPE_CHECKING:
     import optuna
@@ -304,25 +305,45 @@ def open_storage(url: str) -> Any:
     failure becomes one line naming the URL (its password hidden). Stale trials are srnas's
     business (``heartbeat_at``, `srnas.search.session`), not Optuna's RDB heartbeat.
     """
-    import optuna
-
     quiet_optuna()
-    if is_grpc_url(url):
-        return _grpc_storage(url)
-    if is_journal_url(url):
-        from optuna.storages import JournalStorage
-
-        from srnas.journal import JournalFile
-
-        path = journal_path(url)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFile(path))
-        except OSError as exc:
-            raise StudyError(f"journal storage {path}: {exc.strerror or exc}") from None
-    if "://" not in url:
+    kind = storage_kind(url)
+    if kind is None:
         raise StudyError(f"invalid storage URL {url!r}; expected e.g. sqlite:///study.db, "
                          "postgresql://user:pass@host/db, grpc://host:port, or journal:FILE")
+    if kind not in STORAGES:
+        raise StudyError(f"storage {redact(url)}: {STORAGES.unknown(kind)}")
+    return STORAGES.get(kind)(url)
+
+
+def storage_kind(url: str) -> str | None:
+    """The `STORAGES` name of ``url``: ``journal``, ``grpc``, or an RDB URL's dialect
+    (``postgresql+psycopg://`` -> ``postgresql``); None for what is no storage URL at all."""
+    if is_journal_url(url):
+        return "journal"
+    if "://" not in url:
+        return None
+    return url.split("://", 1)[0].split("+", 1)[0].lower()
+
+
+def _journal_storage(url: str) -> Any:
+    """Optuna's journal storage on `srnas.journal.JournalFile` (``journal:PATH``)."""
+    from optuna.storages import JournalStorage
+
+    from srnas.journal import JournalFile
+
+    path = journal_path(url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFile(path))
+    except OSError as exc:
+        raise StudyError(f"journal storage {path}: {exc.strerror or exc}") from None
+
+
+def _rdb_storage(url: str) -> Any:
+    """Optuna's RDB storage (SQLite, PostgreSQL, MySQL), opened again while another process
+    creates its tables; a server's behind `srnas.retry.RetryingStorage`."""
+    import optuna
+
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several local workers share one file: wait for the lock instead of failing at once.
@@ -356,6 +377,12 @@ def open_storage(url: str) -> Any:
                 raise StudyError(f"storage {redact(url)}: database driver missing; {_driver_hint(url)}") from None
             raise StudyError(f"storage {redact(url)}: cannot connect ({type(exc).__name__}: {first})") from None
     raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+#: How each kind of storage URL opens (`storage_kind`): a new storage is one opener here.
+STORAGES: Registry[Callable[[str], Any]] = Registry("storage", {
+    "sqlite": _rdb_storage, "postgresql": _rdb_storage, "mysql": _rdb_storage,
+    "journal": _journal_storage, "grpc": _grpc_storage})
 
 
 def _creation_race(exc: BaseException) -> bool:

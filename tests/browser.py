@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from srnas.results.report import CHROMIUM_NAMES
+from srnas.results.report_images import CHROMIUM_NAMES
 
 #: Flags that keep a test browser quiet and local: no first-run UI, no background requests to
 #: Google's services, no name resolution for anything but loopback (nothing leaves the machine).

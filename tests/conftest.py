@@ -67,7 +67,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
     reason in the summary, where no Chromium is installed."""
     from browser import Chromium, find_chromium
 
-    from srnas.results.report import CHROMIUM_NAMES
+    from srnas.results.report_images import CHROMIUM_NAMES
 
     executable = find_chromium()
     if executable is None:

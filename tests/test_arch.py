@@ -161,7 +161,7 @@ class _HalfBottleneck(BlockType):
 def half_bottleneck() -> Iterator[str]:
     register_block(_HalfBottleneck)
     yield _HalfBottleneck.name
-    BLOCKS.pop(_HalfBottleneck.name)
+    BLOCKS.unregister(_HalfBottleneck.name)
 
 
 def test_a_new_block_type_is_one_class_and_its_registration(half_bottleneck: str) -> None:

@@ -256,7 +256,8 @@ def test_dashboard_busy_port_is_one_line(tmp_path: Path) -> None:
 def test_all_studies_side_by_side_each_with_its_own_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`srnas dashboard` without --study: every study under trials/ (each its own SQLite file)
     in one optuna-dashboard, each serving the images of its own store; new studies appear."""
-    from srnas.results.dashboard import StudiesStorage, make_dashboard_server
+    from srnas.results.dashboard import make_dashboard_server
+    from srnas.results.dashboard_storage import StudiesStorage
 
     monkeypatch.setenv("SRNAS_TRIALS_DIR", str(tmp_path))
     made = {"alpha": _make_study(tmp_path, "alpha", 30.5), "beta": _make_study(tmp_path, "beta", 31.25),

@@ -146,7 +146,8 @@ def test_dashboard_lists_studies_shows_trials_and_refuses_writes(
 def test_dashboard_bundle_without_accept_encoding(tmp_path: Path) -> None:
     """A client that sends no Accept-Encoding (curl, a script, a proxy) gets the bundle and the
     icon uncompressed, not optuna-dashboard's 500."""
-    from srnas.results.dashboard import StudiesStorage, make_dashboard_server
+    from srnas.results.dashboard import make_dashboard_server
+    from srnas.results.dashboard_storage import StudiesStorage
 
     server = make_dashboard_server(StudiesStorage(tmp_path), None, host="127.0.0.1", port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -10,7 +10,8 @@ import torch
 from srnas.arch import build_model, count_mult_adds, count_params, fuse
 from srnas.arch.cost import measure_mult_adds, module_params
 from srnas.errors import ConfigError
-from srnas.space import ConfigCosts, SearchSpace
+from srnas.arch.cost import ConfigCosts
+from srnas.space import SearchSpace
 
 EFFICIENT_X4 = {
     "name": "efficient-test",

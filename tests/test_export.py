@@ -181,7 +181,7 @@ def test_export_pareto_and_reexport_replaces_folder(trials_dir: Path, tmp_path: 
     (["--study", "nope", "--top", "1"], "no study 'nope'"),
     (["--study", "hand", "--trial", "99"], "has no trial 99"),
     (["--study", "hand", "--trial", "FAILED"], "is FAIL (TrainingError: non-finite loss"),
-    (["--study", "hand", "--trial", "INFEASIBLE"], "is PRUNED (max_params exceeded"),
+    (["--study", "hand", "--trial", "INFEASIBLE"], "is infeasible (max_params exceeded"),
     (["--study", "hand", "--top", "1", "--format", "yaml,tflite"], "unknown export format 'tflite'; allowed: yaml, json"),
 ])
 def test_export_bad_input_is_one_line(trials_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,

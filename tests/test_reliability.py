@@ -209,16 +209,16 @@ def _fake_trial(number: int, **attrs) -> types.SimpleNamespace:
 
 
 def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
-    from srnas.search.processes import StaleTrials
+    from srnas.search.processes import StaleTrials, pid_namespace
 
-    host = socket.gethostname()
+    host, ns = socket.gethostname(), pid_namespace()
     me = f"{host}:{os.getpid()}"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     watch = StaleTrials(grace=3.0)  # a loaded machine may take a second between here and find()
-    alive = _fake_trial(0, worker=me, worker_start=process_start(os.getpid()))
-    reused = _fake_trial(1, worker=me, worker_start="another-boot:42")  # same PID, another process
-    gone = _fake_trial(2, worker=f"{host}:{dead.pid}")
+    alive = _fake_trial(0, worker=me, worker_ns=ns, worker_start=process_start(os.getpid()))
+    reused = _fake_trial(1, worker=me, worker_ns=ns, worker_start="another-boot:42")  # same PID, another process
+    gone = _fake_trial(2, worker=f"{host}:{dead.pid}", worker_ns=ns)
     beating = _fake_trial(3, worker="elsewhere:7", heartbeat_at=1.0)
     silent = _fake_trial(4, worker="elsewhere:8", heartbeat_at=1.0)
     first = {t.number for t, _ in watch.find([alive, reused, gone, beating, silent])}

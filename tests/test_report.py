@@ -20,7 +20,8 @@ from optuna.trial import TrialState, create_trial
 from srnas.arch.cost import count_mult_adds, count_params
 from srnas.cli import main
 from srnas.results.frame import pareto_mask, select_trials, study_frame
-from srnas.results.report import FIGURE_TITLES, published_points, write_report
+from srnas.results.report import published_points, write_report
+from srnas.results.report_figures import FIGURE_TITLES
 from srnas.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -54,7 +55,8 @@ def build_study(root: Path, name: str = "hand", *, n_complete: int = 8, objectiv
     """A finished study in ``root/<name>/study.db`` with the attributes `srnas search` records.
 
     ``n_complete`` COMPLETE trials of the tiny space (distinct architectures); with
-    ``extra_states`` also one FAILED, one infeasible PRUNED and one pruner-PRUNED trial.
+    ``extra_states`` also one FAILED, one infeasible (COMPLETE with a placeholder value and its
+    constraint value, as `srnas search` records it) and one pruner-PRUNED trial.
     """
     space = SearchSpace.load("tiny")
     (root / name).mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,8 @@ def build_study(root: Path, name: str = "hand", *, n_complete: int = 8, objectiv
             t = create_trial(state=TrialState.FAIL, params=rec.params, distributions=rec.distributions, user_attrs=attrs)
         elif k == n_complete + 1:
             attrs["infeasible"] = "max_params exceeded by 1,000"
-            t = create_trial(state=TrialState.PRUNED, params=rec.params, distributions=rec.distributions, user_attrs=attrs)
+            t = create_trial(state=TrialState.COMPLETE, values=[0.0] * len(objectives), params=rec.params,
+                             distributions=rec.distributions, user_attrs=attrs, system_attrs={"constraints": [1000.0]})
         else:
             attrs.update({"psnr_curve": curve[:2], "psnr": curve[1][1]})
             t = create_trial(state=TrialState.PRUNED, params=rec.params, distributions=rec.distributions,
@@ -129,7 +132,7 @@ def test_report_has_named_figures_and_no_external_scripts(trials_dir: Path, caps
     assert not re.search(r"<script[^>]*\bsrc=", text, flags=re.I)
     assert text.count("* plotly.js v") == 1
     # Fixed parameters (one value in every trial) get no bar: only the varied ones are ranked.
-    from srnas.results.report import _importances
+    from srnas.results.report_figures import _importances
 
     importances, _ = _importances(study)
     frame = study_frame(study)
@@ -148,8 +151,9 @@ def test_report_has_named_figures_and_no_external_scripts(trials_dir: Path, caps
     table = pd.read_csv(trials_dir / "hand" / "trials.csv")
     assert len(table) == len(study.trials)
     assert set(table["state"]) == {"COMPLETE", "FAIL", "PRUNED"}
-    best = table[table["state"] == "COMPLETE"].sort_values("psnr").iloc[-1]
-    assert best["psnr"] == pytest.approx(max(t.values[0] for t in study.trials if t.state == TrialState.COMPLETE))
+    best = table[table["state"] == "COMPLETE"].dropna(subset=["psnr"]).sort_values("psnr").iloc[-1]
+    assert best["psnr"] == pytest.approx(max(t.values[0] for t in study.trials if t.state == TrialState.COMPLETE
+                                             and "infeasible" not in t.user_attrs))
 
 
 def test_report_excludes_infeasible_trials_from_plots(trials_dir: Path) -> None:
@@ -230,12 +234,12 @@ def test_static_png_note_without_chromium(trials_dir: Path, monkeypatch: pytest.
                                           capsys: pytest.CaptureFixture) -> None:
     import importlib.util
 
-    import srnas.results.report as report
+    import srnas.results.report_images as report_images
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(report.importlib.util, "find_spec",
+    monkeypatch.setattr(report_images.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "kaleido" else real_find_spec(name, *a))
-    monkeypatch.setattr(report.shutil, "which", lambda name: None)
+    monkeypatch.setattr(report_images.shutil, "which", lambda name: None)
     build_study(trials_dir, "hand")
     assert main(["report", "--study", "hand"]) == 0
     out = capsys.readouterr().out

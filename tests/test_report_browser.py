@@ -26,7 +26,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState, create_trial
 
 from srnas.arch.config import ArchConfig
-from srnas.results.report import DEFAULT_SAMPLES, FIGURE_TITLES, write_report
+from srnas.results.report import DEFAULT_SAMPLES, write_report
+from srnas.results.report_figures import FIGURE_TITLES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from browser import Page, pixel_digest  # noqa: E402
@@ -56,10 +57,9 @@ def _strip_png(seed: int, size: tuple[int, int] = STRIP_SIZE) -> bytes:
 
 def every_state_study(root: Path, name: str = "every-state") -> optuna.Study:
     """A study in ``root/<name>/`` holding trials of every state `srnas search` and `srnas confirm`
-    leave: complete ones with an LR | SR | HR sample, one pruned by the pruner, one failed, one
-    infeasible recorded PRUNED (older srnas) and one recorded COMPLETE with its constraint values,
-    a repeat recorded FAIL and one recorded COMPLETE (older srnas), a running one; the best two
-    confirmed and the best three retrained."""
+    leave: complete ones with an LR | SR | HR sample, one pruned by the pruner, one failed, two
+    infeasible (COMPLETE with their constraint values), a repeat (FAIL), a running one; the best
+    two confirmed and the best three retrained."""
     source = build_study(root / "source", name, n_complete=6)
     folder = root / name
     store = FileSystemArtifactStore(str(folder / "artifacts"))
@@ -69,20 +69,18 @@ def every_state_study(root: Path, name: str = "every-state") -> optuna.Study:
         study.set_user_attr(key, value)
     for t in source.trials:
         attrs = dict(t.user_attrs)
-        if t.state == TrialState.COMPLETE:
+        if t.state == TrialState.COMPLETE and "infeasible" not in attrs:  # never trained: no sample
             png = folder / f"sample-{t.number}.png"
             png.write_bytes(_strip_png(t.number))
             attrs["sample_artifact"] = upload_artifact(artifact_store=store, file_path=str(png), study_or_trial=study,
                                                        mimetype="image/png")
         study.add_trial(create_trial(state=t.state, values=t.values, params=t.params, distributions=t.distributions,
-                                     user_attrs=attrs, intermediate_values=t.intermediate_values))
+                                     user_attrs=attrs, system_attrs=t.system_attrs,
+                                     intermediate_values=t.intermediate_values))
     best = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.values[0])
-    # A repeat (a proposal of a known architecture, not trained again), as srnas records it and as older srnas did.
+    # A repeat (a proposal of a known architecture, not trained again), as srnas records it.
     study.add_trial(create_trial(state=TrialState.FAIL, params=best[0].params, distributions=best[0].distributions,
                                  user_attrs={**best[0].user_attrs, "reused_from": best[0].number}))
-    study.add_trial(create_trial(state=TrialState.COMPLETE, values=best[1].values, params=best[1].params,
-                                 distributions=best[1].distributions,
-                                 user_attrs={**best[1].user_attrs, "reused_from": best[1].number}))
     # Infeasible as srnas records it now: COMPLETE, placeholder value, constraint values set.
     over = {k: v for k, v in best[2].user_attrs.items() if k not in ("psnr", "psnr_curve", "sample_artifact")}
     study.add_trial(create_trial(state=TrialState.COMPLETE, values=[0.0], params=best[2].params,

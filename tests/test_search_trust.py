@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from srnas.cli import main
-from srnas.outcomes import count_trials, is_repeat, pareto_mask, results_of_record
+from srnas.outcomes import count_trials, is_repeat, pareto_mask
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings
 
@@ -113,7 +113,6 @@ def test_a_changed_space_or_proxy_is_refused_naming_the_change(trials_dir: Path,
     assert main([*base, "--budget", "2", "--proxy", "tiny@10"]) == 2
     err = capsys.readouterr().err.strip()
     assert "proxy tiny@10 is defined differently now (val_images 4 -> 1)" in err and "\n" not in err
-    assert "--proxy tiny-step@10 is the recorded definition" in err
     assert main([*base, "--budget", "2", "--proxy", "tiny-step@10"]) == 0  # which resumes it
     assert count_trials(_study(trials_dir, "ch").get_trials()).finished == 2
 
@@ -127,33 +126,24 @@ def test_an_already_reached_budget_says_so(trials_dir: Path, capsys: pytest.Capt
     assert "already holds 2 distinct architectures (budget 1): nothing to do" in err and "--budget N" in err
 
 
-def test_nets_pruned_at_their_last_step_by_older_srnas_are_repaired_into_the_pareto_set(
+def test_a_study_written_before_the_first_release_is_refused_in_one_line(
         trials_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from srnas.results.frame import select_trials
-
+    """srnas 0.1.0 reads no study that a development version before it wrote (one without the
+    identity every release records): the search and a worker refuse it before training."""
     argv = ["search", "--confirm", "0", "--study", "old", "--proxy", "tiny@10", "--seed", "0", "--budget", "2", *FAST]
-    assert main(argv) == 0
-    study = _study(trials_dir, "old")
-    done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    # What an older srnas wrote: a small net with the best PSNR, trained to its last step, PRUNED.
-    template = min(done, key=lambda t: t.user_attrs["params"])
-    attrs = {**template.user_attrs, "arch_id": "edsr-0000000000", "params": 10, "psnr": 99.0,
-             "psnr_curve": [[10, 99.0]]}
-    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params=template.params,
-                                              distributions=template.distributions, user_attrs=attrs,
-                                              intermediate_values={10: 99.0}))
-    old = study.get_trials()[-1].number
+    url = f"sqlite:///{trials_dir / 'old' / 'study.db'}"
+    (trials_dir / "old").mkdir(parents=True)
+    study = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    for key, value in {"srnas": 1, "space": "tiny", "objectives": ["psnr"], "proxy": "tiny@10", "data": "demo"}.items():
+        study.set_user_attr(key, value)  # what a development version recorded: no canonical space, no fidelity
     capsys.readouterr()
-    assert main(argv) == 0  # the budget is met; the re-run repairs and reports
-    err = " ".join(capsys.readouterr().err.split())
-    assert f"repaired 1 trials recorded PRUNED at their last evaluation by an older srnas (trials {old})" in err
-    study = _study(trials_dir, "old")
-    pareto = select_trials(study, pareto=True)
-    assert any(t.user_attrs.get("repaired_from") == old for t in pareto)
-    assert select_trials(study, trial=old)[0].user_attrs["repaired_from"] == old
-    assert results_of_record(study.get_trials())[0].values == [99.0]
-    # Repairs count nothing: the budget counts architectures.
-    assert count_trials(study.get_trials()).finished == 3
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "study 'old' was written by a development version of srnas before 0.1.0" in err, err
+    assert "space_canonical" in err and "--study NEW" in err and "\n" not in err
+    assert main(["worker", "--study", "old", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    assert optuna.load_study(study_name="old", storage=url).get_trials() == []
 
 
 def test_bicubic_is_the_reference_point_of_pareto_sets() -> None:

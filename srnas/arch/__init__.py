@@ -23,6 +23,7 @@ _EXPORTS = {
     "get_block": "srnas.arch.registry",
     "register_block": "srnas.arch.registry",
     "Cost": "srnas.arch.cost",
+    "ConfigCosts": "srnas.arch.cost",
     "activation_memory": "srnas.arch.cost",
     "cost_of": "srnas.arch.cost",
     "count_mult_adds": "srnas.arch.cost",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from srnas.errors import ConfigError
+from srnas.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,20 +88,31 @@ class BlockType:
 
 
 #: Registered block types, name -> class, in registration order.
-BLOCKS: dict[str, type[BlockType]] = {}
+BLOCKS: Registry[type[BlockType]] = Registry("block type", sep=" | ")
+
+#: What every block type states itself; a fusable type also states its inference form's costs.
+_OWN_METHODS = ("build", "params", "mult_adds", "saved_elements")
+_FUSED_METHODS = ("fused_params", "fused_mult_adds")
 
 
 def register_block(cls: type[BlockType]) -> type[BlockType]:
-    """Class decorator: add a `BlockType` subclass to `BLOCKS` under its ``name``."""
+    """Class decorator: add a `BlockType` subclass to `BLOCKS` under its ``name``, once it states
+    its module and its costs (the classmethods it must override: a type that inherited the
+    base's would fail only when a search first costs it)."""
     if not (isinstance(cls, type) and issubclass(cls, BlockType)):
         raise TypeError(f"register_block: {cls!r} is not a BlockType subclass")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"register_block: {cls.__name__} needs a non-empty string `name`")
-    if name in BLOCKS and BLOCKS[name] is not cls:
-        raise ValueError(f"register_block: block type {name!r} is already registered ({BLOCKS[name].__name__})")
-    BLOCKS[name] = cls
-    return cls
+    needed = _OWN_METHODS + (_FUSED_METHODS if cls.fusable else ())
+    missing = [m for m in needed if getattr(cls, m).__func__ is getattr(BlockType, m).__func__]
+    if missing:
+        raise TypeError(f"register_block: {cls.__name__} ({name!r}) does not override {', '.join(missing)}"
+                        + (" (a fusable type states its fused costs too)" if set(missing) & set(_FUSED_METHODS) else ""))
+    try:
+        return BLOCKS.register(name, cls)
+    except ValueError as exc:
+        raise ValueError(f"register_block: {exc}") from None
 
 
 def _conv_params(in_ch: int, out_ch: int, k: int, *, groups: int = 1, bias: bool = True) -> int:

@@ -13,6 +13,8 @@ Conventions
   config's ``block``/``kernel_sizes`` and add the fixed parts (head, body conv, upsampler, tail).
   Block terms that do not scale with the image (RCAB's 1x1 convs on the pooled map) are
   per image, so totals are computed for the actual LR size, not as a per-pixel rate.
+- Costs of record: `ConfigCosts` is what a search records and constrains for one config; a
+  space's ``constraints:`` limit its fields (`CONSTRAINTS`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import dataclasses
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from srnas.arch.config import ArchConfig
@@ -190,6 +193,47 @@ def cost_of(cfg: ArchConfig, *, scale: int | None = None, hr_size: tuple[int, in
         scale=s,
         hr_size=(int(hr_size[0]), int(hr_size[1])),
     )
+
+
+# ---- costs of record and constraints --------------------------------------------------------
+
+#: The batch and LR patch at which ``max_activation_mb`` is evaluated (the paper's schedule).
+ACTIVATION_BATCH, ACTIVATION_PATCH = 16, 48
+#: Constraint key -> the `ConfigCosts` field it limits.
+CONSTRAINTS = {"max_params": "params", "max_mult_adds": "mult_adds", "max_activation_mb": "activation_mb"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigCosts:
+    """What a search records and constrains for one config, computed once: trainable
+    parameters (all scales), Mult-Adds at the worst scale (720p convention) and training
+    activation memory at the worst scale (batch 16, LR patch 48, fp32). Parameters and
+    Mult-Adds are those of the inference form, re-parameterisable blocks fused (what papers and
+    the NTIRE challenge count; the same numbers for every net without such blocks); activation
+    memory is the training form's."""
+
+    params: int
+    mult_adds: int
+    activation_mb: float
+
+    @classmethod
+    def of(cls, cfg: ArchConfig) -> "ConfigCosts":
+        per_scale = [cost_of(cfg, scale=s, batch=ACTIVATION_BATCH, patch=ACTIVATION_PATCH) for s in cfg.scales]
+        return cls(params=count_params(cfg, fused=True),
+                   mult_adds=max(count_mult_adds(cfg, scale=s, fused=True) for s in cfg.scales),
+                   activation_mb=max(c.activation_bytes for c in per_scale) / 2**20)
+
+    def limited(self, constraint: str) -> float:
+        """The measured value that constraint ``constraint`` (e.g. ``max_params``) limits."""
+        return float(getattr(self, CONSTRAINTS[constraint]))
+
+    def violations(self, limits: Mapping[str, float]) -> dict[str, float]:
+        """For each constraint of ``limits``, measured minus limit (feasible when <= 0), as Optuna expects."""
+        return {key: self.limited(key) - limit for key, limit in limits.items()}
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The trial user attributes (``params``, ``mult_adds``, ``activation_mb``)."""
+        return {"params": self.params, "mult_adds": self.mult_adds, "activation_mb": round(self.activation_mb, 2)}
 
 
 # ---- measured counterparts -----------------------------------------------------------------

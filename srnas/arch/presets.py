@@ -14,6 +14,7 @@ from typing import Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError
+from srnas.registry import Registry
 
 MDSR_SCALES = (2, 3, 4)
 
@@ -75,7 +76,7 @@ def span(scale: int = 4, **overrides: Any) -> ArchConfig:
     return _efficient(scale, "span", "spab", 6, 48, "silu", overrides)
 
 
-PRESETS: dict[str, Callable[..., ArchConfig]] = {
+_BUILDERS: dict[str, Callable[..., ArchConfig]] = {
     "edsr-baseline": edsr_baseline,
     "edsr": edsr,
     "mdsr-baseline": mdsr_baseline,
@@ -86,13 +87,14 @@ PRESETS: dict[str, Callable[..., ArchConfig]] = {
     "rlfn-s": rlfn_s,
     "span": span,
 }
+PRESETS: Registry[Callable[..., ArchConfig]] = Registry("preset", _BUILDERS)
 
 
 def preset_config(name: str, *, scale: int | None = None, **overrides: Any) -> ArchConfig:
     """Config of a named preset; ``scale`` picks the EDSR scale (MDSR presets serve 2, 3, 4)."""
     key = name.lower().replace("_", "-")
     if key not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+        raise PRESETS.unknown(name)
     if key.startswith("mdsr"):
         if scale is not None and scale not in MDSR_SCALES:
             raise ConfigError(f"preset {name!r} serves scales {list(MDSR_SCALES)}, not {scale}")

@@ -51,9 +51,8 @@ def _arch_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.arch.cost import cost_of, lr_size_for
-
     from srnas.api import load_arch
+    from srnas.arch.cost import cost_of, lr_size_for
 
     cfg = load_arch(args.target, args.scale)
     costs = [cost_of(cfg, scale=s, hr_size=args.hr_size, batch=args.batch, patch=args.patch) for s in cfg.scales]
@@ -96,7 +95,7 @@ def _space_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.space import SearchSpace
+    from srnas.space.search_space import SearchSpace
 
     space = SearchSpace.load(args.target)
     summary = space.summary()
@@ -133,7 +132,8 @@ def _space_show(args: argparse.Namespace) -> int:
 
 
 def _space_list(args: argparse.Namespace) -> int:
-    from srnas.space import SearchSpace, available_spaces
+    from srnas.space.loading import available_spaces
+    from srnas.space.search_space import SearchSpace
 
     for name in available_spaces():
         space = SearchSpace.load(name)

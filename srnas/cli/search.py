@@ -21,7 +21,7 @@ from srnas.cli._args import (
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
-    from srnas.search.settings import SearchSettings
+    from srnas.api import SearchSettings
     from srnas.train.schedules import PROXY_FIDELITIES
 
     d: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
@@ -149,19 +149,10 @@ COMMANDS = {"search": _register_search, "confirm": _register_confirm, "dashboard
 
 
 def _confirm(args: argparse.Namespace) -> int:
-    from srnas.api import resolve_search
-    from srnas.errors import ConfigError
-    from srnas.log import get_logger
-    from srnas.search.confirm import confirm_session
-    from srnas.search.session import Session
+    from srnas.api import confirm
 
-    options = {"study": args.study, **({"storage": args.storage} if args.storage else {})}
-    settings, _ = resolve_search(**options)
-    session = Session.attach(settings)
-    if args.top < 0:
-        raise ConfigError(f"--top must be 0 or more, got {args.top}")
-    records = confirm_session(session, device=args.device, top=args.top, seeds=args.seeds, extra=args.trial,
-                              log=get_logger("confirm").info)
+    records = confirm(args.study, storage=args.storage, top=args.top, seeds=args.seeds, extra=args.trial,
+                      device=args.device)
     if args.json:
         print_json(records)
         return 0
@@ -176,8 +167,7 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from srnas.api import SEARCH_OUTPUT, resolve_search, search_schema
-    from srnas.search.engines import run_search
+    from srnas.api import SEARCH_OUTPUT, resolve_search, run_search, search_schema
 
     settings, output = resolve_search(getattr(args, "run", None), **given(args, search_schema()))
     output = {**{key: False for key in SEARCH_OUTPUT}, **output}

@@ -23,7 +23,7 @@ from srnas.cli._args import (
 if TYPE_CHECKING:
     from srnas.train.evaluate import EvalResult
     from srnas.train.retrain import RetrainRun
-    from srnas.train.trainer import TrainProgress
+    from srnas.train.fit_result import TrainProgress
 
 
 def _register_retrain(sub: argparse._SubParsersAction) -> None:
@@ -321,12 +321,11 @@ def _upscale(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from srnas.api import load_for_inference
     from srnas.data import imresize, load_image, save_image
     from srnas.data.images import image_kind
     from srnas.errors import DataError
     from srnas.train.evaluate import upscale_image
-
-    from srnas.api import load_for_inference
 
     console = Console()
     files = _inputs(args.inputs)

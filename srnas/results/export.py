@@ -42,6 +42,7 @@ from torch import nn
 
 from srnas.errors import ConfigError, MissingExtraError, SrnasError
 from srnas.fileio import atomic_folder, atomic_path, atomic_write, atomic_write_text
+from srnas.registry import unknown_name
 from srnas.results.model_card import model_card
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
         raise ConfigError(f"--format: give at least one of {', '.join(EXPORT_FORMATS)}")
     for item in items:
         if item not in EXPORT_FORMATS:
-            raise ConfigError(f"--format: unknown export format {item!r}; allowed: {', '.join(EXPORT_FORMATS)}")
+            raise unknown_name("export format", item, EXPORT_FORMATS, flag="--format")
     return tuple(dict.fromkeys(items))
 
 
@@ -196,7 +197,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
     from srnas.arch.efficient_layers import fuse
     from srnas.arch.networks import build_model
     from srnas.results.frame import trial_config
-    from srnas.space import SearchSpace
+    from srnas.space.search_space import SearchSpace
 
     config = trial_config(trial, study_name=study.study_name)
     if config is None:

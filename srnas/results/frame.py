@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, SrnasError
-from srnas.outcomes import confirmed_records, is_trained, pareto_mask, pareto_trials, results_of_record
+from srnas.outcomes import confirmed_records, is_infeasible, is_trained, pareto_mask, pareto_trials, results_of_record
 
 __all__ = ["pareto_mask", "complete_trials", "select_trials", "top_configs", "study_frame", "trial_config",
            "retrained_results", "SelectionError"]
@@ -170,14 +170,11 @@ def select_trials(study: "optuna.Study", *, top: int | None = None, trial: int |
             last = f"0..{trials[-1].number}" if trials else "none"
             raise SelectionError(f"study {name!r} has no trial {trial} (trial numbers: {last})")
         t = match[0]
-        copy = [c for c in trials if c.user_attrs.get("repaired_from") == t.number]
-        if copy:  # recorded PRUNED at its last evaluation by an older srnas; the copy is its result
-            t = copy[0]
-        if t.state.name != "COMPLETE":
+        if t.state.name != "COMPLETE" or is_infeasible(t):
             why = t.user_attrs.get("error") or t.user_attrs.get("infeasible")
-            reason = f" ({why})" if why else ""
-            raise SelectionError(f"study {name!r} trial {trial} is {t.state.name}{reason}: only COMPLETE trials "
-                                 "can be exported; pick one with srnas report or use --top K")
+            what = "infeasible" if is_infeasible(t) else t.state.name
+            raise SelectionError(f"study {name!r} trial {trial} is {what}{f' ({why})' if why else ''}: only trained "
+                                 "COMPLETE trials can be exported; pick one with srnas report or use --top K")
         if "config" not in t.user_attrs:
             raise SelectionError(f"study {name!r} trial {trial} recorded no architecture config")
         return [t]

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError
 from srnas.outcomes import CONFIRMED_PREFIX, arch_of, pareto_trials, results_of_record
-from srnas.search.processes import worker_identity
-from srnas.search.processes import StaleTrials
+from srnas.search.processes import StaleTrials, worker_identity
 from srnas.optuna_seams import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from srnas.errors import ConfigError, SrnasError
+from srnas.errors import SrnasError
 from srnas.log import FILE_ONLY, get_logger, log_file
 from srnas.search.nni_engine import NNIEngine
 from srnas.search.optuna_engine import OptunaEngine
 from srnas.search.processes import terminate_as_interrupt
 from srnas.search.session import Engine, Session
 from srnas.search.settings import SearchSettings
+from srnas.registry import Registry
 
 if TYPE_CHECKING:
     import optuna
@@ -22,15 +23,12 @@ if TYPE_CHECKING:
 
 log = get_logger("search")
 
-ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (OptunaEngine, NNIEngine)}
+ENGINES: Registry[type[Engine]] = Registry("engine", ((e.name, e) for e in (OptunaEngine, NNIEngine)), flag="--engine")
 
 
 def get_engine(name: str) -> Engine:
     """The engine registered as ``name`` (``optuna``, ``nni``)."""
-    try:
-        return ENGINES[name]()
-    except KeyError:
-        raise ConfigError(f"--engine: unknown engine {name!r}; allowed: {', '.join(ENGINES)}") from None
+    return ENGINES.get(name)()
 
 
 def run_search(settings: SearchSettings, *, console: "Console | None" = None, progress: bool = True,

@@ -1,4 +1,5 @@
-"""``srnas.search(...)``: a search as a Python call, the function ``srnas search`` calls.
+"""``srnas.search(...)``: a search as a Python call, the function ``srnas search`` calls, and
+`confirm`, the one ``srnas confirm`` calls (both re-exported by `srnas.api`).
 
 The settings come from, in increasing precedence: the defaults (`SearchSettings`), what the
 study recorded when it exists (``run_settings``: a resume reuses them), a run file
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from srnas.runfile import check_options, coerce, options_schema, read_run_file
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     import optuna
     from rich.console import Console
@@ -55,7 +56,7 @@ def _recorded_search(given: Mapping[str, Any], root: str | None) -> dict[str, An
     """The ``run_settings`` the study ``given`` names recorded (empty when it does not exist
     yet), with the study name; only keys this srnas knows, with values of the right type."""
     from srnas.search.settings import SearchSettings
-    from srnas.space import SearchSpace
+    from srnas.space.search_space import SearchSpace
     from srnas.studies import StudyError, StudyHome, is_journal_url, journal_path, sqlite_path
 
     probe = SearchSettings(**given, root=root)  # a bad value fails here as it would below
@@ -113,3 +114,26 @@ def search(run: str | Path | None = None, *, progress: bool = True, console: "Co
                       create_only=output.get("create_only", False))
 
 
+def confirm(study: str, *, storage: str | None = None, top: int = 3, seeds: int | None = None,
+            extra: Sequence[int] = (), device: str | None = None,
+            log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train the ``top`` architectures of the existing ``study`` again on ``seeds`` fresh seeds
+    each (default: the study's ``confirm_seeds``) and score them on images the search did not
+    select on (``srnas confirm``; keywords named like its flags, ``extra`` its ``--trial``);
+    returns the confirmed records, best first (`srnas.search.confirm`). ``log``: where its
+    lines go (default: the ``confirm`` logger, as the command prints them).
+
+    >>> records = srnas.api.confirm("tiny-demo", top=2)  # doctest: +SKIP
+    """
+    from srnas.errors import ConfigError
+    from srnas.log import ensure_configured, get_logger
+    from srnas.search.confirm import confirm_session
+    from srnas.search.session import Session
+
+    ensure_configured()
+    settings, _ = resolve_search(study=study, **({"storage": storage} if storage else {}))
+    session = Session.attach(settings)
+    if top < 0:
+        raise ConfigError(f"--top must be 0 or more, got {top}")
+    return confirm_session(session, device=device, top=top, seeds=seeds, extra=extra,
+                           log=log or get_logger("confirm").info)

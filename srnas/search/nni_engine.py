@@ -40,8 +40,9 @@ from srnas.search.progress import SearchProgress
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings
 from srnas.search.trial import MAX_CONSECUTIVE_FAILURES
-from srnas.space import SearchSpace
+from srnas.space.search_space import SearchSpace
 from srnas.optuna_seams import trial_id_of
+from srnas.registry import unknown_name
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -165,7 +166,7 @@ def make_strategy(name: str, *, budget: int, seed: int | None, n_mutables: int) 
         return strategy.Random(dedup=True, seed=seed)
     if name == "tpe":
         return strategy.TPE(optimize_mode="maximize", seed=seed)
-    raise ConfigError(f"--nni-strategy: unknown strategy {name!r}; allowed: {', '.join(STRATEGIES)}")
+    raise unknown_name("strategy", name, STRATEGIES, flag="--nni-strategy")
 
 
 # ---- one trial: evaluate and record in the Optuna study ----------------------------------------
@@ -372,8 +373,7 @@ class NNIEngine:
             raise ConfigError(f"--engine nni optimises one objective (NNI strategies are single-objective), "
                               f"not {','.join(settings.objectives)}; use --engine optuna for a Pareto search")
         if settings.nni_strategy not in STRATEGIES:
-            raise ConfigError(f"--nni-strategy: unknown strategy {settings.nni_strategy!r}; "
-                              f"allowed: {', '.join(STRATEGIES)}")
+            raise unknown_name("strategy", settings.nni_strategy, STRATEGIES, flag="--nni-strategy")
         if settings.workers == "auto":
             return dataclasses.replace(settings, workers=1)
         if isinstance(settings.workers, int) and settings.workers > 1:

@@ -4,6 +4,7 @@ validation PSNR (protocol named) -> trial values and user attributes."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import tempfile
@@ -14,7 +15,9 @@ from typing import Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError
-from srnas.space import ConfigCosts, SearchSpace
+from srnas.arch.cost import ConfigCosts
+from srnas.search.settings import OBJECTIVES
+from srnas.space.search_space import SearchSpace
 from srnas.train.schedules import ProxySchedule
 
 #: Keys every evaluated trial records as user attributes (the report and export rely on them).
@@ -206,14 +209,13 @@ class Objective:
         memory rules it out): the bicubic PSNR (the score of the skip alone), its known
         parameters and Mult-Adds, an infinite latency and NTIRE score. Constrained samplers rank it by its
         constraint values, not by these."""
-        known = {"psnr": self.bicubic_reference(), "params": float(costs.params), "macs": float(costs.mult_adds),
-                 "latency": float("inf"), "ntire": float("inf")}
-        return tuple(known[name] for name in self.objectives)
+        known = {"psnr": self.bicubic_reference(), "params": float(costs.params), "macs": float(costs.mult_adds)}
+        return tuple(known.get(name, math.inf if OBJECTIVES[name].direction == "minimize" else -math.inf)
+                     for name in self.objectives)
 
     @staticmethod
     def _value(name: str, attrs: dict[str, Any]) -> float:
-        return float({"psnr": attrs.get("psnr"), "params": attrs["params"], "macs": attrs["mult_adds"],
-                      "latency": attrs.get("latency_ms"), "ntire": attrs.get("ntire_score")}[name])
+        return float(attrs[OBJECTIVES[name].attr])
 
     def _sample_image(self, model: Any, cfg: ArchConfig) -> Path | None:
         """A small LR | SR | HR strip of the first validation image, where it has the most detail

@@ -191,9 +191,6 @@ class OptunaEngine:
                       + f", sampler {settings.sampler}, pruner {settings.effective_pruner}"
                       + (" (pruning is off for multi-objective searches)" if settings.multi_objective else "")
                       + f", budget {settings.budget} distinct architectures, workers {settings.workers}")
-        if session.repaired:
-            console.print(f"repaired {len(session.repaired)} trials recorded PRUNED at their last evaluation by an "
-                          f"older srnas (trials {', '.join(map(str, session.repaired))}): added as COMPLETE copies")
         done = session.already_done_note()
         if done is not None:
             console.print(done)

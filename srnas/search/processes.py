@@ -191,9 +191,8 @@ class StaleTrials:
             seen.add(trial_id_of(t))
             worker = t.user_attrs.get("worker")
             w_host, _, w_pid = worker.rpartition(":") if isinstance(worker, str) else ("", "", "")
-            # A PID is checked only in the worker's own namespace (containers share hostnames);
-            # records of older srnas have no worker_ns: the hostname decides, as it did.
-            same = w_host == host and t.user_attrs.get("worker_ns", ns) == ns
+            # A PID is checked only in the worker's own namespace (containers share hostnames).
+            same = w_host == host and t.user_attrs.get("worker_ns") == ns
             if same and w_pid.isdigit():
                 if not worker_alive(int(w_pid), t.user_attrs.get("worker_start")):
                     out.append((t, f"worker {worker} died (killed?)"))

@@ -147,7 +147,7 @@ class SearchProgress:
             new = sorted((t for t in s["trials"] if t.number not in self._reported), key=lambda t: t.number)
             for t in new:
                 self._reported.add(t.number)
-                quiet_kind = is_infeasible(t) or is_repeat(t) or "repaired_from" in t.user_attrs
+                quiet_kind = is_infeasible(t) or is_repeat(t)
                 log.info(trial_line(t, s["best"]), extra=VERBOSE_ONLY if quiet_kind else route)
             assert self._clock is not None
             if final or self._clock.due():

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from srnas.space import FixedChooser, SearchSpace
+from srnas.space.choosers import FixedChooser
+from srnas.space.search_space import SearchSpace
 from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:

@@ -5,10 +5,12 @@ the study name and home), creates or resumes the study and checks that a resumed
 the same thing, enqueues the space's presets, keeps the budget accounting and fails trials
 whose worker died. Engines (`srnas.search.engines`) receive a session and run it to its budget.
 
-Budget accounting: a trial counts once it is COMPLETE, or PRUNED by the pruner. Trials that
-violate the space's constraints are recorded as PRUNED with the user attribute ``infeasible``
-(never trained) and do not count, nor do FAILED ones (a killed worker's trial is failed and
-retried).
+Budget accounting (`srnas.outcomes`): a trial counts once it trained an architecture to COMPLETE,
+or PRUNED by the pruner. Configs that violate the space's constraints are recorded COMPLETE with
+the user attribute ``infeasible`` and their constraint values (never trained), repeats FAIL with
+``reused_from``: neither counts, nor do FAILED ones (a killed worker's trial is failed and
+retried). A study that a development version before 0.1.0 wrote is refused in one line
+(`Session.changes_from`).
 
 Stale trials (`srnas.search.processes.StaleTrials`): a RUNNING trial whose worker is gone is
 failed and retried by the next worker that looks (`Session.fail_stale`), on every storage.
@@ -28,14 +30,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from srnas.errors import ConfigError, SrnasError
-from srnas.outcomes import Counts, pruned_at_last_step, repair_copy, study_counts
+from srnas.outcomes import Counts, study_counts
 from srnas.search.memory import memory_shortfall, training_bytes
 from srnas.search.ntire import check_ntire_space, ensure_baseline, ntire_settings
 from srnas.search.objective import Objective, check_data
 from srnas.search.processes import StaleTrials, worker_identity
-from srnas.search.settings import METRIC_NAMES, OBJECTIVES, SearchSettings
+from srnas.search.settings import OBJECTIVES, SearchSettings
 from srnas.search.trial import TrialRunner, fail_and_retry
-from srnas.space import CONSTRAINTS, ConfigCosts, SearchSpace, canonical_changes
+from srnas.arch.cost import CONSTRAINTS, ConfigCosts
+from srnas.space.search_space import SearchSpace, canonical_changes
 from srnas.artifacts import ARTIFACTS_ATTR, artifact_location, check_artifact_store, normalize_artifact_location
 from srnas.studies import (
     StudyError,
@@ -142,24 +145,6 @@ def resolve_proxy(settings: SearchSettings, space: SearchSpace) -> ProxySchedule
     return schedule
 
 
-def _named_like(recorded: str, fidelity: Any) -> str | None:
-    """The name of a shipped proxy that trains and scores as ``fidelity`` does, with the cut or
-    factor of ``recorded`` (``tiny@20`` -> ``tiny-step@20``), if there is one."""
-    base = recorded.removeprefix("proxy-")
-    cut = len(base)
-    for mark in ("*", "@"):
-        if mark in base:
-            cut = min(cut, base.index(mark))
-    suffix = base[cut:]
-    for name in PROXY_FIDELITIES:
-        try:
-            if get_schedule(name + suffix).fidelity_id == fidelity:
-                return name + suffix
-        except ConfigError:
-            continue
-    return None
-
-
 class Session:
     """The resolved settings, the study and its accounting, shared by every engine.
 
@@ -175,8 +160,6 @@ class Session:
         self.home = home
         self.study = study
         self.space_size = space.size()
-        #: Trials recorded PRUNED at their last evaluation that `create` repaired.
-        self.repaired: list[int] = []
         self.stale = StaleTrials(grace=2 * settings.heartbeat)
 
     @property
@@ -208,7 +191,7 @@ class Session:
         check_memory(space, schedule, devices)
         check_data(settings.data, space.scales)
         refuse_network_sqlite(settings.storage or home.default_storage_url)
-        directions = [OBJECTIVES[o] for o in settings.objectives]
+        directions = [OBJECTIVES[o].direction for o in settings.objectives]
         with home.creating(settings.storage):
             storage = home.storage(settings.storage)
             with storage_errors(storage), storage_lock(storage, home.name):
@@ -217,8 +200,6 @@ class Session:
                 session._check_or_record_identity(directions)
                 session._check_or_record_artifacts()
                 session._record_run(run if run is not None else settings.run_options())
-                if not settings.multi_objective:
-                    session.repaired = session.repair()
                 for label, params in space.preset_assignments():
                     study.enqueue_trial(params, user_attrs={"preset": label}, skip_if_exists=True)
         if "ntire" in settings.objectives:  # before any worker starts: every trial needs its floor
@@ -259,48 +240,37 @@ class Session:
         return mine
 
     def changes_from(self, known: dict[str, Any]) -> list[str]:
-        """How this session differs from what a study recorded (empty: it resumes the same search)."""
+        """How this session differs from what a study recorded (empty: it resumes the same search).
+        `StudyError` for a study that a development version before srnas 0.1.0 wrote (it lacks
+        part of the identity every release records): no release can read such a study."""
         mine = self.identity()
+        missing = [key for key in mine if key not in known]
+        if missing:
+            raise StudyError(f"study {self.name!r} was written by a development version of srnas before 0.1.0 "
+                             f"(it lacks {', '.join(missing)}): this srnas cannot resume it; pass --study NEW "
+                             "(study= in Python) for a new study")
         out: list[str] = []
-        if known.get("space") != mine["space"]:
-            out.append(f"space {known.get('space')} (now {mine['space']})")
-        if "space_canonical" in known:
-            out += canonical_changes(known["space_canonical"], mine["space_canonical"])
-        else:  # recorded before srnas kept the space: the trials' distributions tell
-            out += self._distribution_changes()
-        if known.get("objectives") != mine["objectives"]:
-            out.append(f"objectives {','.join(known.get('objectives') or [])} (now {','.join(mine['objectives'])})")
-        if known.get("fidelity") != mine["fidelity"]:
-            was = known.get("proxy") or (known.get("schedule") or {}).get("name") or known.get("fidelity")
+        if known["space"] != mine["space"]:
+            out.append(f"space {known['space']} (now {mine['space']})")
+        out += canonical_changes(known["space_canonical"], mine["space_canonical"])
+        if known["objectives"] != mine["objectives"]:
+            out.append(f"objectives {','.join(known['objectives'] or [])} (now {','.join(mine['objectives'])})")
+        if known["fidelity"] != mine["fidelity"]:
+            was = known["proxy"]
             if was == mine["proxy"]:  # same name, another definition: name the fields that changed
-                before: dict[str, Any] = known["schedule"] if isinstance(known.get("schedule"), dict) else {}
+                before: dict[str, Any] = known["schedule"]
                 now = self.schedule.to_dict()
                 fields = [f"{k} {before[k]} -> {now[k]}" for k in now
                           if k not in ("name", "fidelity_id", "eval_every", "first_rung") and k in before and before[k] != now[k]]
-                same = _named_like(str(was), known.get("fidelity"))
-                out.append((f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
-                            f"proxy {was} with fidelity {known.get('fidelity')} (now {mine['fidelity']})")
-                           + (f"; --proxy {same} is the recorded definition" if same else ""))
+                out.append(f"proxy {was} is defined differently now ({', '.join(fields)})" if fields else
+                           f"proxy {was} with fidelity {known['fidelity']} (now {mine['fidelity']})")
             else:
                 out.append(f"proxy {was} (now {mine['proxy']})")
-        if known.get("data") != mine["data"]:
-            out.append(f"data {known.get('data')} (now {mine['data']})")
-        if known.get("ntire") != mine.get("ntire") and "ntire" in mine and "ntire" in known:
+        if known["data"] != mine["data"]:
+            out.append(f"data {known['data']} (now {mine['data']})")
+        if "ntire" in mine and known["ntire"] != mine["ntire"]:
             out += [f"--ntire-{k} {known['ntire'].get(k)} (now {v})" for k, v in mine["ntire"].items()
                     if known["ntire"].get(k) != v]
-        return out
-
-    def _distribution_changes(self) -> list[str]:
-        flat = self.space.flat_choices()
-        seen: dict[str, list[Any]] = {}
-        for t in self.study.get_trials(deepcopy=False):
-            for name, dist in t.distributions.items():
-                seen.setdefault(name, list(getattr(dist, "choices", [])))
-        out = []
-        for name, choices in seen.items():
-            now = list(flat.get(name, ()))
-            if now != choices:
-                out.append(f"parameters.{name} {choices} (now {now or 'not searched'})")
         return out
 
     def _check_or_record_identity(self, directions: list[str]) -> None:
@@ -312,9 +282,6 @@ class Session:
                 raise StudyError(f"study {name!r} was searched with another setup: {'; '.join(changes)}; "
                                  "resume with the same space and settings, or pass --study NEW (study= in Python) "
                                  "for a new study")
-            for key, value in self.identity().items():
-                if key not in known:  # studies of older srnas: keep what they lacked from now on
-                    study.set_user_attr(key, value)
             return
         if [d.name.lower() for d in study.directions] != directions:
             raise StudyError(f"study {name!r} exists with other objectives; pass --study NEW (study= in Python)")
@@ -325,7 +292,7 @@ class Session:
         study.set_user_attr("schedule", self.schedule.to_dict())
         study.set_user_attr("space_file", str(self.space.source))
         study.set_user_attr("srnas", 1)
-        study.set_metric_names([METRIC_NAMES[o] for o in self.settings.objectives])
+        study.set_metric_names([OBJECTIVES[o].metric for o in self.settings.objectives])
 
     def _check_or_record_artifacts(self) -> None:
         """Record ``--artifacts`` in a study that has none yet (so that every worker, the report
@@ -411,26 +378,6 @@ class Session:
         return (f"study {self.name!r} already holds {counts.finished} distinct architectures "
                 f"(budget {self.settings.budget}): nothing to do; pass --budget N with N > {counts.finished} "
                 "to extend it")
-
-    def repair(self) -> list[int]:
-        """Add a COMPLETE copy of every net recorded PRUNED at its last evaluation (older srnas
-        pruned there too); returns the numbers of the trials repaired. The copies count nothing:
-        the budget counts architectures, and these were counted when they trained."""
-        from optuna.trial import TrialState
-
-        final = self.schedule.updates
-        trials = self.study.get_trials(deepcopy=False)
-        done = {t.user_attrs.get("repaired_from") for t in trials}
-        complete_archs = {t.user_attrs.get("arch_id") for t in trials if t.state == TrialState.COMPLETE}
-        repaired = []
-        for t in trials:
-            if t.number in done or t.user_attrs.get("arch_id") in complete_archs:
-                continue
-            if t.user_attrs.get("fidelity") == self.schedule.fidelity_id and pruned_at_last_step(t, final):
-                self.study.add_trial(repair_copy(t))
-                complete_archs.add(t.user_attrs.get("arch_id"))
-                repaired.append(t.number)
-        return repaired
 
     def fail_stale(self) -> list[int]:
         """Fail (and re-enqueue) the RUNNING trials whose worker is gone (`StaleTrials`);

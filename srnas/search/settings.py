@@ -13,14 +13,28 @@ from typing import Any
 
 from srnas.errors import ConfigError
 from srnas.studies import HEARTBEAT_INTERVAL, check_study_name, safe_study_name
+from srnas.registry import Registry, unknown_name
 
-#: Objective names and their optimisation directions.
-#: ``ntire``: the NTIRE efficient-SR challenge's score against a baseline preset (`srnas.search.ntire`).
-OBJECTIVES = {"psnr": "maximize", "params": "minimize", "macs": "minimize", "latency": "minimize",
-              "ntire": "minimize"}
-#: The Optuna metric name shown for each objective.
-METRIC_NAMES = {"psnr": "PSNR (dB)", "params": "params", "macs": "Mult-Adds", "latency": "latency (ms)",
-                "ntire": "NTIRE score"}
+@dataclasses.dataclass(frozen=True)
+class ObjectiveKind:
+    """What a search objective is: its direction, the metric name Optuna shows, and the trial
+    user attribute that holds its value (`srnas.search.objective.Objective` records it)."""
+
+    direction: str
+    metric: str
+    attr: str
+
+
+#: The search objectives (``--objectives psnr,NAME``). ``ntire``: the NTIRE efficient-SR
+#: challenge's score against a baseline preset (`srnas.search.ntire`). A new objective is one
+#: entry here, and the measurement of its attribute in `srnas.search.objective`.
+OBJECTIVES: Registry[ObjectiveKind] = Registry("objective", {
+    "psnr": ObjectiveKind("maximize", "PSNR (dB)", "psnr"),
+    "params": ObjectiveKind("minimize", "params", "params"),
+    "macs": ObjectiveKind("minimize", "Mult-Adds", "mult_adds"),
+    "latency": ObjectiveKind("minimize", "latency (ms)", "latency_ms"),
+    "ntire": ObjectiveKind("minimize", "NTIRE score", "ntire_score"),
+}, flag="--objectives")
 SAMPLERS = ("tpe", "random", "nsga2", "gp")
 #: ``asha``: successive halving from the proxy's measured first rung (one bracket: the sampler
 #: sees every trial); ``hyperband`` gives a sampler only the trials of a trial's own bracket.
@@ -33,10 +47,9 @@ def parse_objectives(text: str | Sequence[str]) -> tuple[str, ...]:
     names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     if not names or names[0] != "psnr":
         raise ConfigError(f"--objectives must start with psnr, got {','.join(names) or 'nothing'}; "
-                          "allowed: psnr, psnr,params, psnr,macs, psnr,latency, psnr,ntire")
+                          f"allowed: psnr, {', '.join('psnr,' + n for n in OBJECTIVES if n != 'psnr')}")
     for n in names:
-        if n not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {n!r}; allowed: {', '.join(OBJECTIVES)}")
+        OBJECTIVES.get(n)
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate objective in {','.join(names)}")
     return tuple(names)
@@ -107,9 +120,9 @@ class SearchSettings:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"--workers-per-device must be a positive integer, got {k!r}")
         if self.sampler not in SAMPLERS:
-            raise ConfigError(f"--sampler: unknown sampler {self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+            raise unknown_name("sampler", self.sampler, SAMPLERS, flag="--sampler")
         if self.pruner is not None and self.pruner not in PRUNERS:
-            raise ConfigError(f"--pruner: unknown pruner {self.pruner!r}; allowed: {', '.join(PRUNERS)}")
+            raise unknown_name("pruner", self.pruner, PRUNERS, flag="--pruner")
         if self.multi_objective and self.pruner not in (None, "none"):
             raise ConfigError("pruning is not available for multi-objective searches (Optuna raises "
                               "there); drop --pruner or use --objectives psnr")

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
-from srnas.outcomes import pruned_at_last_step
 from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
-from srnas.space import SearchSpace
+from srnas.space.search_space import SearchSpace
 from srnas.studies import HEARTBEAT_INTERVAL, storage_failure, storage_location
 from srnas.artifacts import open_artifact_store
 from srnas.optuna_seams import storage_of, trial_id_of
@@ -44,7 +43,7 @@ UPLOAD_TRIES, UPLOAD_WAIT_S = 3, 1.0
 WAIT_POLL_S = 1.0
 #: User attributes about a trial's own run, never copied from the trial whose result it reuses.
 _OWN_ATTRS = frozenset({"worker", "worker_ns", "worker_start", "slurm_job", "heartbeat_at", "waiting_for", "preset",
-                        "reused_from", "repaired_from", "nni_trial", "engine", "seed", "device"})
+                        "reused_from", "nni_trial", "engine", "seed", "device"})
 
 
 #: Times a trial is retried after its worker died or was stopped by its scheduler (a new WAITING
@@ -380,9 +379,6 @@ class TrialRunner:
         self.study.tell(trial, state=TrialState.FAIL)
         if reuse.state == TrialState.COMPLETE:
             return Outcome("complete", float(reuse.values[0]), reused=True)
-        if pruned_at_last_step(reuse, self.objective.schedule.updates):
-            # Trained to the last evaluation, but recorded PRUNED by an older srnas: a full result.
-            return Outcome("complete", float(reuse.user_attrs["psnr"]), reused=True)
         last = reuse.user_attrs.get("psnr")  # pruned at this fidelity before: it would be pruned again
         return Outcome("pruned", float(last) if last is not None else None, reused=True)
 

@@ -1,5 +1,6 @@
 """Training: schedules (proxy fidelities, the paper's), `Trainer`, checkpoints, evaluation runner,
-device and precision policy.
+device and precision policy, and the workflows of ``srnas retrain`` (`srnas.train.entry`) and
+``srnas eval`` (`srnas.train.inference`).
 
 Names are re-exported lazily: ``from srnas.train import get_schedule`` does not import torch.
 
@@ -22,8 +23,8 @@ _EXPORTS = {
     "schedule_names": "srnas.train.schedules",
     "schedule_from_dict": "srnas.train.schedules",
     "Trainer": "srnas.train.trainer",
-    "TrainResult": "srnas.train.trainer",
-    "TrainProgress": "srnas.train.trainer",
+    "TrainResult": "srnas.train.fit_result",
+    "TrainProgress": "srnas.train.fit_result",
     "save_checkpoint": "srnas.train.checkpoint",
     "load_checkpoint": "srnas.train.checkpoint",
     "save_weights": "srnas.train.checkpoint",
@@ -37,6 +38,8 @@ _EXPORTS = {
     "policy_for": "srnas.train.device",
     "resolve_device": "srnas.train.device",
     "PUBLISHED_X2": "srnas.train.published",
+    "RetrainSettings": "srnas.train.entry",
+    "resolve_retrain": "srnas.train.entry",
 }
 
 __all__ = sorted(_EXPORTS)

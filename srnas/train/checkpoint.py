@@ -5,6 +5,10 @@ position, RNG states (torch, NumPy, Python), update count, patch-sampler state, 
 the schedule. Files are written with `srnas.fileio.atomic_write` (a temporary file in the same
 folder, fsync'ed, moved over the old file, mode from the umask): a crash or an exception while
 saving leaves the previous checkpoint intact and no half-written file.
+
+A run resumes on the same training set only (`data_identity`), its optimiser keeping this
+device's implementation flags (`load_optimizer_state`); `load_init_weights` starts one from
+weights of another run or scale.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import torch
 
 from srnas.errors import ConfigError, TrainingError
 from srnas.fileio import atomic_write
+from srnas.train.schedules import Schedule, schedule_from_dict
 
 if TYPE_CHECKING:
     from srnas.arch.config import ArchConfig
+    from srnas.data import SRImageSet
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -177,3 +183,67 @@ def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
 
         fuse(model)
     return model.to(device).eval(), config
+
+
+# ---- resuming and starting a run ------------------------------------------------------------
+
+
+def data_identity(images: "SRImageSet") -> dict[str, Any]:
+    """What a training set is, as a checkpoint records it: its name, image count and a digest of
+    its image names (a run resumes only on the same set)."""
+    import hashlib
+
+    names = list(images.names)
+    return {"name": images.name, "images": len(names),
+            "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+
+
+def check_resumable(state: Mapping[str, Any], *, where: str, arch_id: str, schedule: Schedule, seed: int,
+                    train_data: "SRImageSet") -> None:
+    """Raise `TrainingError` unless checkpoint ``state`` (read from ``where``) is of the same run:
+    architecture, schedule, seed and training set."""
+    if state.get("arch_id") != arch_id:
+        raise TrainingError(f"{where}: checkpoint of architecture {state.get('arch_id')}, "
+                            f"not {arch_id}; use another checkpoint folder")
+    theirs = schedule_from_dict(state["schedule"])
+    if theirs.fidelity_id != schedule.fidelity_id:
+        raise TrainingError(f"{where}: checkpoint of schedule {theirs.name!r} ({theirs.fidelity_id}), "
+                            f"not {schedule.name!r} ({schedule.fidelity_id})")
+    if int(state["seed"]) != seed:
+        raise TrainingError(f"{where}: checkpoint trained with seed {state['seed']}, not {seed}")
+    theirs_data, mine = state.get("data"), data_identity(train_data)
+    if isinstance(theirs_data, dict) and theirs_data != mine:  # (checkpoints of older srnas lack it)
+        raise TrainingError(f"{where}: checkpoint trained on {theirs_data.get('name')} "
+                            f"({theirs_data.get('images')} images), not on {mine['name']} ({mine['images']} "
+                            "images); resume with the same --data, or use another output folder")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a checkpoint's optimiser state, keeping this optimiser's implementation flags."""
+    # load_state_dict also copies the implementation flags (fused, capturable, a tensor lr) of
+    # the run that saved it; keep this device's own, so that a CUDA checkpoint resumes on CPU.
+    own: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "capturable", "foreach", "lr") if k in g}
+                                 for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, mine in zip(optimizer.param_groups, own):
+        lr = float(group["lr"])
+        group.update(mine)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def load_init_weights(model: torch.nn.Module, source: str | Path | Mapping[str, Any]) -> None:
+    """Load starting weights: all of them when they match, else all but the upsampler (x2 -> x3/x4)."""
+    from srnas.arch.checkpoint import load_weights, read_state_dict
+
+    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
+    try:
+        load_weights(model, state, strict=True)
+    except ConfigError:
+        left = load_weights(model, state, strict=False, transfer=True)
+        own = model.state_dict()
+        if len(left) == len(own):
+            raise ConfigError(f"init weights {source if isinstance(source, (str, Path)) else 'state dict'}: "
+                              "no tensor matches this architecture") from None

@@ -28,7 +28,7 @@ from srnas.units import finite_or_none
 
 if TYPE_CHECKING:
     from srnas.data import SRImageSet
-    from srnas.train.trainer import TrainProgress, TrainResult
+    from srnas.train.fit_result import TrainProgress, TrainResult
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.yaml", "model.pt", "metrics.json", "retrain.log"
 #: Held while a run writes its folder (a second writer is refused).

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar, Union
 
 from srnas.errors import ConfigError
+from srnas.registry import Registry, unknown_name
 
 LR_POLICIES = ("step", "cosine")
 LOSSES = ("l1", "l2")
@@ -255,7 +256,7 @@ _TINY_COSINE = ProxySchedule(name="tiny-cosine", updates=300, batch=16, patch=24
 #: within the interval, and the rule takes the cheaper). With the bicubic global skip it leaves the
 #: better demo candidates above bicubic in seconds (docs/reference.md section 6). ``short`` and
 #: ``medium`` are meant for a GPU.
-PROXY_FIDELITIES: dict[str, ProxySchedule] = {
+PROXY_FIDELITIES: Registry[ProxySchedule] = Registry("proxy fidelity", {
     "tiny": dataclasses.replace(_TINY_STEP, name="tiny", val_images=1, first_rung=50),
     "tiny-step": _TINY_STEP,
     "tiny-cosine": _TINY_COSINE,
@@ -263,13 +264,13 @@ PROXY_FIDELITIES: dict[str, ProxySchedule] = {
                            lr_milestones=(1200, 1600), eval_every=250, val_images=5),
     "medium": ProxySchedule(name="medium", updates=10_000, batch=16, patch=48, lr=5e-4,
                             lr_milestones=(6000, 8000), eval_every=1000, val_images=10),
-}
+})
 
 #: The paper's schedules: the authors' code (3e5 updates) and the paper's final models (1e6).
-PAPER_SCHEDULES: dict[str, PaperSchedule] = {
+PAPER_SCHEDULES: Registry[PaperSchedule] = Registry("schedule", {
     "paper": PaperSchedule(name="paper", updates=300_000),
     "paper-long": PaperSchedule(name="paper-long", updates=1_000_000),
-}
+})
 
 
 def schedule_names() -> list[str]:
@@ -290,7 +291,7 @@ def get_schedule(name: "str | Schedule") -> "Schedule":
     if isinstance(name, _Schedule):
         return name
     if not isinstance(name, str):
-        raise ConfigError(f"schedule must be a name, got {type(name).__name__}; allowed: {', '.join(schedule_names())}")
+        raise unknown_name("schedule", name, schedule_names())
     base, sep, count = name.partition("@")
     if sep:
         if not count.strip().isdigit() or int(count) < 1:
@@ -307,7 +308,7 @@ def get_schedule(name: "str | Schedule") -> "Schedule":
     key = key.removeprefix("proxy-")
     if key in PROXY_FIDELITIES:
         return PROXY_FIDELITIES[key]
-    raise ConfigError(f"unknown schedule {name!r}; allowed: {', '.join(schedule_names())}")
+    raise unknown_name("schedule", name, schedule_names())
 
 
 def schedule_from_dict(data: Mapping[str, Any]) -> "Schedule":

@@ -1,4 +1,5 @@
-"""`Trainer`: fits one `ArchConfig` on SR patches under a schedule and scores it on a validation set.
+"""`Trainer`: fits one `ArchConfig` on SR patches under a schedule and scores it on a validation set
+(`srnas.train.validation`); what a run reports is `srnas.train.fit_result`.
 
 >>> from srnas.arch import ArchConfig
 >>> from srnas.data import demo_split
@@ -12,7 +13,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -28,14 +28,15 @@ from torch import nn
 from srnas.arch.config import ArchConfig
 from srnas.arch.networks import build_model
 from srnas.errors import ConfigError, TrainingError
-from srnas.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from srnas.train.device import (
-    DevicePolicy, apply_policy, exact_fp32, memory_format, policy_for, rng_state, seed_everything,
-    set_rng_state,
+from srnas.train.checkpoint import (
+    CHECKPOINT_NAME, check_resumable, data_identity, load_checkpoint, load_init_weights, load_optimizer_state, save_checkpoint,
 )
+from srnas.train.device import DevicePolicy, apply_policy, memory_format, policy_for, rng_state, seed_everything, set_rng_state
+from srnas.train.fit_result import TrainingStopped, TrainProgress, TrainResult
 from srnas.train.graphs import CudaGraphs, GraphBackend, StaticStep
-from srnas.train.evaluate import DeviceScorer, bicubic_psnr, evaluate_model, lr_images
-from srnas.train.schedules import PaperSchedule, ProxySchedule, Schedule, schedule_from_dict
+from srnas.train.evaluate import lr_images
+from srnas.train.schedules import PaperSchedule, ProxySchedule, Schedule
+from srnas.train.validation import bicubic_per_scale, score_val_sets, val_sets_by_scale
 
 if TYPE_CHECKING:
     from srnas.data import PatchSampler, SRImageSet
@@ -44,79 +45,6 @@ if TYPE_CHECKING:
 CUDA_CHECK_EVERY = 50
 #: Eager steps per input shape before a CUDA graph is captured (cuDNN autotuning, Adam state).
 CUDA_GRAPH_WARMUP = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainProgress:
-    """What a progress callback sees (after ``update`` of ``total`` updates)."""
-
-    update: int
-    total: int
-    loss: float
-    lr: float
-    last_psnr: float | None
-    elapsed_s: float
-    eta_s: float | None
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """Outcome of `Trainer.fit`.
-
-    ``psnr_curve`` holds (update, validation PSNR) at every evaluation point; ``final`` the last
-    evaluation with ``psnr``, ``ssim``, ``protocol``, ``scale`` (an int, or the list of scales of
-    an MDSR model whose ``psnr``/``ssim`` are then the mean over scales) and ``per_scale``;
-    ``bicubic_psnr`` the bicubic baseline on the same images with the same protocol. ``model``
-    is the trained network in eval mode.
-    """
-
-    psnr_curve: list[tuple[int, float]]
-    final: dict[str, Any]
-    bicubic_psnr: float
-    updates: int
-    wall_time_s: float
-    device: str
-    model: nn.Module
-    seed: int
-    schedule: dict[str, Any] = dataclasses.field(default_factory=dict)
-    arch_id: str = ""
-    precision: str = "fp32"
-    loss_curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
-    #: Why whole-step graphs were turned off during the run (None: they ran, or were not used).
-    graph_failure: str | None = None
-    #: Seconds spent preparing (model, optimiser, data on the device), training and validating.
-    time_split: dict[str, float] = dataclasses.field(default_factory=dict)
-    #: Seconds from the start of training to the first replayed whole-step graph (None: none).
-    first_replay_s: float | None = None
-
-    @property
-    def fidelity_id(self) -> str:
-        return str(self.schedule.get("fidelity_id", ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary (everything but the model)."""
-        return {
-            "arch_id": self.arch_id, "final": self.final, "bicubic_psnr": self.bicubic_psnr,
-            "psnr_curve": [list(p) for p in self.psnr_curve], "loss_curve": [list(p) for p in self.loss_curve],
-            "updates": self.updates, "wall_time_s": self.wall_time_s, "device": self.device,
-            "precision": self.precision, "seed": self.seed, "schedule": self.schedule,
-            "graph_failure": self.graph_failure, "time_split": self.time_split,
-            "first_replay_s": self.first_replay_s,
-        }
-
-
-class TrainingStopped(TrainingError):
-    """`Trainer.fit` was asked to stop (``should_stop``: SIGTERM, a batch scheduler's warning)
-    and wrote its checkpoint: run it again with resume to continue."""
-
-    #: The exit code of a command stopped this way: "resume me" (EX_TEMPFAIL).
-    EXIT_CODE = 75
-
-    def __init__(self, update: int, total: int, checkpoint: Path | None) -> None:
-        where = f"checkpoint {checkpoint}" if checkpoint is not None else "no checkpoint folder: nothing kept"
-        super().__init__(f"stopped at update {update:,} of {total:,} ({where}); the same command with --resume "
-                         "continues")
-        self.update, self.checkpoint = update, checkpoint
 
 
 class Trainer:
@@ -161,7 +89,7 @@ class Trainer:
             raise ConfigError(f"Trainer needs an ArchConfig, got {type(config).__name__}")
         self.config = config
         self.train_data = train_data
-        self.val_sets = _val_sets_by_scale(val_data, config.scales)
+        self.val_sets = val_sets_by_scale(val_data, config.scales)
         self.val_data = self.val_sets[config.scales[0]]
         if not isinstance(schedule, (ProxySchedule, PaperSchedule)):
             raise ConfigError(f"Trainer needs a schedule object, got {type(schedule).__name__} "
@@ -228,7 +156,7 @@ class Trainer:
         seed_everything(self.seed)
         model = build_model(self.config)
         if self.init_weights is not None:
-            _load_init(model, self.init_weights)
+            load_init_weights(model, self.init_weights)
         # Module.to takes memory_format (torch's stubs do not say so).
         self.model = model.to(self.device, memory_format=memory_format(self.policy)).train()  # type: ignore[call-overload]
         self._forward_fn = self._compiled(self.model) if self.compile else self.model
@@ -287,20 +215,12 @@ class Trainer:
             "arch_id": self.config.arch_id,
             "schedule": self.schedule.to_dict(),
             "seed": self.seed,
-            "data": self._data_identity(),
+            "data": data_identity(self.train_data),
             "psnr_curve": [list(p) for p in self.psnr_curve],
             "loss_curve": [list(p) for p in self.loss_curve],
             "loss_window": list(self._window),
             "wall_time_s": self.wall_time_before + self._session_time(),
         }
-
-    def _data_identity(self) -> dict[str, Any]:
-        """What the training set is: its name, image count and a digest of its image names."""
-        import hashlib
-
-        names = list(self.train_data.names)
-        return {"name": self.train_data.name, "images": len(names),
-                "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the training state atomically (default: ``checkpoint_dir/checkpoint.pt``)."""
@@ -312,23 +232,11 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         assert self.model is not None and self.optimizer is not None and self.sampler is not None
-        where = str(self.checkpoint_path)
-        if state.get("arch_id") != self.config.arch_id:
-            raise TrainingError(f"{where}: checkpoint of architecture {state.get('arch_id')}, "
-                                f"not {self.config.arch_id}; use another checkpoint folder")
-        theirs = schedule_from_dict(state["schedule"])
-        if theirs.fidelity_id != self.schedule.fidelity_id:
-            raise TrainingError(f"{where}: checkpoint of schedule {theirs.name!r} ({theirs.fidelity_id}), "
-                                f"not {self.schedule.name!r} ({self.schedule.fidelity_id})")
-        if int(state["seed"]) != self.seed:
-            raise TrainingError(f"{where}: checkpoint trained with seed {state['seed']}, not {self.seed}")
-        theirs_data, mine = state.get("data"), self._data_identity()
-        if isinstance(theirs_data, dict) and theirs_data != mine:  # (checkpoints of older srnas lack it)
-            raise TrainingError(f"{where}: checkpoint trained on {theirs_data.get('name')} "
-                                f"({theirs_data.get('images')} images), not on {mine['name']} ({mine['images']} "
-                                "images); resume with the same --data, or use another output folder")
+        check_resumable(state, where=str(self.checkpoint_path), arch_id=self.config.arch_id, schedule=self.schedule,
+                        seed=self.seed, train_data=self.train_data)
         self.model.load_state_dict(state["model"])
-        self._load_optimizer(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
+        self._lr_now = float(self.optimizer.param_groups[0]["lr"])
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.update = int(state["update"])
@@ -336,22 +244,6 @@ class Trainer:
         self.loss_curve = [(int(u), float(v)) for u, v in state["loss_curve"]]
         self._window = [float(v) for v in state["loss_window"]]
         self.wall_time_before = float(state["wall_time_s"])
-
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        # load_state_dict also copies the implementation flags (fused, capturable, a tensor lr) of
-        # the run that saved it; keep this device's own, so that a CUDA checkpoint resumes on CPU.
-        assert self.optimizer is not None
-        own: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "capturable", "foreach", "lr") if k in g}
-                                     for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state)
-        for group, mine in zip(self.optimizer.param_groups, own):
-            lr = float(group["lr"])
-            group.update(mine)
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
-        self._lr_now = float(self.optimizer.param_groups[0]["lr"])
 
     # ---- one update -----------------------------------------------------------------------------
 
@@ -507,45 +399,21 @@ class Trainer:
     # ---- validation -----------------------------------------------------------------------------
 
     def bicubic_scores(self, max_images: int | None = None) -> dict[int, float]:
-        """Bicubic PSNR per scale on the validation images used for scoring (computed once per
-        set, scale and image count, for every run of this process)."""
-        return {s: bicubic_psnr(val, scale=s, max_images=max_images) for s, val in self.val_sets.items()}
+        """Bicubic PSNR per scale on the validation images used for scoring (`bicubic_per_scale`)."""
+        return bicubic_per_scale(self.val_sets, max_images)
 
     def validate(self, *, with_ssim: bool = True, final: bool = False) -> dict[str, Any]:
         """Score the current model on the validation set (every scale; PSNR/SSIM are the mean).
 
         Scores the schedule's ``val_images`` (the ``final`` evaluation of a run with
-        ``full_final``: the whole set), in plain fp32. PSNR alone is computed on the device
-        (`DeviceScorer`); with
-        SSIM the images come back to the CPU metrics.
+        ``full_final``: the whole set), in plain fp32 (`score_val_sets`).
         """
         assert self.model is not None
         started = time.perf_counter()
         images = None if (final and self.full_final) else self.schedule.val_images
-        per_scale: dict[str, dict[str, Any]] = {}
-        bicubic = self.bicubic_scores(images)
-        with exact_fp32(self.policy):
-            for s, val in self.val_sets.items():
-                if with_ssim:
-                    res = evaluate_model(self.model, val, scale=s, max_images=images, with_ssim=True)
-                else:
-                    res = DeviceScorer.shared(val, scale=s, device=self.device, max_images=images).score(self.model)
-                per_scale[str(s)] = {"psnr": res.psnr, "ssim": res.ssim, "bicubic_psnr": bicubic[s]}
-        psnrs = [v["psnr"] for v in per_scale.values()]
-        ssims = [v["ssim"] for v in per_scale.values()]
-        scales = list(self.config.scales)
+        scores = score_val_sets(self.model, self.val_sets, policy=self.policy, max_images=images, with_ssim=with_ssim)
         self.time_split["validate"] += time.perf_counter() - started
-        return {
-            "psnr": float(sum(psnrs) / len(psnrs)),
-            "ssim": float(sum(ssims) / len(ssims)) if all(v is not None for v in ssims) else None,
-            "protocol": self.val_data.protocol,
-            "scale": scales[0] if len(scales) == 1 else scales,
-            "scales": scales,
-            "per_scale": per_scale,
-            "bicubic_psnr": float(sum(bicubic.values()) / len(bicubic)),
-            "val_set": self.val_data.name,
-            "val_images": min(len(self.val_data.hr), images or len(self.val_data.hr)),
-        }
+        return scores
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -617,33 +485,3 @@ class Trainer:
             time_split=dict(self.time_split), first_replay_s=self.first_replay_s,
         )
 
-
-def _val_sets_by_scale(val_data: "SRImageSet | Mapping[int, SRImageSet]",
-                       scales: tuple[int, ...]) -> dict[int, "SRImageSet"]:
-    """One validation set per scale: the same set for every scale, or a mapping scale -> set."""
-    if isinstance(val_data, Mapping):
-        missing = [s for s in scales if s not in val_data]
-        if missing:
-            raise ConfigError(f"validation sets given for scales {sorted(val_data)}; the model also needs x{missing[0]}")
-        sets = {s: val_data[s] for s in scales}
-    else:
-        sets = {s: val_data for s in scales}
-    protocols = {v.protocol for v in sets.values()}
-    if len(protocols) != 1:
-        raise ConfigError(f"validation sets mix protocols {sorted(protocols)}; use one protocol for all scales")
-    return sets
-
-
-def _load_init(model: nn.Module, source: str | Path | Mapping[str, Any]) -> None:
-    """Load starting weights: all of them when they match, else all but the upsampler (x2 -> x3/x4)."""
-    from srnas.arch.checkpoint import load_weights, read_state_dict
-
-    state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
-    try:
-        load_weights(model, state, strict=True)
-    except ConfigError:
-        left = load_weights(model, state, strict=False, transfer=True)
-        own = model.state_dict()
-        if len(left) == len(own):
-            raise ConfigError(f"init weights {source if isinstance(source, (str, Path)) else 'state dict'}: "
-                              "no tensor matches this architecture") from None

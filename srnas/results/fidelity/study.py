@@ -38,7 +38,7 @@ from srnas.results.fidelity.runs import (
 )
 from srnas.results.fidelity.sample import fixed_variant, sample_spread, stratified_sample, variant_sample
 from srnas.results.fidelity.stats import BAND_TOLERANCE, BOOTSTRAP
-from srnas.space import SearchSpace
+from srnas.space.search_space import SearchSpace
 from srnas.units import human_duration
 
 ARCH_COLUMNS = ("arch_id", "describe", "params", "mult_adds", "mult_adds_learned", "skip", "synflow", "grad_norm",
