@@ -252,6 +252,70 @@ def test_the_recipes_run_srnas_worker_and_requeue_on_its_exit_code() -> None:
     assert f"REQUEUE_EXIT = {REQUEUE_EXIT}" in submitit and '"-m", "srnas", "worker"' in submitit
 
 
+def _kubernetes_job() -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "cluster" / "kubernetes_job.yaml").read_text())
+
+
+def _as_strings(value: object) -> object:
+    """Scalars as strings: Kubernetes' quantities (``nvidia.com/gpu: 1``) read back as "1"."""
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_strings(v) for v in value]
+    return str(value)
+
+
+def test_the_kubernetes_job_is_a_valid_batch_v1_job_field_by_field() -> None:
+    """No cluster runs here: the manifest is read into the official client's API models
+    (kubernetes.client.V1Job), which refuse a missing required field, and written back: a field
+    the API does not know (a typo) would be dropped, so the two must be the same."""
+    kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client is not installed "
+                                                          "(pip install 'srnas[test]')")
+    import json
+    import types
+
+    api = kubernetes.client.ApiClient()
+
+    def round_trip(job: dict) -> dict:
+        return api.sanitize_for_serialization(api.deserialize(types.SimpleNamespace(data=json.dumps(job)), "V1Job"))
+
+    job = _kubernetes_job()
+    assert _as_strings(round_trip(job)) == _as_strings(job)
+    # The check can fail: a misspelt field is dropped, a missing required one refused.
+    typo = json.loads(json.dumps(job))
+    typo["spec"]["podFailurPolicy"] = typo["spec"].pop("podFailurePolicy")
+    assert "podFailurPolicy" not in round_trip(typo)["spec"]
+    nameless = json.loads(json.dumps(job))
+    del nameless["spec"]["template"]["spec"]["containers"][0]["name"]
+    with pytest.raises(ValueError, match="name"):
+        round_trip(nameless)
+
+
+@pytest.mark.slow
+def test_the_kubernetes_pods_command_runs_a_worker_as_kubernetes_would(trials_dir: Path, tmp_path: Path) -> None:
+    """The Indexed Job's container command, with its $(VAR) references expanded from the
+    container's env as Kubernetes does and JOB_COMPLETION_INDEX set, runs `srnas worker` on the
+    study the manifest names (created as its header says) to its budget, exit 0."""
+    import re
+
+    job = _kubernetes_job()
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    study = container["command"][container["command"].index("--study") + 1]
+    url = _sqlite(trials_dir, study)
+    assert main(["search", "--study", study, "--space", str(_space(tmp_path)), "--budget", "2", "--storage", url,
+                 *CREATE, "--create-only"]) == 0
+    env = {e["name"]: url for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert env == {"SRNAS_STORAGE": url}
+    command = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg) for arg in container["command"]]
+    pod_env = {**_env(trials_dir), **env, "JOB_COMPLETION_INDEX": "3",
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    done = subprocess.run(command, env=pod_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_budget_met_once(_load(url, study), 2)
+
+
 # ---- SQLite on a network file system ---------------------------------------------------------
 
 
