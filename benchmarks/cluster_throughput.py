@@ -56,7 +56,7 @@ def measure(url: str, workers: int, *, budget: int, updates: int, env: dict[str,
     import optuna
 
     from srnas.outcomes import is_trained
-    from srnas.studies import open_storage
+    from srnas.storages import open_storage
 
     name = f"throughput-{uuid.uuid4().hex[:8]}"
     _srnas("search", "--study", name, "--storage", url, "--space", "tiny", "--budget", str(budget),

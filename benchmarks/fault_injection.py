@@ -89,7 +89,7 @@ _SERVER_READERS: dict[str, Any] = {}
 
 
 def _read(url: str, name: str) -> list[Any] | None:
-    from srnas.studies import open_storage, sqlite_path
+    from srnas.storages import open_storage, sqlite_path
 
     if url.startswith(("postgresql", "mysql")):
         if url not in _SERVER_READERS:
@@ -509,7 +509,7 @@ def run_postgres_outage(args: argparse.Namespace, rng: random.Random) -> dict[st
             scenario, args, rng, url=url, storage=["--storage", url], env=_search_env(args), down=cluster.stop,
             up=cluster.start, phases=("training", "recording"), until_recorded=False,
             watch=(("lines 'is unreachable'", "is unreachable"), ("'answers again'", "answers again")))
-        from srnas.studies import open_storage
+        from srnas.storages import open_storage
 
         damaged = bystanders.damaged()
         other_unchanged = False

@@ -1,4 +1,4 @@
-"""Optuna journal files made as safe as SQLite (imported by `srnas.studies.open_storage` only
+"""Optuna journal files made as safe as SQLite (imported by `srnas.storages.open_storage` only
 when a journal storage is opened: it imports Optuna).
 
 `JournalFile` is Optuna's ``JournalFileBackend`` with three repairs and one guarantee:

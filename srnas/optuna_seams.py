@@ -5,7 +5,7 @@ yet srnas must reach the storage directly where the study object cannot act:
 
 - heartbeats and stale-trial recovery write a RUNNING trial's attributes from another thread or
   fail another worker's trial (`optuna.Study.tell` only finishes trials of this process);
-- storage errors are told in one line naming the storage (`srnas.studies.storage_errors`);
+- storage errors are told in one line naming the storage (`srnas.storages.storage_errors`);
 - the confirmation claims and heartbeats are study attributes written by id.
 
 `study._storage`, `study._study_id` and `trial._trial_id` have been stable since Optuna 1.x; a

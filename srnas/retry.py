@@ -7,7 +7,7 @@ line when it starts waiting and one when the server answers again. Other errors 
 at once (a finished trial cannot be updated, a unique key exists, ...). RDB writes are
 transactions: a write that failed was rolled back, so retrying it is safe.
 
-Imported by `srnas.studies.open_storage` only (it imports Optuna).
+Imported by `srnas.storages.open_storage` only (it imports Optuna).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _note(message: str) -> None:
 class RetryingStorage(BaseStorage):
     """``inner`` with every public storage call retried through outages (see the module
     docstring). Other attributes are ``inner``'s; ``_backend`` is ``inner`` (what
-    `srnas.studies.storage_location` and `storage_lock` look through)."""
+    `srnas.storages.storage_location` and `storage_lock` look through)."""
 
     def __init__(self, inner: BaseStorage, *, location: str, patience: float = STORAGE_PATIENCE_S,
                  sleep: Callable[[float], None] = time.sleep) -> None:

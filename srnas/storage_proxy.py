@@ -1,5 +1,5 @@
 """``srnas storage-proxy``: Optuna's gRPC storage proxy in front of one database, so that
-hundreds of workers (``--storage grpc://HOST:PORT``, `srnas.studies.open_storage`) share a
+hundreds of workers (``--storage grpc://HOST:PORT``, `srnas.storages.open_storage`) share a
 handful of database connections (docs/cluster.md). Optuna's proxy is experimental (4.2+) and
 serves no journal storage.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from srnas.errors import StudyError
-from srnas.studies import is_grpc_url, is_journal_url, open_storage, redact, storage_location
+from srnas.storages import is_grpc_url, is_journal_url, open_storage, redact, storage_location
 
 
 def serve_storage_proxy(url: str, *, host: str = "127.0.0.1", port: int = 13000, threads: int = 10,

@@ -52,7 +52,7 @@ def _start(root: Path, *args: str) -> subprocess.Popen:
 
 
 def _load(url: str, name: str) -> optuna.Study:
-    from srnas.studies import open_storage
+    from srnas.storages import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
@@ -340,7 +340,7 @@ def test_submitit_local_executor_runs_the_recipe_to_an_exact_budget(trials_dir: 
 
 def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import srnas.fileio as fileio
-    import srnas.studies as studies
+    import srnas.storages as storages
 
     table = tmp_path / "mounts"
     table.write_text("rootfs / ext4 rw 0 0\n"
@@ -352,11 +352,11 @@ def test_mount_table_names_the_file_system_of_a_path(tmp_path: Path, monkeypatch
     assert fileio.filesystem_of(tmp_path / "shared" / "local" / "study.db")[0] == "tmpfs"
     assert fileio.filesystem_of(tmp_path / "with space" / "study.db")[0] == "cifs"
     assert fileio.filesystem_of(tmp_path / "sharedx" / "study.db") == ("ext4", "/")
-    with pytest.raises(studies.StudyError, match=r"network file system \(nfs4.*PostgreSQL.*storage-proxy"):
-        studies.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/study.db")
-    studies.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/local/study.db")
-    studies.refuse_network_sqlite(f"journal:{tmp_path}/shared/study.log")  # srnas locks journals NFS-safely
-    studies.refuse_network_sqlite("postgresql+psycopg://u:p@h/db")
+    with pytest.raises(storages.StudyError, match=r"network file system \(nfs4.*PostgreSQL.*storage-proxy"):
+        storages.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/study.db")
+    storages.refuse_network_sqlite(f"sqlite:///{tmp_path}/shared/local/study.db")
+    storages.refuse_network_sqlite(f"journal:{tmp_path}/shared/study.log")  # srnas locks journals NFS-safely
+    storages.refuse_network_sqlite("postgresql+psycopg://u:p@h/db")
 
 
 def test_sqlite_on_a_network_file_system_is_refused_before_anything_is_written(
@@ -384,7 +384,8 @@ def test_sqlite_on_a_network_file_system_is_refused_before_anything_is_written(
 
 def test_grpc_urls_and_proxy_refusals(tmp_path: Path) -> None:
     from srnas.storage_proxy import serve_storage_proxy
-    from srnas.studies import StudyError, grpc_address
+    from srnas.studies import StudyError
+    from srnas.storages import grpc_address
 
     assert grpc_address("grpc://node-3.cluster:13000") == ("node-3.cluster", 13000)
     assert grpc_address("grpc://[::1]:50051/") == ("::1", 50051)

@@ -13,7 +13,7 @@ from srnas.errors import ConfigError, StudyError
 from srnas.registry import Registry, UnknownName
 from srnas.search.engines import ENGINES, get_engine
 from srnas.search.settings import OBJECTIVES, parse_objectives
-from srnas.studies import STORAGES, open_storage
+from srnas.storages import STORAGES, open_storage
 from srnas.train.schedules import PROXY_FIDELITIES, get_schedule
 
 

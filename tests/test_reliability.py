@@ -59,7 +59,7 @@ def _start(root: Path, *args: str, **kw) -> subprocess.Popen:
 
 
 def _load(url: str, name: str) -> optuna.Study:
-    from srnas.studies import open_storage
+    from srnas.storages import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
@@ -112,7 +112,7 @@ def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path,
 
 
 def _journal_with_trials(path: Path, n: int = 3) -> None:
-    from srnas.studies import open_storage
+    from srnas.storages import open_storage
 
     study = optuna.create_study(study_name="j", storage=open_storage(f"journal:{path}"))
     for i in range(n):

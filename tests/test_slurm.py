@@ -81,7 +81,7 @@ def _create(tmp_path: Path, url: str, budget: int) -> str:
 
 
 def _study(url: str, name: str) -> optuna.Study:
-    from srnas.studies import open_storage
+    from srnas.storages import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(url))
 

@@ -35,7 +35,8 @@ def _studies(args: argparse.Namespace) -> int:
     from srnas.results.overview import list_studies, study_overview
 
     if args.show is not None:
-        from srnas.studies import StudyHome, redact, storage_location
+        from srnas.studies import StudyHome
+        from srnas.storages import redact, storage_location
 
         study = StudyHome(args.show).load(args.storage)
         where = redact(args.storage) if args.storage else storage_location(storage_of(study))

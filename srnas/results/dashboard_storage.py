@@ -53,7 +53,8 @@ class StudiesStorage(BaseStorage):
     studies is refused (``srnas search`` creates them)."""
 
     def __init__(self, root: Path | None = None, storages: Sequence[str] = ()) -> None:
-        from srnas.studies import open_storage, trials_root
+        from srnas.studies import trials_root
+        from srnas.storages import open_storage
 
         self.root = Path(root) if root is not None else trials_root()
         self.scan_root = not storages

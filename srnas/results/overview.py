@@ -93,7 +93,8 @@ def list_studies(root: Path | None = None, storage: str | None = None) -> list[d
     import optuna
 
     from srnas.errors import SrnasError
-    from srnas.studies import StudyHome, list_study_names, open_storage, redact, storage_location
+    from srnas.studies import StudyHome, list_study_names
+    from srnas.storages import open_storage, redact, storage_location
 
     if storage is not None:
         opened = open_storage(storage)

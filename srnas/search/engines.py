@@ -78,7 +78,7 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
     session = Session.create(settings, run=asked)
     console = console or Console(stderr=True)
     if create_only:
-        from srnas.studies import redact
+        from srnas.storages import redact
 
         counts = session.counts()
         storage = f" --storage {redact(settings.storage)}" if settings.storage else ""

@@ -57,7 +57,8 @@ def _recorded_search(given: Mapping[str, Any], root: str | None) -> dict[str, An
     yet), with the study name; only keys this srnas knows, with values of the right type."""
     from srnas.search.settings import SearchSettings
     from srnas.space.search_space import SearchSpace
-    from srnas.studies import StudyError, StudyHome, is_journal_url, journal_path, sqlite_path
+    from srnas.studies import StudyError, StudyHome
+    from srnas.storages import is_journal_url, journal_path, sqlite_path
 
     probe = SearchSettings(**given, root=root)  # a bad value fails here as it would below
     name = probe.study or probe.resolved_study(SearchSpace.load(probe.space).name)

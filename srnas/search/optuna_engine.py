@@ -28,7 +28,7 @@ from srnas.search.progress import SearchProgress
 from srnas.search.sampling import make_pruner, make_sampler, make_sampler_for_worker
 from srnas.search.session import Session
 from srnas.search.settings import SearchSettings, auto_workers, expand_devices
-from srnas.studies import storage_errors
+from srnas.storages import storage_errors
 from srnas.optuna_seams import storage_of, trial_id_of
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ failed and retried by the next worker that looks (`Session.fail_stale`), on ever
 
 Creation (`Session.create`): every check that can fail without a study (name, devices,
 constraints against the space's smallest config, memory, data) runs first; then creators are
-serialised (a lock file in the study folder, and `srnas.studies.storage_lock` on shared
+serialised (a lock file in the study folder, and `srnas.storages.storage_lock` on shared
 storages), so two commands starting the same new study both succeed and enqueue the space's
 presets once.
 """
@@ -40,13 +40,8 @@ from srnas.search.trial import TrialRunner, fail_and_retry
 from srnas.arch.cost import CONSTRAINTS, ConfigCosts
 from srnas.space.search_space import SearchSpace, canonical_changes
 from srnas.artifacts import ARTIFACTS_ATTR, artifact_location, check_artifact_store, normalize_artifact_location
-from srnas.studies import (
-    StudyError,
-    StudyHome,
-    refuse_network_sqlite,
-    storage_errors,
-    storage_lock,
-)
+from srnas.studies import StudyError, StudyHome
+from srnas.storages import refuse_network_sqlite, storage_errors, storage_lock
 from srnas.train.schedules import PROXY_FIDELITIES, ProxySchedule, Schedule, get_schedule
 from srnas.optuna_seams import storage_of
 

@@ -28,7 +28,8 @@ from srnas.errors import SrnasError, TrainingError
 from srnas.search.memory import memory_shortfall
 from srnas.search.objective import Objective
 from srnas.space.search_space import SearchSpace
-from srnas.studies import HEARTBEAT_INTERVAL, storage_failure, storage_location
+from srnas.studies import HEARTBEAT_INTERVAL
+from srnas.storages import storage_failure, storage_location
 from srnas.artifacts import open_artifact_store
 from srnas.optuna_seams import storage_of, trial_id_of
 

@@ -102,7 +102,8 @@ def worker_settings(study: str, storage: str | None, *, root: str | Path | None 
     import optuna
 
     from srnas.search.entry import resolve_search
-    from srnas.studies import StudyHome, check_study_name, redact
+    from srnas.studies import StudyHome, check_study_name
+    from srnas.storages import redact
 
     home = StudyHome(check_study_name(study), root)
     create = f"create it first: srnas search --study {study} ... --create-only"
@@ -218,7 +219,7 @@ def run_worker(study: str, storage: str | None = None, *, root: str | Path | Non
     from srnas.search.progress import SearchProgress
     from srnas.search.sampling import make_pruner, make_sampler_for_worker
     from srnas.search.session import Session
-    from srnas.studies import refuse_network_sqlite, storage_errors
+    from srnas.storages import refuse_network_sqlite, storage_errors
 
     console = console or Console(stderr=True)
     settings = worker_settings(study, storage, root=root, devices=devices)
