@@ -1,7 +1,21 @@
-"""The Python API, the public face of the workflows: `search`, `retrain` and `evaluate`, the
-functions that ``srnas search``, ``srnas retrain`` and ``srnas eval`` call (the commands only
-parse, print and call what this module offers), and `confirm` (``srnas confirm``). Each workflow
-lives in its layer and is re-exported here: search in `srnas.search.entry` (its settings
+"""The Python API, the public face of srnas: the workflows as Python calls, and whatever else the
+``srnas`` commands call (the commands only parse, print and call what this module offers).
+
+What it offers:
+
+- the workflows: `search` (``srnas search``; its settings `SearchSettings`, `resolve_search`,
+  `run_search`), `confirm`, `retrain` (`RetrainSettings`, `resolve_retrain`, `run_retrain`) and
+  `evaluate` (``srnas eval``; `load_for_inference` and `upscale_image` for ``srnas upscale``);
+- a search past one machine: `run_worker` (``srnas worker``), `serve_storage_proxy`;
+- studies and their results: `study_overview`, `overview_of` (a study by name), `list_studies`,
+  `summary_table`, `write_report`, `export_study`, `run_fidelity`, `serve_dashboard`;
+- architectures, spaces and data: `load_arch`, `cost_of`, `build_model`, `SearchSpace`,
+  `available_spaces`, `download_dataset`, `describe_data_root`, image files (`load_image`,
+  `save_image`, `imresize`);
+- named choices and numbers of record: `PROXY_FIDELITIES`, `PAPER_SCHEDULES`, `published_rows`;
+- run files and output files: `dump_run_file`, `atomic_write_text`.
+
+Each lives in its layer and is re-exported here: search in `srnas.search.entry` (its settings
 `SearchSettings`, its run `run_search`), retrain in `srnas.train.entry`, evaluation in
 `srnas.train.inference`. `retrain` and `run_retrain` are the train layer's with the ranking of
 a study's trials for ``--top K`` (`srnas.results.frame.top_configs`, above train).
@@ -9,7 +23,8 @@ a study's trials for ``--top K`` (`srnas.results.frame.top_configs`, above train
 Keyword arguments are named like the flags (``budget=``, ``max_params=``, ``workers=``) and
 take the same values; ``run=`` names a run file (YAML, the same keys, `srnas.runfile`) that the
 keyword arguments override. Everything heavy (torch, Optuna) is imported inside the functions,
-so ``import srnas`` stays light.
+or, for the names of modules that import it, on first use (`srnas._lazy`, as in the package
+``__init__`` files), so ``import srnas`` and ``import srnas.api`` stay light.
 
 >>> import srnas
 >>> study = srnas.search(budget=4, proxy="tiny@20", study="api-demo", workers=1)  # doctest: +SKIP
@@ -25,6 +40,10 @@ data, objectives).
 >>> settings, output = resolve_retrain(preset="edsr-baseline", max_updates=20, log_every=5)
 >>> settings.preset, settings.schedule, settings.max_updates, output
 ('edsr-baseline', 'paper', 20, {'log_every': 5})
+
+>>> from srnas.api import PROXY_FIDELITIES  # its module is imported here, on first use
+>>> "tiny" in PROXY_FIDELITIES
+True
 """
 
 from __future__ import annotations
@@ -33,8 +52,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from srnas._lazy import lazy_exports
+from srnas.fileio import atomic_write_text
+from srnas.runfile import dump_run_file
 from srnas.search.entry import SEARCH_OUTPUT, confirm, resolve_search, search, search_schema
 from srnas.search.settings import SearchSettings
+from srnas.studies import trials_root
 from srnas.train.entry import (
     RETRAIN_OUTPUT,
     RetrainOutcome,
@@ -46,17 +69,95 @@ from srnas.train.entry import (
 )
 from srnas.train.inference import DEFAULT_SETS, Evaluation, eval_sets, evaluate, load_arch, load_for_inference
 
-__all__ = ["DEFAULT_SETS", "Evaluation", "RETRAIN_OUTPUT", "RetrainOutcome", "RetrainSettings", "SEARCH_OUTPUT",
-           "SearchSettings", "confirm", "eval_sets", "evaluate", "load_arch", "load_for_inference", "resolve_retrain",
-           "resolve_search", "retrain", "retrain_progress_lines", "retrain_schema", "run_retrain", "run_search",
-           "search", "search_schema", "stop_signals"]
-
 if TYPE_CHECKING:
     import optuna
     from rich.console import Console
 
-    from srnas.train.retrain import RetrainRun
+    from srnas.arch.cost import cost_of, lr_size_for, measure_latency
+    from srnas.arch.networks import build_model
+    from srnas.data.download import download_dataset, manga109_instructions
+    from srnas.data.images import image_kind, is_image_file, load_image, save_image
+    from srnas.data.imresize import imresize
+    from srnas.data.layout import describe_data_root
+    from srnas.results.dashboard import serve_dashboard
+    from srnas.results.export import export_study, installed_formats
+    from srnas.results.fidelity.study import parse_fix, run_fidelity
+    from srnas.results.overview import list_studies, study_overview
+    from srnas.results.report import write_report
+    from srnas.search.progress import summary_table
+    from srnas.search.worker import REQUEUE_EXIT, run_worker
+    from srnas.space.loading import available_spaces
+    from srnas.space.search_space import SearchSpace
+    from srnas.storage_proxy import serve_storage_proxy
+    from srnas.train.evaluate import EvalResult, upscale_image
     from srnas.train.fit_result import TrainProgress
+    from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
+    from srnas.train.retrain import RetrainRun
+    from srnas.train.schedules import PAPER_SCHEDULES, PROXY_FIDELITIES
+
+# Imported on first use (`srnas._lazy`): these modules import torch, Optuna or numpy, or more
+# than starting a workflow needs.
+_LAZY = {
+    "REQUEUE_EXIT": "srnas.search.worker",
+    "run_worker": "srnas.search.worker",
+    "serve_storage_proxy": "srnas.storage_proxy",
+    "study_overview": "srnas.results.overview",
+    "list_studies": "srnas.results.overview",
+    "summary_table": "srnas.search.progress",
+    "write_report": "srnas.results.report",
+    "export_study": "srnas.results.export",
+    "installed_formats": "srnas.results.export",
+    "run_fidelity": "srnas.results.fidelity.study",
+    "parse_fix": "srnas.results.fidelity.study",
+    "serve_dashboard": "srnas.results.dashboard",
+    "RetrainRun": "srnas.train.retrain",
+    "TrainProgress": "srnas.train.fit_result",
+    "EvalResult": "srnas.train.evaluate",
+    "upscale_image": "srnas.train.evaluate",
+    "PROXY_FIDELITIES": "srnas.train.schedules",
+    "PAPER_SCHEDULES": "srnas.train.schedules",
+    "BENCHMARK_SETS": "srnas.train.published",
+    "PUBLISHED_DIV2K": "srnas.train.published",
+    "published_rows": "srnas.train.published",
+    "cost_of": "srnas.arch.cost",
+    "lr_size_for": "srnas.arch.cost",
+    "measure_latency": "srnas.arch.cost",
+    "build_model": "srnas.arch.networks",
+    "SearchSpace": "srnas.space.search_space",
+    "available_spaces": "srnas.space.loading",
+    "download_dataset": "srnas.data.download",
+    "manga109_instructions": "srnas.data.download",
+    "describe_data_root": "srnas.data.layout",
+    "load_image": "srnas.data.images",
+    "save_image": "srnas.data.images",
+    "is_image_file": "srnas.data.images",
+    "image_kind": "srnas.data.images",
+    "imresize": "srnas.data.imresize",
+}
+
+__all__ = [
+    # the workflows
+    "SEARCH_OUTPUT", "SearchSettings", "confirm", "resolve_search", "run_search", "search", "search_schema",
+    "RETRAIN_OUTPUT", "RetrainOutcome", "RetrainRun", "RetrainSettings", "TrainProgress", "resolve_retrain", "retrain",
+    "retrain_progress_lines", "retrain_schema", "run_retrain", "stop_signals",
+    "DEFAULT_SETS", "EvalResult", "Evaluation", "eval_sets", "evaluate", "load_arch", "load_for_inference",
+    "upscale_image",
+    # a search past one machine
+    "REQUEUE_EXIT", "run_worker", "serve_storage_proxy",
+    # studies and their results
+    "export_study", "installed_formats", "list_studies", "overview_of", "parse_fix", "run_fidelity",
+    "serve_dashboard", "study_overview", "summary_table", "trials_root", "write_report",
+    # architectures, spaces, data
+    "SearchSpace", "available_spaces", "build_model", "cost_of", "describe_data_root", "download_dataset",
+    "image_kind", "imresize", "is_image_file", "load_image", "lr_size_for", "manga109_instructions",
+    "measure_latency", "save_image",
+    # named choices, numbers of record, run files, output files
+    "BENCHMARK_SETS", "PAPER_SCHEDULES", "PROXY_FIDELITIES", "PUBLISHED_DIV2K", "atomic_write_text", "dump_run_file",
+    "published_rows",
+]
+
+if not TYPE_CHECKING:  # hidden from mypy, which then checks each name against the imports above
+    __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def run_search(settings: SearchSettings, *, console: "Console | None" = None, progress: bool = True,
@@ -104,3 +205,17 @@ def run_retrain(settings: RetrainSettings, *,
     from srnas.train.entry import run_retrain as run
 
     return run(settings, top_configs=top_configs, progress=progress, on_done=on_done, log_result=log_result)
+
+
+def overview_of(study: str, *, storage: str | None = None) -> dict[str, Any]:
+    """`study_overview` of the study named ``study`` (``srnas studies --show``), in its folder's
+    storage or in ``storage``; its ``storage`` entry names where it was read (passwords
+    redacted)."""
+    from srnas.optuna_seams import storage_of
+    from srnas.results.overview import study_overview
+    from srnas.storages import redact, storage_location
+    from srnas.studies import StudyHome
+
+    loaded = StudyHome(study).load(storage)
+    where = redact(storage) if storage else storage_location(storage_of(loaded))
+    return study_overview(loaded, location=where)

@@ -139,7 +139,7 @@ def write_run_file(target: str, text: str) -> None:
     if target == "-":
         sys.stdout.write(text)
         return
-    from srnas.fileio import atomic_write_text
+    from srnas.api import atomic_write_text
 
     atomic_write_text(target, text)
     print(f"run file: {target}")

@@ -51,15 +51,13 @@ def _arch_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.api import load_arch
-    from srnas.arch.cost import cost_of, lr_size_for
+    from srnas.api import cost_of, load_arch, lr_size_for
 
     cfg = load_arch(args.target, args.scale)
     costs = [cost_of(cfg, scale=s, hr_size=args.hr_size, batch=args.batch, patch=args.patch) for s in cfg.scales]
     latency: dict[int, float] = {}
     if args.latency:
-        from srnas.arch.cost import measure_latency
-        from srnas.arch.networks import build_model
+        from srnas.api import build_model, measure_latency
 
         model = build_model(cfg)
         latency = {s: measure_latency(model, lr_size_for(args.hr_size, s), scale=s, device=args.device, repeats=3,
@@ -95,7 +93,7 @@ def _space_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.space.search_space import SearchSpace
+    from srnas.api import SearchSpace
 
     space = SearchSpace.load(args.target)
     summary = space.summary()
@@ -132,8 +130,7 @@ def _space_show(args: argparse.Namespace) -> int:
 
 
 def _space_list(args: argparse.Namespace) -> int:
-    from srnas.space.loading import available_spaces
-    from srnas.space.search_space import SearchSpace
+    from srnas.api import SearchSpace, available_spaces
 
     for name in available_spaces():
         space = SearchSpace.load(name)

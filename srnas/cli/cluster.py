@@ -46,7 +46,7 @@ COMMANDS = {"worker": _register_worker, "storage-proxy": _register_storage_proxy
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from srnas.search.worker import REQUEUE_EXIT, run_worker
+    from srnas.api import REQUEUE_EXIT, run_worker
 
     code = run_worker(args.study, args.storage, devices=args.devices, console=stderr_console(args),
                       progress=not args.no_progress)
@@ -66,7 +66,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _storage_proxy(args: argparse.Namespace) -> int:
-    from srnas.storage_proxy import serve_storage_proxy
+    from srnas.api import serve_storage_proxy
 
     serve_storage_proxy(args.storage, host=args.host, port=args.port, threads=args.threads,
                         announce=lambda line: print(line, flush=True))

@@ -52,13 +52,13 @@ def _download(args: argparse.Namespace) -> int:
     from srnas.errors import DataError
 
     if args.dataset == "manga109":
-        from srnas.data.download import manga109_instructions
+        from srnas.api import manga109_instructions
 
         print(manga109_instructions(args.root))
         return 0
     if args.root is None:
         raise DataError(f"--root DIR is required to download {args.dataset}")
-    from srnas.data.download import download_dataset
+    from srnas.api import download_dataset
 
     placed = download_dataset(args.dataset, args.root, scales=args.scales, base_url=args.base_url,
                               progress=not args.no_progress, keep_archives=args.keep_archives)
@@ -72,7 +72,7 @@ def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from srnas.data.layout import describe_data_root
+    from srnas.api import describe_data_root
     from srnas.errors import DataError
 
     found = describe_data_root(args.root, args.scales)

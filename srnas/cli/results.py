@@ -45,7 +45,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_fidelity(sub: argparse._SubParsersAction) -> None:
-    from srnas.train.schedules import PAPER_SCHEDULES, PROXY_FIDELITIES
+    from srnas.api import PAPER_SCHEDULES, PROXY_FIDELITIES
 
     f = add_command(sub, "fidelity", help="measure how well proxy designs rank architectures (vs a longer training)",
                     description="Samples N architectures stratified over the space's dimensions (distinct parameter "
@@ -85,7 +85,7 @@ COMMANDS = {"report": _register_report, "export": _register_export, "fidelity": 
 
 
 def _report(args: argparse.Namespace) -> int:
-    from srnas.results.report import write_report
+    from srnas.api import write_report
 
     result = write_report(args.study, out=args.out, storage=args.storage, top=args.top,
                           static_images=not args.no_png, samples=args.samples)
@@ -97,7 +97,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from srnas.results.export import export_study, installed_formats
+    from srnas.api import export_study, installed_formats
 
     exported = export_study(args.study, args.out, top=args.top, trial=args.trial, pareto=args.pareto,
                             formats=args.format, storage=args.storage)
@@ -112,8 +112,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
+    from srnas.api import parse_fix, run_fidelity
     from srnas.log import get_logger
-    from srnas.results.fidelity.study import parse_fix, run_fidelity
 
     result = run_fidelity(args.space, args.n, args.proxy, args.reference, data=args.data, out_dir=args.out,
                           seed=args.seed, seeds=args.seeds, reference_seeds=args.reference_seeds,

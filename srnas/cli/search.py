@@ -21,8 +21,7 @@ from srnas.cli._args import (
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
-    from srnas.api import SearchSettings
-    from srnas.train.schedules import PROXY_FIDELITIES
+    from srnas.api import PROXY_FIDELITIES, SearchSettings
 
     d: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SearchSettings)}  # one source of defaults
     p = add_command(sub, "search", help="run an architecture search (Optuna by default, or NNI)",
@@ -167,12 +166,12 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from srnas.api import SEARCH_OUTPUT, resolve_search, run_search, search_schema
+    from srnas.api import SEARCH_OUTPUT, resolve_search, run_search, search_schema, summary_table
 
     settings, output = resolve_search(getattr(args, "run", None), **given(args, search_schema()))
     output = {**{key: False for key in SEARCH_OUTPUT}, **output}
     if hasattr(args, "print_config"):
-        from srnas.runfile import dump_run_file
+        from srnas.api import dump_run_file
 
         text = dump_run_file({**settings.run_options(), **output},
                              header="srnas search run file: srnas search --run FILE (flags given override it)")
@@ -183,12 +182,10 @@ def _search(args: argparse.Namespace) -> int:
     if output["create_only"] and not output["json"]:
         return 0
     if output["json"]:
-        from srnas.results.overview import study_overview
+        from srnas.api import study_overview
 
         print_json(study_overview(study))
         return 0
-    from srnas.search.progress import summary_table
-
     out = stdout_console()
     out.print(summary_table(study))
     out.print(f"dashboard: srnas dashboard --study {study.study_name}   "
@@ -197,7 +194,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from srnas.results.dashboard import serve_dashboard
+    from srnas.api import serve_dashboard
 
     serve_dashboard(args.study, args.storage, host=args.host, port=args.port, allow_edits=args.allow_edits,
                     extra_hosts=args.allow_host, announce=lambda line: print(line, flush=True))

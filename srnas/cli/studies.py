@@ -7,7 +7,6 @@ import argparse
 from typing import Any
 
 from srnas.cli._args import add_command, print_json, stdout_console
-from srnas.optuna_seams import storage_of
 
 
 def _register_studies(sub: argparse._SubParsersAction) -> None:
@@ -32,15 +31,10 @@ def _psnr(value: Any) -> str:
 
 
 def _studies(args: argparse.Namespace) -> int:
-    from srnas.results.overview import list_studies, study_overview
+    from srnas.api import list_studies, overview_of
 
     if args.show is not None:
-        from srnas.studies import StudyHome
-        from srnas.storages import redact, storage_location
-
-        study = StudyHome(args.show).load(args.storage)
-        where = redact(args.storage) if args.storage else storage_location(storage_of(study))
-        overview = study_overview(study, location=where)
+        overview = overview_of(args.show, storage=args.storage)
         if args.json:
             print_json(overview)
         else:
@@ -51,7 +45,7 @@ def _studies(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     if not rows:
-        from srnas.studies import trials_root
+        from srnas.api import trials_root
 
         print(f"no studies in {args.storage or f'{trials_root()}/'}: run srnas search first")
         return 0
@@ -99,7 +93,7 @@ def _confirmed(best: dict[str, Any]) -> str:
 
 
 def _show(overview: dict[str, Any]) -> None:
-    from srnas.runfile import dump_run_file
+    from srnas.api import dump_run_file
 
     best = overview["best"]
     from srnas.units import printable

@@ -21,9 +21,7 @@ from srnas.cli._args import (
 )
 
 if TYPE_CHECKING:
-    from srnas.train.evaluate import EvalResult
-    from srnas.train.retrain import RetrainRun
-    from srnas.train.fit_result import TrainProgress
+    from srnas.api import EvalResult, RetrainRun, TrainProgress
 
 
 def _register_retrain(sub: argparse._SubParsersAction) -> None:
@@ -154,7 +152,7 @@ def _retrain(args: argparse.Namespace) -> int:
     settings, output = resolve_retrain(getattr(args, "run", None), **given(args, retrain_schema()))
     output = {"no_progress": False, "log_every": 1000, **output}
     if hasattr(args, "print_config"):
-        from srnas.runfile import dump_run_file
+        from srnas.api import dump_run_file
 
         text = dump_run_file({**settings.run_options(), **{k: output[k] for k in RETRAIN_OUTPUT}},
                              header="srnas retrain run file: srnas retrain --run FILE (flags given override it)")
@@ -189,8 +187,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from srnas.api import evaluate
-    from srnas.fileio import atomic_write_text
+    from srnas.api import atomic_write_text, evaluate
 
     status = stderr_console(args)
     result = evaluate(args.model, data=args.data, sets=args.sets, scale=args.scale, self_ensemble=args.self_ensemble,
@@ -235,7 +232,7 @@ def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult
     """The eval table: published rows (complete official sets only), bicubic and the model."""
     from rich.table import Table
 
-    from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
+    from srnas.api import BENCHMARK_SETS, PUBLISHED_DIV2K, published_rows
 
     names = list(ours)
     complete = {n for n in names if (total := counts[n][1]) is not None and counts[n][0] >= total}
@@ -297,8 +294,7 @@ def _results_table(ours: dict[str, "EvalResult"], bicubic: dict[str, "EvalResult
 
 
 def _inputs(paths: list[str]) -> list[Path]:
-    from srnas.data import load_image  # noqa: F401  (fail early if the data layer is missing)
-    from srnas.data.images import is_image_file
+    from srnas.api import is_image_file
     from srnas.errors import DataError
 
     files: list[Path] = []
@@ -321,11 +317,8 @@ def _upscale(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from srnas.api import load_for_inference
-    from srnas.data import imresize, load_image, save_image
-    from srnas.data.images import image_kind
+    from srnas.api import image_kind, imresize, load_for_inference, load_image, save_image, upscale_image
     from srnas.errors import DataError
-    from srnas.train.evaluate import upscale_image
 
     console = Console()
     files = _inputs(args.inputs)
