@@ -13,6 +13,8 @@ imports torch, NNI, onnx or kaleido until a name that needs them is used. ``srna
 
 from __future__ import annotations
 
+import importlib
+
 from srnas._lazy import lazy_exports
 from srnas._version import __version__
 
@@ -43,7 +45,5 @@ _lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 def __getattr__(name: str) -> object:
     if name == "search":  # the subpackage, whose module is callable: srnas.search(...) runs srnas.search.entry.search
-        import importlib
-
         return importlib.import_module("srnas.search")
     return _lazy_getattr(name)

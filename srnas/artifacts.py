@@ -7,12 +7,13 @@ attribute ``artifacts``; `artifact_location` says which store a study uses.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.errors import StudyError, first_line
-from srnas.fileio import write_error
+from srnas.errors import MissingExtraError, StudyError, first_line
+from srnas.fileio import atomic_write, write_error
 
 if TYPE_CHECKING:
     from srnas.studies import StudyHome
@@ -78,11 +79,7 @@ class ArtifactStore:
 def _folder_backend(base: Path) -> Any:
     """Optuna's file-system artifact store writing each artifact atomically (`atomic_write`:
     the file appears whole or not at all, with the umask's mode; a full disk is one line)."""
-    import shutil
-
-    from optuna.artifacts import FileSystemArtifactStore
-
-    from srnas.fileio import atomic_write
+    from optuna.artifacts import FileSystemArtifactStore  # lazy: optuna (start-up)
 
     class AtomicFileSystemArtifactStore(FileSystemArtifactStore):
         def write(self, artifact_id: str, content_body: Any) -> None:
@@ -99,12 +96,10 @@ def _s3_client() -> Any:
     """A boto3 S3 client configured the AWS way (credentials, region and ``AWS_ENDPOINT_URL``
     for an S3-compatible server such as MinIO come from the environment or ~/.aws)."""
     try:
-        import boto3
+        import boto3  # lazy: optional boto3 (the s3 extra)
     except ImportError:
-        from srnas.errors import MissingExtraError
-
         raise MissingExtraError("boto3", "s3", "an s3:// artifact store") from None
-    from botocore.config import Config
+    from botocore.config import Config  # lazy: optional boto3 (the s3 extra)
 
     # Bounded: an endpoint that accepts and never answers fails in seconds, not minutes.
     return boto3.client("s3", config=Config(connect_timeout=S3_TIMEOUT_S, read_timeout=S3_TIMEOUT_S,
@@ -118,7 +113,7 @@ def open_artifact_store(location: str | Path) -> ArtifactStore:
     text = str(location)
     if is_s3_url(text):
         client = _s3_client()  # before Optuna's module: it remembers a failed boto3 import for good
-        from optuna.artifacts import Boto3ArtifactStore
+        from optuna.artifacts import Boto3ArtifactStore  # lazy: optuna (start-up)
 
         bucket, _, prefix = text.removeprefix("s3://").partition("/")
         prefix = prefix.strip("/")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
 from srnas.errors import DownloadError
 from srnas.log import VERBOSE_ONLY, ProgressClock, get_logger, is_terminal
 from srnas.units import human_bytes, human_duration
@@ -244,8 +246,8 @@ def _content_range_start(value: str) -> int | None:
 
 
 class _ProgressBar:
-    """How a transfer shows: a rich bar when ``enabled`` and stderr is a terminal (rich is
-    imported only then), else plain lines under the ``srnas.fetch`` logger: the size at the start
+    """How a transfer shows: a rich bar when ``enabled`` and stderr is a terminal, else plain
+    lines under the ``srnas.fetch`` logger: the size at the start
     (from the pinned size or the server's Content-Length), the percentage every
     `srnas.log.progress_interval` seconds, and the total at the end."""
 
@@ -259,10 +261,6 @@ class _ProgressBar:
         self._task: Any = None
         self._route = None
         if enabled and is_terminal():
-            from rich.progress import (
-                BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
-            )
-
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                       TransferSpeedColumn(), TimeRemainingColumn())
             self._progress.start()

@@ -63,7 +63,7 @@ def quantize(x: Any) -> Any:
     Integer inputs (already 8-bit) are returned unchanged.
     """
     if _is_torch(x):
-        import torch
+        import torch  # lazy: torch (start-up); only torch inputs need it
 
         if not x.is_floating_point():
             return x

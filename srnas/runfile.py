@@ -131,7 +131,7 @@ def check_options(values: Mapping[str, Any], schema: Mapping[str, Any], *, sourc
 
 def read_run_file(path: str | Path, schema: Mapping[str, Any]) -> dict[str, Any]:
     """The checked options of a run file (YAML mapping of flag names to values; empty: none)."""
-    from srnas.yamlio import load_yaml_file
+    from srnas.yamlio import load_yaml_file  # lazy: keeps srnas --help off yaml
 
     data, lines = load_yaml_file(path, what="run file")
     if data is None:
@@ -145,7 +145,7 @@ def read_run_file(path: str | Path, schema: Mapping[str, Any]) -> dict[str, Any]
 def dump_run_file(values: Mapping[str, Any], *, header: str = "") -> str:
     """``values`` as run-file YAML (keys in the given order, tuples as lists), after ``header``
     lines written as comments."""
-    import yaml
+    import yaml  # lazy: keeps srnas --help off yaml
 
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())

@@ -6,6 +6,7 @@ serves no journal storage.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from srnas.errors import StudyError
@@ -22,8 +23,7 @@ def serve_storage_proxy(url: str, *, host: str = "127.0.0.1", port: int = 13000,
         raise StudyError(f"--storage {redact(url)}: the gRPC storage proxy serves a database (PostgreSQL, MySQL, "
                          "SQLite), not a journal file or another proxy (Optuna supports no other)")
     storage = open_storage(url)
-    from concurrent.futures import ThreadPoolExecutor
-
+    # lazy: optional grpc (the cluster extra); optuna (start-up)
     import grpc
     from optuna.storages._grpc.auto_generated import api_pb2_grpc  # what run_grpc_proxy_server builds
     from optuna.storages._grpc.servicer import OptunaStorageProxyService

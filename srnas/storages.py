@@ -19,11 +19,12 @@ import hashlib
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from srnas.errors import SrnasError, StorageFullError, StudyError, WriteError, first_line
+from srnas.errors import MissingExtraError, SrnasError, StorageFullError, StudyError, WriteError, first_line
 from srnas.fileio import filesystem_of, write_error
 from srnas.registry import Registry
 
@@ -36,9 +37,7 @@ OPEN_ATTEMPTS = 6
 def quiet_optuna() -> None:
     """Silence Optuna's experimental-feature warnings and per-trial log lines (srnas shows its
     own progress)."""
-    import warnings
-
-    import optuna
+    import optuna  # lazy: optuna (start-up)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -114,12 +113,11 @@ def _grpc_storage(url: str) -> Any:
     """A client of Optuna's gRPC storage proxy (`srnas.storage_proxy.serve_storage_proxy`) at ``url``, once it answers."""
     host, port = grpc_address(url)
     try:
+        # lazy: optional grpc (the cluster extra)
         import grpc  # noqa: F401  (optuna imports it lazily, with a less helpful error)
     except ImportError:
-        from srnas.errors import MissingExtraError
-
         raise MissingExtraError("grpcio", "cluster", "a grpc:// storage (Optuna's gRPC storage proxy)") from None
-    from optuna.storages import GrpcStorageProxy
+    from optuna.storages import GrpcStorageProxy  # lazy: optuna (start-up)
 
     proxy = GrpcStorageProxy(host=host, port=port)
     try:
@@ -164,6 +162,7 @@ def storage_kind(url: str) -> str | None:
 
 def _journal_storage(url: str) -> Any:
     """Optuna's journal storage on `srnas.journal.JournalFile` (``journal:PATH``)."""
+    # lazy: optuna (start-up), also under srnas.journal
     from optuna.storages import JournalStorage
 
     from srnas.journal import JournalFile
@@ -179,7 +178,7 @@ def _journal_storage(url: str) -> Any:
 def _rdb_storage(url: str) -> Any:
     """Optuna's RDB storage (SQLite, PostgreSQL, MySQL), opened again while another process
     creates its tables; a server's behind `srnas.retry.RetryingStorage`."""
-    import optuna
+    import optuna  # lazy: optuna (start-up)
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -193,6 +192,7 @@ def _rdb_storage(url: str) -> Any:
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             if url.startswith(("postgresql", "mysql")):  # a server: survive its restarts (srnas.retry)
+                # lazy: optuna (start-up), also under srnas.retry
                 from optuna.storages._cached_storage import _CachedStorage  # what optuna wraps an RDB in
 
                 from srnas.retry import RetryingStorage
@@ -245,7 +245,7 @@ def _layers(storage: Any) -> Iterator[Any]:
 
 def storage_location(storage: Any) -> str:
     """The file or URL (password hidden) behind an Optuna storage, for messages."""
-    from srnas.journal import JournalFile
+    from srnas.journal import JournalFile  # lazy: optuna (start-up), under srnas.journal
 
     for layer in _layers(storage):
         if isinstance(layer, JournalFile):
@@ -308,7 +308,7 @@ def storage_lock(storage: Any, name: str) -> Iterator[None]:
     """Serialise the creators of study ``name`` on a shared storage, across machines: a
     PostgreSQL advisory lock, a MySQL named lock, a lock file beside a journal file (NFS-safe).
     SQLite needs none beyond `StudyHome.creating` (one machine)."""
-    from srnas.journal import JournalFile, JournalLock
+    from srnas.journal import JournalFile, JournalLock  # lazy: optuna (start-up), under srnas.journal
 
     layers = list(_layers(storage))
     journal = next((layer for layer in layers if isinstance(layer, JournalFile)), None)
@@ -322,7 +322,7 @@ def storage_lock(storage: Any, name: str) -> Iterator[None]:
         yield
         return
     storage = rdb
-    from sqlalchemy import text
+    from sqlalchemy import text  # lazy: sqlalchemy (0.2 s at start-up)
 
     key = int.from_bytes(hashlib.sha256(f"srnas-create:{name}".encode()).digest()[:8], "big", signed=True)
     postgres = url.startswith("postgresql")

@@ -150,7 +150,7 @@ class StudyHome:
         """Serialise the commands of this machine that create or resume this study on storage
         ``url`` (a file lock in its folder); while a SQLite file is new, a creation marker
         stays until the body succeeds."""
-        from filelock import FileLock
+        from filelock import FileLock  # lazy: keeps srnas --help off filelock
 
         self.dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.dir / ".create.lock")):
@@ -162,7 +162,7 @@ class StudyHome:
 
     def load(self, url: str | None = None) -> "optuna.Study":
         """The existing study (one clear line when it does not exist)."""
-        import optuna
+        import optuna  # lazy: optuna (start-up)
 
         if url is None and not self.exists():
             known = list_study_names(self.root)

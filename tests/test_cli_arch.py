@@ -81,6 +81,17 @@ def test_import_srnas_is_light() -> None:
     assert out.stdout.strip() == "False False"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["search", "--help"], ["retrain", "--help"], ["eval", "--help"]])
+def test_help_is_light(argv: list[str]) -> None:
+    # `srnas --help` builds every sub-parser (the settings modules of each workflow): it must import
+    # neither torch nor Optuna nor numpy, which the libraries' module tops keep inside functions.
+    code = (f"import contextlib, io, sys, srnas.cli\nwith contextlib.suppress(SystemExit), "
+            f"contextlib.redirect_stdout(io.StringIO()):\n    srnas.cli.main({argv!r})\n"
+            "print(','.join(m for m in ('torch', 'optuna', 'numpy') if m in sys.modules) or 'none')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "none"
+
+
 def test_console_script_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "srnas", "space", "list"], capture_output=True, text=True)
     assert out.returncode == 0 and "tiny" in out.stdout

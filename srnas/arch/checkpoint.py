@@ -4,6 +4,8 @@ RFDN, RLFN, SPAN) or srnas into srnas networks."""
 from __future__ import annotations
 
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,6 @@ WEIGHT_FORMATS = "a PyTorch state dict (.pt/.pth, saved with torch.save(model.st
 def unreadable_weights_reason(path: Path, exc: BaseException | None = None) -> str:
     """Why ``torch.load(path, weights_only=True)`` failed, in srnas's words (torch's own text
     advises ``weights_only=False``, which srnas never does with a downloaded file)."""
-    import zipfile
-
     if path.suffix.lower() == ".onnx":
         return (f"an ONNX file; srnas reads {WEIGHT_FORMATS} (an export folder has model.pt or "
                 "model.safetensors next to it; run ONNX files with onnxruntime)")
@@ -41,16 +41,14 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     """Read a plain state dict from ``.pt``/``.pth`` (weights only, never arbitrary pickles)
     or ``.safetensors``. srnas training checkpoints (``{"model": state_dict, ...}``) work too.
     Any other file (ONNX, pickled objects, garbage) is a one-line `ConfigError`."""
-    import warnings
-
-    import torch
+    import torch  # lazy: torch (start-up)
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: weights file not found")
     try:
         if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: torch (start-up), under safetensors.torch
 
             state = load_file(str(p))
         else:

@@ -6,12 +6,16 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from srnas.arch.registry import BLOCKS, DEFAULT_BLOCK
 from srnas.errors import ConfigError
+from srnas.yamlio import load_yaml_with_lines, read_config_text
 
 FAMILIES = ("edsr", "mdsr", "efficient")
 #: How an ``efficient`` net joins its blocks' features before the upsampler
@@ -235,18 +239,12 @@ class ArchConfig:
         return cls.from_dict(data, source=source)
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "yaml") -> "ArchConfig":
         """Parse with `srnas.yamlio` (no aliases, bounded size and depth); an error names the
         line of the key at fault: ``cfg.yaml:3: n_feats: invalid value 0; allowed: ...``."""
-        import re
-
-        from srnas.yamlio import load_yaml_with_lines
-
         data, lines = load_yaml_with_lines(text, source)
         prefix = ""
         if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
@@ -267,8 +265,6 @@ class ArchConfig:
     @classmethod
     def load(cls, path: str | Path) -> "ArchConfig":
         """Read a ``.yaml``/``.yml``/``.json`` config file (at most 1 MiB)."""
-        from srnas.yamlio import read_config_text
-
         p = Path(path)
         text = read_config_text(p, what="config file")
         if p.suffix.lower() == ".json":

@@ -19,6 +19,7 @@ Conventions
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import statistics
@@ -249,6 +250,7 @@ def measure_mult_adds(model: Any, lr_input: Any, *, scale: int | None = None) ->
 
     ``model`` is a network (called with ``scale=`` when given) or any module, e.g. one block.
     """
+    # lazy: torch (start-up), also under srnas.arch.blocks
     import torch
     from torch import nn
 
@@ -287,7 +289,7 @@ def _forward(model: Any, x: Any, scale: int | None) -> Any:
 def measure_activation_memory(model: Any, lr_input: Any, *, scale: int | None = None) -> int:
     """Bytes of the unique tensors of 3 or more dims autograd saves in one forward pass
     (parameters and buffers excluded). ``model`` as in `measure_mult_adds`."""
-    import torch
+    import torch  # lazy: torch (start-up)
 
     param_ptrs = {p.data_ptr() for p in model.parameters()}
     param_ptrs |= {b.data_ptr() for b in model.buffers()}
@@ -311,8 +313,7 @@ def measure_latency(model: Any, lr_size: tuple[int, int] = (180, 320), *, scale:
 
     On CUDA as the NTIRE efficient-SR challenge times it: CUDA events around each forward, fp32,
     cuDNN autotuning off (restored after); elsewhere wall time."""
-    import copy
-
+    # lazy: torch (start-up), also under srnas.arch.efficient_layers
     import torch
 
     from srnas.arch.efficient_layers import fuse

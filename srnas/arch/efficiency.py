@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 
 from srnas.arch.config import ArchConfig
+from srnas.arch.cost import count_mult_adds
+from srnas.arch.presets import PRESETS, preset_config
 from srnas.errors import ConfigError
 
 #: Weights of (runtime, FLOPs, parameters) per challenge year.
@@ -41,8 +43,6 @@ def baseline_config(spec: str, scale: int) -> ArchConfig:
     >>> baseline_config("span:28", 4).n_feats
     28
     """
-    from srnas.arch.presets import PRESETS, preset_config
-
     name, _, width = str(spec).strip().partition(":")
     if name.lower().replace("_", "-") not in PRESETS or name.lower().startswith("mdsr"):
         raise ConfigError(f"--ntire-baseline {spec!r}: unknown single-scale preset {name!r}; allowed: "
@@ -59,8 +59,6 @@ def baseline_config(spec: str, scale: int) -> ArchConfig:
 
 def challenge_flops(cfg: ArchConfig) -> int:
     """Mult-Adds of the fused net on a 256x256 LR input at the config's (first) scale."""
-    from srnas.arch.cost import count_mult_adds
-
     side = CHALLENGE_LR_SIDE * cfg.scale
     return count_mult_adds(cfg, hr_size=(side, side), fused=True)
 

@@ -84,7 +84,7 @@ class IMDB(_EfficientBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import InfoDistillationBlock
+        from srnas.arch.efficient_layers import InfoDistillationBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         d, _, red = cls.widths(n_feats)
@@ -138,7 +138,7 @@ class RFDB(_EfficientBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import FeatureDistillationBlock
+        from srnas.arch.efficient_layers import FeatureDistillationBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         dc, e = cls.widths(n_feats)
@@ -186,7 +186,7 @@ class RLFB(_EfficientBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import LocalFeatureBlock
+        from srnas.arch.efficient_layers import LocalFeatureBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         return LocalFeatureBlock(n_feats, kernel_size, act=act, res_scale=res_scale, esa_feats=cls.esa_feats)
@@ -261,7 +261,7 @@ class BSConvBlockType(_EfficientBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import BSConvBlock
+        from srnas.arch.efficient_layers import BSConvBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         return BSConvBlock(n_feats, kernel_size, act=act, res_scale=res_scale)
@@ -356,7 +356,7 @@ class RepConvBlockType(_RepBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import RepConvBlock
+        from srnas.arch.efficient_layers import RepConvBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         return RepConvBlock(n_feats, kernel_size, act=act, res_scale=res_scale)
@@ -379,7 +379,7 @@ class SPAB(_RepBlock):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
-        from srnas.arch.efficient_layers import ParameterFreeAttentionBlock
+        from srnas.arch.efficient_layers import ParameterFreeAttentionBlock  # lazy: torch (start-up)
 
         cls.check(n_feats, batch_norm=batch_norm)
         return ParameterFreeAttentionBlock(n_feats, kernel_size, act=act, res_scale=res_scale)

@@ -9,6 +9,9 @@ from torch import nn
 
 from srnas.arch.blocks import BicubicUpsample, MeanShift, Upsampler, activation, conv
 from srnas.arch.config import ArchConfig
+from srnas.arch.efficient_layers import RepConv
+from srnas.arch.presets import preset_config
+from srnas.arch.pretrained import load_pretrained
 from srnas.arch.registry import DEFAULT_BLOCK, get_block
 from srnas.errors import ConfigError
 
@@ -142,8 +145,6 @@ class EfficientSR(_SRNet):
         f, c, s = cfg.n_feats, cfg.n_colors, cfg.scale
         self.trunk = cfg.trunk
         if cfg.trunk == "span":
-            from srnas.arch.efficient_layers import RepConv
-
             self.head = nn.Sequential(RepConv(c, f, 3))
             self.trunk_conv: nn.Module = RepConv(f, f, 3)
             self.aggregate: nn.Module | None = conv(4 * f, f, 1)
@@ -202,8 +203,6 @@ def build_model(config: ArchConfig | str, *, scale: int | None = None, pretraine
         raise ConfigError("weights_url= is where pretrained weights come from: pass pretrained=True too")
     preset = config if isinstance(config, str) else None
     if isinstance(config, str):
-        from srnas.arch.presets import preset_config
-
         config = preset_config(config, scale=scale)
     elif pretrained:
         raise ConfigError(f"pretrained=True needs a preset name (released weights exist for the presets), "
@@ -212,7 +211,5 @@ def build_model(config: ArchConfig | str, *, scale: int | None = None, pretraine
         raise ValueError(f"scale {scale} not in config scales {list(config.scales)}")
     model = {"edsr": EDSR, "mdsr": MDSR, "efficient": EfficientSR}[config.family](config)
     if preset is not None and pretrained:
-        from srnas.arch.pretrained import load_pretrained
-
         load_pretrained(model, preset, scale, weights_url=weights_url)
     return model

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from srnas.arch.checkpoint import load_weights
 from srnas.arch.presets import MDSR_SCALES, PRESETS
 from srnas.errors import ConfigError, DownloadError
 from srnas.fetch import Checksum, cache_dir, check_base_url, download, verify
@@ -120,7 +121,5 @@ def pretrained_weights(preset: str, scale: int | None = None, *, weights_url: st
 def load_pretrained(model: nn.Module, preset: str, scale: int | None = None, *, weights_url: str | None = None,
                     progress: bool | None = None) -> nn.Module:
     """Load the released weights of ``preset`` (see `pretrained_weights`) strictly into ``model``."""
-    from srnas.arch.checkpoint import load_weights
-
     load_weights(model, pretrained_weights(preset, scale, weights_url=weights_url, progress=progress), strict=True)
     return model

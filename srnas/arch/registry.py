@@ -86,6 +86,7 @@ class ResBlock(BlockType):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
+        # lazy: torch (start-up), also under srnas.arch.blocks
         from torch import nn
 
         from srnas.arch.blocks import Residual, activation, conv
@@ -136,6 +137,7 @@ class RCAB(BlockType):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
+        # lazy: torch (start-up), also under srnas.arch.blocks
         from torch import nn
 
         from srnas.arch.blocks import ChannelAttention, Residual, activation, conv
@@ -183,6 +185,7 @@ class DWSepBlock(BlockType):
     @classmethod
     def build(cls, n_feats: int, kernel_size: int, *, batch_norm: bool = False, act: str = "relu",
               res_scale: float = 1.0) -> "nn.Module":
+        # lazy: torch (start-up), also under srnas.arch.blocks
         from torch import nn
 
         from srnas.arch.blocks import Residual, activation, conv

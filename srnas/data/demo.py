@@ -29,13 +29,18 @@ china and 35.18 dB on flower (mean 30.04 dB).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from skimage import data
 
 from srnas.data.images import modcrop
 from srnas.data.imageset import SRImageSet, check_scales
+from srnas.data.imresize import imresize
 from srnas.errors import DataError
 
 __all__ = ["DEMO_TRAIN", "DEMO_VAL", "demo_split"]
@@ -50,11 +55,6 @@ SKLEARN_PHOTOS = {"china": "china.jpg", "flower": "flower.jpg"}
 
 def _sklearn_photo(file: str) -> np.ndarray:
     """A sample photograph of the installed scikit-learn, read with Pillow (sklearn not imported)."""
-    import importlib.util
-    from pathlib import Path
-
-    from PIL import Image
-
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("scikit-learn is not installed")
@@ -65,8 +65,6 @@ def _sklearn_photo(file: str) -> np.ndarray:
 
 def _loaders() -> dict[str, tuple[str, Callable[[], np.ndarray]]]:
     """Name -> (where it comes from, loader)."""
-    from skimage import data
-
     out: dict[str, tuple[str, Callable[[], np.ndarray]]] = {
         "astronaut": ("skimage.data.astronaut", data.astronaut),
         "rocket": ("skimage.data.rocket", data.rocket),
@@ -95,8 +93,6 @@ def _photo(name: str) -> np.ndarray:
 
 @functools.cache
 def _lr(name: str, scale: int) -> np.ndarray:
-    from srnas.data.imresize import imresize
-
     lr = imresize(np.ascontiguousarray(modcrop(_photo(name), scale)), 1.0 / scale)
     lr.setflags(write=False)
     return lr

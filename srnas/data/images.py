@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from srnas.errors import DataError
 from srnas.fileio import atomic_write
@@ -61,10 +63,6 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         DataError: the file is missing, is not a readable image (truncated, corrupt, unknown
             format) or is over the pixel cap; the message starts with the path.
     """
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such image file")
@@ -114,8 +112,6 @@ def _to_rgb8(im: Any) -> np.ndarray:
 def image_kind(path: str | os.PathLike[str]) -> tuple[bool, np.ndarray | None]:
     """(whether the file is a grayscale image, its alpha channel as ``H x W`` uint8 or None): what
     `load_image`'s RGB leaves out, for writers that keep the input's kind (``srnas upscale``)."""
-    from PIL import Image
-
     with Image.open(path) as im:
         bands = im.getbands()
         alpha = np.array(im.getchannel("A"), dtype=np.uint8) if "A" in bands else None
@@ -144,8 +140,6 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         DataError: the suffix is not an image format.
         WriteError: the file cannot be written (`StorageFullError` when the disk is full).
     """
-    from PIL import Image
-
     p = Path(path)
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:

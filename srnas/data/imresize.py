@@ -119,7 +119,7 @@ def _round_clip_np(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _resize_axis_np(x: np.ndarray, axis: int, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
     # A sparse (out_len x in_len) matrix with `taps` entries per row, applied to the image with
     # `axis` moved first: a few times faster than a loop of gathers, exact float64 arithmetic.
-    from scipy import sparse
+    from scipy import sparse  # lazy: scipy.sparse (0.24 s at start-up; srnas.data imports this module)
 
     out_len, taps = weights.shape
     moved = np.moveaxis(x, axis, 0)
@@ -130,7 +130,7 @@ def _resize_axis_np(x: np.ndarray, axis: int, weights: np.ndarray, indices: np.n
 
 
 def _resize_axis_torch(x: torch.Tensor, dim: int, weights: np.ndarray, indices: np.ndarray) -> torch.Tensor:
-    import torch
+    import torch  # lazy: torch (start-up); only tensor inputs need it
 
     w = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
     idx = torch.as_tensor(indices, device=x.device)
@@ -198,7 +198,7 @@ def _is_torch(obj: object) -> bool:
 
 def _imresize_torch(img: torch.Tensor, scale: float | tuple[float, float] | None,
                     out_hw: tuple[int, int] | None) -> torch.Tensor:
-    import torch
+    import torch  # lazy: torch (start-up); only tensor inputs need it
 
     if img.ndim < 2:
         raise ValueError(f"imresize expects a (..., H, W) tensor, got shape {tuple(img.shape)}")

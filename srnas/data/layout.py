@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image
+
 from srnas.data.images import is_image_file
 from srnas.data.imageset import check_scales
 from srnas.errors import DataError
@@ -108,8 +110,6 @@ def folder_entries(folder: Path, scales: tuple[int, ...]) -> list[ImageEntry]:
 
 def _readable(path: Path) -> bool:
     """Whether Pillow can open and verify the file (its header and, for PNG, its checksums)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im.verify()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from rich.progress import Progress
 
 from srnas.data.cache import ImageCache, open_cache
 from srnas.data.demo import demo_split
@@ -308,8 +309,6 @@ def _decode(name: str, entries: list[ImageEntry], scales: tuple[int, ...], proto
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_decode_entry, e, scales, store) for e in entries]
         if progress and entries:
-            from rich.progress import Progress
-
             with Progress(transient=True) as bar:
                 task = bar.add_task(f"decoding {name}", total=len(futures))
                 for fut in futures:

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from srnas.artifacts import artifact_location, is_s3_url, open_artifact_store
 from srnas.results.dashboard_storage import DashboardError, StudiesStorage
+from srnas.studies import StudyHome, trials_root
 
 if TYPE_CHECKING:
     from srnas.artifacts import ArtifactStore
@@ -190,7 +192,7 @@ class _RoutedArtifacts:
         self.current = threading.local()
 
     def _store(self) -> Any:
-        from optuna.artifacts.exceptions import ArtifactNotFound
+        from optuna.artifacts.exceptions import ArtifactNotFound  # lazy: optuna.artifacts imports boto3 (see srnas.artifacts)
 
         study_id = getattr(self.current, "study_id", None)
         store = self.storage.artifact_store(study_id) if study_id is not None else None
@@ -282,9 +284,7 @@ def make_dashboard_server(study: Any, artifacts: "str | Path | ArtifactStore | N
     takes a free port (see ``server.url``). Call ``serve_forever()`` and, at the end,
     ``server_close()``. A busy port, a host that is not this machine's or a privileged port is
     one :class:`DashboardError` line."""
-    from optuna_dashboard import wsgi
-
-    from srnas.artifacts import is_s3_url, open_artifact_store
+    from optuna_dashboard import wsgi  # lazy: optuna_dashboard (1.8 s to import): bad arguments fail first
 
     if not 0 <= port <= 65535:
         raise DashboardError(f"--port {port} is not a TCP port; use 1..65535")
@@ -331,9 +331,6 @@ def serve_dashboard(study_name: str | None, storage: str | None = None, *, host:
     side by side (or every study of ``storage``), until Ctrl-C; ``announce`` gets the line with
     the URL once the port is bound. Unknown study, busy port, ...: one :class:`SrnasError`
     line."""
-    from srnas.studies import StudyHome, trials_root
-    from srnas.artifacts import artifact_location
-
     base = Path(root) if root is not None else trials_root()
     if study_name is None:
         target: Any = StudiesStorage(base, [storage] if storage else [])

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.storages import BaseStorage
 
+from srnas.artifacts import artifact_location, open_artifact_store
 from srnas.errors import SrnasError
+from srnas.storages import open_storage
+from srnas.studies import StudyHome, list_study_names, trials_root
 
 if TYPE_CHECKING:
-    from srnas.studies import StudyHome
     from srnas.artifacts import ArtifactStore
 
 
@@ -53,9 +55,6 @@ class StudiesStorage(BaseStorage):
     studies is refused (``srnas search`` creates them)."""
 
     def __init__(self, root: Path | None = None, storages: Sequence[str] = ()) -> None:
-        from srnas.studies import trials_root
-        from srnas.storages import open_storage
-
         self.root = Path(root) if root is not None else trials_root()
         self.scan_root = not storages
         self._members: list[_Member] = [_Member(open_storage(url), None) for url in storages]
@@ -72,8 +71,6 @@ class StudiesStorage(BaseStorage):
         """Open the studies under ``root`` not opened yet (when no storages were given)."""
         if not self.scan_root:
             return
-        from srnas.studies import StudyHome, list_study_names
-
         for name in list_study_names(self.root):
             home = StudyHome(name, self.root)
             key = str(home.db)
@@ -104,8 +101,6 @@ class StudiesStorage(BaseStorage):
 
     def home_of(self, study_id: int) -> "StudyHome | None":
         """The folder of a study: its storage's, or ``root/<study name>`` for a shared one."""
-        from srnas.studies import StudyHome
-
         storage, local, index = self._local(study_id)
         member = self._members[index]
         if member.home is not None:
@@ -117,8 +112,6 @@ class StudiesStorage(BaseStorage):
 
     def artifact_store(self, study_id: int) -> "ArtifactStore | None":
         """The artifact store of a study (`srnas.artifacts.artifact_location`)."""
-        from srnas.artifacts import artifact_location, open_artifact_store
-
         home = self.home_of(study_id)
         attrs = self.get_study_user_attrs(study_id)
         if home is None and not attrs.get("artifacts"):

@@ -29,24 +29,33 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
+import importlib.util
 import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from srnas._version import __version__
+from srnas.arch.checkpoint import load_weights
+from srnas.arch.config import ArchConfig
+from srnas.arch.cost import count_mult_adds, count_params
+from srnas.arch.efficient_layers import fuse
+from srnas.arch.networks import build_model
 from srnas.errors import ConfigError, MissingExtraError, SrnasError
 from srnas.fileio import atomic_folder, atomic_path, atomic_write, atomic_write_text
 from srnas.registry import unknown_name
+from srnas.results.frame import retrained_results, select_trials, trial_config
 from srnas.results.model_card import model_card
-
-if TYPE_CHECKING:
-    from srnas.arch.config import ArchConfig
+from srnas.space.search_space import SearchSpace
+from srnas.studies import load_study
 
 #: Formats ``--format`` accepts.
 EXPORT_FORMATS = ("yaml", "json", "pt", "safetensors", "onnx")
@@ -93,8 +102,6 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 def installed_formats() -> tuple[tuple[str, ...], dict[str, str]]:
     """The export formats whose packages are installed, and for each other one why not (the
     default of ``srnas export``: write what can be written, say what was skipped)."""
-    import importlib
-
     ok, skipped = [], {}
     for fmt in EXPORT_FORMATS:
         for package in FORMAT_PACKAGES.get(fmt, ()):
@@ -110,8 +117,6 @@ def installed_formats() -> tuple[tuple[str, ...], dict[str, str]]:
 
 def require_extras(formats: Iterable[str]) -> None:
     """Fail before writing anything when a format's package is missing (names the extra)."""
-    import importlib
-
     for fmt in formats:
         for package in FORMAT_PACKAGES.get(fmt, ()):
             try:
@@ -143,8 +148,7 @@ def export_onnx(model: nn.Module, config: "ArchConfig", path: Path, *, scale: in
     export's) to onnxruntime and to the PyTorch model and returns max |difference| on the
     0..rgb_range scale; an `ExportError` is raised when it exceeds ``ONNX_TOLERANCE * rgb_range``.
     """
-    import numpy as np
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: optional onnxruntime (the export extra)
 
     model = model.eval()
     wrapped = _AtScale(model, scale).eval()
@@ -191,14 +195,6 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
 
     ``retrained``: `srnas.results.frame.retrained_results` of the study (arch_id -> metrics).
     """
-    from srnas._version import __version__
-    from srnas.arch.checkpoint import load_weights
-    from srnas.arch.cost import count_mult_adds, count_params
-    from srnas.arch.efficient_layers import fuse
-    from srnas.arch.networks import build_model
-    from srnas.results.frame import trial_config
-    from srnas.space.search_space import SearchSpace
-
     config = trial_config(trial, study_name=study.study_name)
     if config is None:
         raise ExportError(f"study {study.study_name!r} trial {trial.number}: no architecture config recorded")
@@ -248,7 +244,7 @@ def export_trial(study: Any, trial: Any, out_dir: Path, formats: Sequence[str], 
             atomic_write(tmp / "model.pt", lambda handle: torch.save(state, handle))
             files.append("model.pt")
         if trained and "safetensors" in formats:
-            from safetensors.torch import save_file
+            from safetensors.torch import save_file  # lazy: optional safetensors (FORMAT_PACKAGES)
 
             with atomic_path(tmp / "model.safetensors") as path:
                 save_file(_state_dict(model), str(path), metadata={"arch_id": arch_id})
@@ -285,9 +281,6 @@ def export_study(study_name: str, out_dir: str | Path, *, top: int | None = None
         MissingExtraError: a format's package is not installed (names the extra).
         ExportError: an ONNX file does not reproduce PyTorch; retrained weights do not fit.
     """
-    from srnas.results.frame import retrained_results, select_trials
-    from srnas.studies import load_study
-
     fmts = installed_formats()[0] if formats is None else parse_formats(formats)
     require_extras(fmts)
     study = load_study(study_name, storage, root=root)
@@ -319,12 +312,6 @@ def load_exported(folder: str | Path, *, device: str | torch.device = "cpu", fus
             a config that is not the one ``metadata.json`` records.
         ConfigError: an unreadable config or weights file, or weights that do not fit the config.
     """
-    import importlib.util
-
-    from srnas.arch.checkpoint import load_weights
-    from srnas.arch.config import ArchConfig
-    from srnas.arch.networks import build_model
-
     root = Path(folder)
     if not root.is_dir():
         raise ExportError(f"{root}: no such export folder (expected one written by `srnas export`, "
@@ -351,8 +338,6 @@ def load_exported(folder: str | Path, *, device: str | torch.device = "cpu", fus
         if not (root / "model.pt").is_file():
             raise MissingExtraError("safetensors", "export", f"loading {weights}")
         weights = root / "model.pt"  # the same weights; needs no extra
-    from srnas.arch.efficient_layers import fuse
-
     model = build_model(config)
     load_weights(model, weights, strict=True)
     if fused:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from srnas.arch.config import ArchConfig
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import confirmed_records, is_infeasible, is_trained, pareto_mask, pareto_trials, results_of_record
+from srnas.studies import StudyHome
+from srnas.train.retrain import find_runs
 
 __all__ = ["pareto_mask", "complete_trials", "select_trials", "top_configs", "study_frame", "trial_config",
            "retrained_results", "SelectionError"]
@@ -63,7 +65,7 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
     objectives, ``param_<name>`` for Optuna's parameters, ``psnr_curve`` and ``config`` as JSON,
     ``datetime_start``, ``datetime_complete`` and ``duration_s``.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: pandas (0.4 s to import); only study_frame needs it
 
     objectives = list(study.user_attrs.get("objectives") or ["psnr"])
     confirmed = confirmed_records(study.user_attrs)
@@ -123,9 +125,6 @@ def study_frame(study: "optuna.Study") -> "pd.DataFrame":
 
 def retrained_results(study: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
     """Retrained metrics per arch_id from the study's retrain runs (`srnas.train.retrain`)."""
-    from srnas.studies import StudyHome
-    from srnas.train.retrain import find_runs
-
     return find_runs(StudyHome(study, root).retrain)
 
 

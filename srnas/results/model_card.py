@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 if TYPE_CHECKING:
     from srnas.arch.config import ArchConfig
 
@@ -68,8 +70,6 @@ def _model_index(meta: dict[str, Any], config: "ArchConfig") -> list[dict[str, A
 
 def _front_matter(meta: dict[str, Any], config: "ArchConfig") -> str:
     """The YAML block a Hugging Face model card starts with (license, tags, datasets, model-index)."""
-    import yaml
-
     r = meta["retrained"] if meta["trained"] else None
     protocol = (r or meta["proxy"]).get("protocol")
     tags = ["super-resolution", "image-to-image", "srnas", "edsr", *(["mdsr"] if config.family == "mdsr" else []),

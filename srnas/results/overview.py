@@ -10,7 +10,11 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from srnas.arch.config import ArchConfig
+from srnas.errors import SrnasError
 from srnas.outcomes import confirmed_records, count_trials, pareto_trials, reference_psnr, results_of_record
+from srnas.storages import open_storage, redact, storage_location
+from srnas.studies import StudyHome, list_study_names
 from srnas.units import finite_or_none
 from srnas.optuna_seams import storage_of
 
@@ -24,8 +28,6 @@ def _result(t: "FrozenTrial", confirmed: dict[str, dict[str, Any]]) -> dict[str,
     record = confirmed.get(str(a.get("arch_id")))
     describe = None
     if isinstance(a.get("config"), dict):
-        from srnas.arch.config import ArchConfig
-
         try:
             describe = ArchConfig.from_dict(a["config"]).describe()
         except Exception:  # a config this srnas cannot read: shown by its id only
@@ -90,11 +92,7 @@ def list_studies(root: Path | None = None, storage: str | None = None) -> list[d
     """`study_overview` of every study under ``root`` (default ``trials/``: one storage per
     study folder), or of every study in ``storage``. A study that cannot be read is listed
     with ``error`` (one line) instead of its numbers."""
-    import optuna
-
-    from srnas.errors import SrnasError
-    from srnas.studies import StudyHome, list_study_names
-    from srnas.storages import open_storage, redact, storage_location
+    import optuna  # lazy: optuna (start-up)
 
     if storage is not None:
         opened = open_storage(storage)

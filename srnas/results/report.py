@@ -33,21 +33,31 @@ The figures are built in `srnas.results.report_figures`, the static PNGs written
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srnas.outcomes import study_counts
+from plotly.offline import get_plotlyjs
+
+from srnas._version import __version__
+from srnas.artifacts import artifact_location, is_s3_url, open_artifact_store
+from srnas.errors import WriteError
+from srnas.fileio import atomic_write_text
+from srnas.outcomes import confirmed_records, count_trials, results_of_record, study_counts
 from srnas.results.frame import complete_trials, study_frame, trial_config
 from srnas.results.report_figures import (
     _curves, _figure_html, _history, _importance_figure, _note, _pareto, _res_scale_figure, _retrained, _style,
     published_points,
 )
 from srnas.results.report_images import _static_pngs
+from srnas.studies import StudyHome
+from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, PUBLISHED_X2, PUBLISHED_X4
 from srnas.units import human_count, human_duration
 
 if TYPE_CHECKING:
@@ -88,8 +98,6 @@ class ReportResult:
 
 
 def _published_table_html() -> str:
-    from srnas.train.published import BENCHMARK_SETS, PUBLISHED_DIV2K, PUBLISHED_X2, PUBLISHED_X4
-
     head = "".join(f"<th>{s}</th>" for s in BENCHMARK_SETS)
     rows = []
     for row in (*PUBLISHED_X2, *PUBLISHED_X4):
@@ -208,11 +216,6 @@ def _samples(study: "optuna.Study", artifacts: str, k: int) -> str:
     """The LR | SR | HR strips of the best ``k`` architectures that have one, embedded as
     data: URIs (the file stays self-contained); a note when there are none. ``artifacts``: the
     study's store (a folder or ``s3://bucket/prefix``, `srnas.artifacts.artifact_location`)."""
-    import base64
-    import re
-
-    from srnas.artifacts import is_s3_url, open_artifact_store
-
     if k <= 0:
         return _note("Sample images not embedded (--samples 0).", "samples-note")
     store = open_artifact_store(artifacts) if is_s3_url(artifacts) or Path(artifacts).is_dir() else None
@@ -276,8 +279,6 @@ figure.sample figcaption { font-size: 0.85em; max-width: 592px; }
 
 def html_document(title: str, body: str) -> str:
     """A complete offline HTML page: plotly.js inline once, the table sorter, ``body``."""
-    from plotly.offline import get_plotlyjs
-
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style>
@@ -292,8 +293,6 @@ def html_document(title: str, body: str) -> str:
 def _report_target(out: str | Path | None, default: Path) -> Path:
     """The HTML file to write (``out`` may be a folder, or end with ``/``: ``out/report.html``), its folder
     created; a path that cannot be a file is one `WriteError` line naming it."""
-    from srnas.errors import WriteError
-
     target = Path(out) if out is not None else default
     if target.is_dir() or str(out or "").endswith(("/", os.sep)):  # "-o DIR/": a folder, even a new one
         target = target / default.name
@@ -320,8 +319,6 @@ def _scored_images(study: "optuna.Study", schedule: dict[str, Any]) -> str:
 
 def _trial_counts(study: "optuna.Study") -> str:
     """The summary's trial line, with the counts every command uses (`srnas.outcomes`)."""
-    from srnas.outcomes import count_trials, results_of_record
-
     trials = study.get_trials(deepcopy=False)
     c = count_trials(trials)
     parts = [f"{len(trials)} trials: {c.finished} distinct architectures trained "
@@ -335,8 +332,6 @@ def _trial_counts(study: "optuna.Study") -> str:
 
 def _confirmed_text(study: "optuna.Study", t: Any) -> str:
     """`` (confirmed 32.10 dB held out, gap +0.12 dB)`` for a confirmed trial of record, else ``""``."""
-    from srnas.outcomes import confirmed_records
-
     record = confirmed_records(study.user_attrs).get(str(t.user_attrs.get("arch_id")))
     if not record or record.get("trial") != t.number:
         return ""
@@ -355,11 +350,6 @@ def write_report(study_name: str, *, out: str | Path | None = None, storage: str
     (``static_images=False`` skips them). Raises `StudyError` (one line) for an unknown study
     and `WriteError` for an output path that cannot be written.
     """
-    from srnas._version import __version__
-    from srnas.fileio import atomic_write_text
-    from srnas.studies import StudyHome
-    from srnas.artifacts import artifact_location
-
     home = StudyHome(study_name, root)
     study = home.load(storage)
     target = _report_target(out, home.report)

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import plotly.graph_objects as go
+
+from srnas.arch.cost import count_mult_adds, count_params
+from srnas.arch.presets import preset_config
+from srnas.outcomes import results_of_record
 from srnas.results.frame import complete_trials, pareto_mask, retrained_results
+from srnas.train.published import PUBLISHED_DIV2K, published_rows
 
 if TYPE_CHECKING:
     import optuna
@@ -64,8 +70,6 @@ def published_points(protocol: str | None, scale: int | None, val_set: str | Non
     ``source``. The "benchmark" rows need ``val_set`` to be one of the published sets; "div2k"
     rows are DIV2K validation 0801-0900, with costs from the presets' exact cost model.
     """
-    from srnas.train.published import PUBLISHED_DIV2K, published_rows
-
     if protocol == "benchmark" and val_set and scale:
         out = []
         for row in published_rows(int(scale)):
@@ -75,9 +79,6 @@ def published_points(protocol: str | None, scale: int | None, val_set: str | Non
                             "source": f"published, {val_set} x{scale}, benchmark protocol"})
         return out
     if protocol == "div2k" and scale and (val_set in (None, "DIV2K")):
-        from srnas.arch.cost import count_mult_adds, count_params
-        from srnas.arch.presets import preset_config
-
         out = []
         for model, by_scale in PUBLISHED_DIV2K.items():
             if int(scale) not in by_scale:
@@ -125,8 +126,6 @@ def _note(text: str, element_id: str | None = None) -> str:
 
 
 def _history(frame: "pd.DataFrame") -> Any:
-    import plotly.graph_objects as go
-
     trained = frame[frame["trained"] & frame["psnr"].notna()].sort_values("number")
     complete = trained[trained["state"] == "COMPLETE"]
     pruned = trained[trained["state"] == "PRUNED"]
@@ -151,8 +150,6 @@ def _history(frame: "pd.DataFrame") -> Any:
 
 
 def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[dict[str, Any]]) -> Any:
-    import plotly.graph_objects as go
-
     done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna() & frame[cost].notna()]
     done = done.drop_duplicates("arch_id") if "arch_id" in done else done
     fig = go.Figure()
@@ -189,9 +186,7 @@ def _pareto(frame: "pd.DataFrame", cost: str, label: str, published: Sequence[di
 def _results_study(study: "optuna.Study") -> "optuna.Study":
     """An in-memory copy holding only the results of record (COMPLETE, feasible, one per
     architecture): infeasible configs' placeholder values and repeats stay out of importances."""
-    import optuna
-
-    from srnas.outcomes import results_of_record
+    import optuna  # lazy: optuna (start-up)
 
     copy = optuna.create_study(directions=study.directions)
     copy.add_trials(results_of_record(study.get_trials(deepcopy=False)))
@@ -204,6 +199,7 @@ def _importances(study: "optuna.Study") -> tuple[dict[str, float], str]:
 
     fANOVA (seeded) when scikit-learn is installed, else PED-ANOVA (no extra dependency).
     """
+    # lazy: optuna; optuna.importance takes 1.9 s to import
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
@@ -228,8 +224,6 @@ def _importances(study: "optuna.Study") -> tuple[dict[str, float], str]:
 
 def _importance_figure(study: "optuna.Study", frame: "pd.DataFrame") -> tuple[Any, str]:
     """(importance bar figure or None, HTML text about res_scale or why nothing was computed)."""
-    import plotly.graph_objects as go
-
     n_complete = int(((frame["state"] == "COMPLETE") & frame["psnr"].notna()).sum())
     try:
         if n_complete < 2:
@@ -263,8 +257,6 @@ def _importance_figure(study: "optuna.Study", frame: "pd.DataFrame") -> tuple[An
 
 def _res_scale_figure(frame: "pd.DataFrame") -> tuple[Any, str]:
     """(box plot of PSNR per res_scale value or None, summary table HTML)."""
-    import plotly.graph_objects as go
-
     done = frame[(frame["state"] == "COMPLETE") & frame["psnr"].notna()]
     if done.empty or "res_scale" not in done or done["res_scale"].isna().all():
         return None, ""
@@ -284,8 +276,6 @@ def _res_scale_figure(frame: "pd.DataFrame") -> tuple[Any, str]:
 
 
 def _curves(frame: "pd.DataFrame") -> Any:
-    import plotly.graph_objects as go
-
     trained = frame[frame["trained"]].sort_values("number") if not frame.empty else frame
     fig = go.Figure()
     for _, row in trained.iterrows():
@@ -306,8 +296,6 @@ def _curves(frame: "pd.DataFrame") -> Any:
 
 def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tuple[str, Any, str]:
     """(retrained table or note HTML, proxy-vs-retrained figure or None, text about Kendall tau)."""
-    import plotly.graph_objects as go
-
     retrained = retrained_results(study_name, root)
     if not retrained:
         return (_note(f"No retrained models yet (nothing in trials/{study_name}/retrain/): run "
@@ -341,7 +329,7 @@ def _retrained(study_name: str, root: Path | None, study: "optuna.Study") -> tup
     if len(pairs) < 2:
         return table, None, _note(f"Proxy vs retrained PSNR: {len(pairs)} retrained architecture(s) match a "
                                   "complete trial; the rank correlation needs at least 2.", "proxy-vs-retrained-note")
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # lazy: scipy.stats (0.8 s to import)
 
     tau = float(kendalltau([p["proxy"] for p in pairs], [p["retrained"] for p in pairs]).statistic)
     tau_text = "undefined (constant scores)" if math.isnan(tau) else f"{tau:.3f}"

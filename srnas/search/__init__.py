@@ -40,7 +40,7 @@ class _CallableSearch(types.ModuleType):
     `srnas.search.entry.search` (see its documentation for the arguments)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from srnas.search.entry import search
+        from srnas.search.entry import search  # lazy: as the re-exports (srnas._lazy)
 
         return search(*args, **kwargs)
 

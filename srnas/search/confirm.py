@@ -29,10 +29,14 @@ import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError
 from srnas.outcomes import CONFIRMED_PREFIX, arch_of, pareto_trials, results_of_record
+from srnas.search.objective import load_search_data
 from srnas.search.processes import StaleTrials, worker_identity
+from srnas.search.trial import Heartbeat
 from srnas.optuna_seams import storage_of, study_id_of, trial_id_of
 
 if TYPE_CHECKING:
@@ -78,8 +82,6 @@ class Confirmation:
 
     def __init__(self, session: "Session", *, top: int, seeds: int, device: str, threads: int | None = None,
                  extra: Sequence[int] = (), log: Callable[[str], None] | None = None) -> None:
-        from srnas.search.objective import load_search_data
-
         self.session = session
         self.study = session.study
         self.top = top
@@ -112,10 +114,6 @@ class Confirmation:
     def run(self) -> int:
         """Claim and train units until none is left (waiting for units other live workers
         hold); returns how many this worker trained. Records the confirmed scores at the end."""
-        from filelock import FileLock
-
-        from srnas.search.trial import Heartbeat
-
         trained = 0
         lock = self.session.home.claim_lock
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +158,7 @@ class Confirmation:
         return None
 
     def _train(self, trial: "FrozenTrial", seed: int) -> dict[str, Any]:
+        # lazy: torch (start-up)
         from srnas.train.evaluate import psnr_per_image
         from srnas.train.trainer import Trainer
 
@@ -228,7 +227,7 @@ def confirm_session(session: "Session", *, device: str | None = None, threads: i
     seeds = settings.confirm_seeds if seeds is None else seeds
     if top < 1 and not extra:
         return []
-    from srnas.train.device import resolve_device
+    from srnas.train.device import resolve_device  # lazy: torch (start-up)
 
     device = device or str(resolve_device(settings.devices[0] if settings.devices else "auto"))
     runner = Confirmation(session, top=top, seeds=seeds, device=device, threads=threads, extra=extra, log=log)

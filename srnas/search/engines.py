@@ -8,18 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.text import Text
+
+from srnas.data.images import max_image_pixels
 from srnas.errors import SrnasError
-from srnas.log import FILE_ONLY, get_logger, log_file
+from srnas.log import FILE_ONLY, get_logger, log_file, progress_interval
+from srnas.search.confirm import confirm_session
 from srnas.search.nni_engine import NNIEngine
 from srnas.search.optuna_engine import OptunaEngine
 from srnas.search.processes import terminate_as_interrupt
 from srnas.search.session import Engine, Session
 from srnas.search.settings import SearchSettings
 from srnas.registry import Registry
+from srnas.storages import redact
 
 if TYPE_CHECKING:
     import optuna
-    from rich.console import Console
 
 log = get_logger("search")
 
@@ -48,8 +53,6 @@ def run_search(settings: SearchSettings, *, console: "Console | None" = None, pr
 
 def _confirm(session: Session, console: "Console") -> None:
     """Confirm the winners once the search is over (what the workers left, then the record)."""
-    from srnas.search.confirm import confirm_session
-
     settings = session.settings
     if not settings.confirm or session.budget_left() > 0:
         return
@@ -63,12 +66,6 @@ def _confirm(session: Session, console: "Console") -> None:
 
 def _run_search(settings: SearchSettings, *, console: "Console | None", progress: bool,
                 create_only: bool = False) -> "optuna.Study":
-    from rich.console import Console
-    from rich.text import Text
-
-    from srnas.data.images import max_image_pixels
-    from srnas.log import progress_interval
-
     # Settings read from the environment are checked before anything is created.
     progress_interval()
     max_image_pixels()
@@ -78,8 +75,6 @@ def _run_search(settings: SearchSettings, *, console: "Console | None", progress
     session = Session.create(settings, run=asked)
     console = console or Console(stderr=True)
     if create_only:
-        from srnas.storages import redact
-
         counts = session.counts()
         storage = f" --storage {redact(settings.storage)}" if settings.storage else ""
         console.print(Text.from_markup(session.describe(engine.name)).plain

@@ -3,8 +3,8 @@
 
 The settings come from, in increasing precedence: the defaults (`SearchSettings`), what the
 study recorded when it exists (``run_settings``: a resume reuses them), a run file
-(`srnas.runfile`), and keyword arguments named like the flags. Imports are inside the
-functions: importing this module stays light.
+(`srnas.runfile`), and keyword arguments named like the flags. The space, the engines and the
+session are imported inside the functions: importing this module (``srnas --help`` does) stays light.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from srnas.errors import ConfigError
+from srnas.log import ensure_configured, get_logger
 from srnas.runfile import check_options, coerce, options_schema, read_run_file
+from srnas.search.settings import SearchSettings
+from srnas.storages import is_journal_url, journal_path, sqlite_path
+from srnas.studies import StudyError, StudyHome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     import optuna
     from rich.console import Console
-
-    from srnas.search.settings import SearchSettings
 
 #: Keys of a search run file about what the command does with its settings (show them, or only
 #: create the study for workers started elsewhere), not what it searches: never recorded.
@@ -30,8 +33,6 @@ SEARCH_OUTPUT: dict[str, Any] = {"no_progress": bool, "json": bool, "create_only
 def search_schema() -> dict[str, Any]:
     """The keys of a search run file and their types: every `SearchSettings` field (the flags
     of ``srnas search``) and `SEARCH_OUTPUT`."""
-    from srnas.search.settings import SearchSettings
-
     return {**options_schema(SearchSettings, exclude=("root",)), **SEARCH_OUTPUT}
 
 
@@ -41,8 +42,6 @@ def resolve_search(run: str | Path | None = None, *, root: str | Path | None = N
     the defaults, overridden by what the study recorded when it exists (a resume reuses its
     settings), by the run file ``run``, then by ``options``. The study name is filled in.
     Unknown keys and wrong types are one `ConfigError` line (with FILE:LINE for the file)."""
-    from srnas.search.settings import SearchSettings
-
     schema = search_schema()
     given = read_run_file(run, schema) if run is not None else {}
     given.update(check_options(options, schema))
@@ -55,10 +54,7 @@ def resolve_search(run: str | Path | None = None, *, root: str | Path | None = N
 def _recorded_search(given: Mapping[str, Any], root: str | None) -> dict[str, Any]:
     """The ``run_settings`` the study ``given`` names recorded (empty when it does not exist
     yet), with the study name; only keys this srnas knows, with values of the right type."""
-    from srnas.search.settings import SearchSettings
-    from srnas.space.search_space import SearchSpace
-    from srnas.studies import StudyError, StudyHome
-    from srnas.storages import is_journal_url, journal_path, sqlite_path
+    from srnas.space.search_space import SearchSpace  # lazy: keeps srnas --help off yaml
 
     probe = SearchSettings(**given, root=root)  # a bad value fails here as it would below
     name = probe.study or probe.resolved_study(SearchSpace.load(probe.space).name)
@@ -106,8 +102,7 @@ def search(run: str | Path | None = None, *, progress: bool = True, console: "Co
 
     >>> study = srnas.search(budget=6, proxy="tiny@20", workers=1, seed=0)  # doctest: +SKIP
     """
-    from srnas.log import ensure_configured
-    from srnas.search.engines import run_search
+    from srnas.search.engines import run_search  # lazy: optuna (start-up)
 
     ensure_configured()  # per-trial and progress lines as the command prints them
     settings, output = resolve_search(run, root=root, **options)
@@ -126,8 +121,7 @@ def confirm(study: str, *, storage: str | None = None, top: int = 3, seeds: int 
 
     >>> records = srnas.api.confirm("tiny-demo", top=2)  # doctest: +SKIP
     """
-    from srnas.errors import ConfigError
-    from srnas.log import ensure_configured, get_logger
+    # lazy: keeps srnas --help off numpy and yaml
     from srnas.search.confirm import confirm_session
     from srnas.search.session import Session
 

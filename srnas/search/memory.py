@@ -80,7 +80,7 @@ def available_bytes(device: Any, *, now: bool = True) -> int | None:
     """Memory a training on ``device`` (a `torch.device` or its name) may use now; None when
     unknown (MPS). ``now=False`` on CUDA: the card's total memory, read without creating a CUDA
     context (the coordinator of GPU workers trains nothing and should hold no GPU memory)."""
-    import torch
+    import torch  # lazy: torch (start-up)
 
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     if dev.type == "cuda":

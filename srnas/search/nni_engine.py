@@ -64,7 +64,7 @@ MODEL_SPACE_NAME = "SRArchSpace"
 def optuna_distributions(space: SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
     """Optuna distributions of ``params`` (names from `SearchSpace.params_of`), the same an
     Optuna trial's ``suggest_categorical`` records."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution  # lazy: optuna (start-up)
 
     choices = space.flat_choices()
     return {name: CategoricalDistribution(list(choices[name])) for name in params}
@@ -81,6 +81,7 @@ def _import_nni() -> Any:
         with warnings.catch_warnings():
             # NNI 3.0 predates the installed torch and warns about torch.nn names it does not know.
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"nni\.")
+            # lazy: optional nni (the nni extra)
             import nni
             import nni.nas.evaluator  # noqa: F401
             import nni.nas.experiment  # noqa: F401
@@ -93,6 +94,7 @@ def _import_nni() -> Any:
 
 def _create_model_space_class() -> type:
     """Define the NNI model-space class (needs NNI, hence created on first use)."""
+    # lazy: optional nni (the nni extra)
     import nni
     from nni.mutable import ensure_frozen
     from nni.nas.nn.pytorch import ModelSpace
@@ -122,7 +124,7 @@ def _create_model_space_class() -> type:
         def network(self) -> Any:
             """The EDSR/MDSR network of ``config`` (built once)."""
             if self._network is None:
-                from srnas.arch.networks import build_model
+                from srnas.arch.networks import build_model  # lazy: torch (start-up)
 
                 self._network = build_model(self.config)
             return self._network
@@ -156,7 +158,7 @@ def make_strategy(name: str, *, budget: int, seed: int | None, n_mutables: int) 
     tournaments of a quarter of the population; each child changes one parameter on average.
     TPE maximises the reported PSNR.
     """
-    from nni.nas import strategy
+    from nni.nas import strategy  # lazy: optional nni (the nni extra)
 
     if name == "evolution":
         population = max(2, min(100, budget // 4))
@@ -180,7 +182,7 @@ class TrialRecorder:
     """
 
     def __init__(self, session: Session, *, device: str | None = None) -> None:
-        from srnas.train.device import resolve_device
+        from srnas.train.device import resolve_device  # lazy: torch (start-up)
 
         self.session = session
         self.study = session.study
@@ -202,6 +204,7 @@ class TrialRecorder:
     def _open_trial(self, cfg: ArchConfig, attrs: dict[str, Any]) -> Any:
         """Add a RUNNING trial with the config's params and return a live `optuna.Trial` on it
         (found again by its unique ``nni_trial`` label)."""
+        # lazy: optuna (start-up)
         import optuna
         from optuna.trial import TrialState
 
@@ -218,7 +221,7 @@ class TrialRecorder:
 
     def next_label(self) -> str:
         """A unique label of the NNI trial now running: ``<experiment id>/<trial>``."""
-        import nni
+        import nni  # lazy: optional nni (the nni extra)
 
         self.count += 1
         if self.experiment_id is not None:
@@ -232,7 +235,7 @@ class TrialRecorder:
         """Evaluate the trials waiting in the study (the space's presets, enqueued when the
         study was prepared) before NNI proposes its own, as the Optuna engine does; returns
         how many ran. NNI's strategy does not see them."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         done = 0
         while budget.available() and self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -276,7 +279,7 @@ def evaluate_model(model: Any, settings: str) -> None:
     ``settings`` is the search's `SearchSettings` as JSON (with the study named), so that a
     trial subprocess of the web-UI mode can open the study itself.
     """
-    import nni
+    import nni  # lazy: optional nni (the nni extra)
 
     recorder = _RECORDERS.get(settings)
     if recorder is None:
@@ -304,7 +307,7 @@ class _StudyBudget:
     def on_training_end(self, event: Any) -> None:
         """Subprocess trials (web-UI mode): stop after `MAX_CONSECUTIVE_FAILURES` failed in a
         row (in-process trials count their own failures in `TrialRecorder.evaluate`)."""
-        from nni.nas.space import ModelStatus
+        from nni.nas.space import ModelStatus  # lazy: optional nni (the nni extra)
 
         if event.status != ModelStatus.Failed:
             self.failures_in_a_row = 0
@@ -327,6 +330,7 @@ class _StudyBudget:
 
 def _experiment_class() -> type:
     """`NasExperiment` whose execution engines ask a `_StudyBudget` before each trial."""
+    # lazy: optional nni (the nni extra)
     from nni.nas.execution import SequentialExecutionEngine, TrainingServiceExecutionEngine
     from nni.nas.execution.event import ModelEventType
     from nni.nas.experiment import NasExperiment
@@ -387,7 +391,7 @@ class NNIEngine:
         ``nni_webui`` names a port, where NNI's Node manager and web UI serve the experiment and
         trials run as subprocesses."""
         _import_nni()
-        import nni.runtime.log as nni_log
+        import nni.runtime.log as nni_log  # lazy: optional nni (the nni extra)
 
         session.fail_stale()
         done = session.already_done_note()
@@ -407,6 +411,7 @@ class NNIEngine:
 
 def _search(session: Session, *, console: "Console", progress: bool, remaining: int) -> None:
     """`NNIEngine.run` once NNI is loaded and there is budget left."""
+    # lazy: optional nni (the nni extra)
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.experiment import NasExperimentConfig
 

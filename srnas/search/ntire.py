@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from srnas.arch.cost import count_params
+from srnas.arch.efficiency import baseline_config, challenge_flops
 from srnas.errors import ConfigError
 from srnas.log import get_logger
+from srnas.search.objective import Objective
 
 #: The study's user attribute that holds the record.
 NTIRE_ATTR = "ntire_baseline"
@@ -47,10 +50,6 @@ def ensure_baseline(study: Any, settings: Any, space: Any, schedule: Any, *, dev
     recorded = study.user_attrs.get(NTIRE_ATTR)
     if matching(recorded):
         return recorded
-    from srnas.arch.cost import count_params
-    from srnas.arch.efficiency import baseline_config, challenge_flops
-    from srnas.search.objective import Objective
-
     cfg = baseline_config(settings.ntire_baseline, space.scales[0])
     seed = settings.seed or 0
     log = get_logger("search")

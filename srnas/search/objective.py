@@ -13,9 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from srnas.arch.config import ArchConfig
+from srnas.arch.cost import ConfigCosts, count_params, measure_latency
+from srnas.arch.efficiency import challenge_flops, ntire_score
+from srnas.data import imresize, load_eval_set, load_train_set, save_image
+from srnas.data.images import most_detailed_window
 from srnas.errors import ConfigError
-from srnas.arch.cost import ConfigCosts
 from srnas.search.settings import OBJECTIVES
 from srnas.space.search_space import SearchSpace
 from srnas.train.schedules import ProxySchedule
@@ -29,8 +34,6 @@ TRIAL_ATTRS = ("config", "arch_id", "params", "mult_adds", "activation_mb", "psn
 def load_search_data(spec: str, scales: Sequence[int]) -> tuple[Any, Any]:
     """The training set and the validation set(s) of a search: one set for one scale, a
     mapping scale -> set for MDSR (each scale scored on HR cropped to a multiple of it)."""
-    from srnas.data import load_eval_set, load_train_set
-
     scales = list(scales)
     train = load_train_set(spec, scales)
     if len(scales) == 1:
@@ -140,8 +143,6 @@ class Objective:
         if result.first_replay_s is not None:
             attrs["first_replay_s"] = result.first_replay_s
         if "latency" in self.objectives:
-            from srnas.arch.cost import measure_latency
-
             attrs["latency_ms"] = round(measure_latency(result.model, self.latency_lr_size,
                                                         scale=cfg.scale, device=self.device), 3)
         constraints: dict[str, float] = {}
@@ -159,7 +160,7 @@ class Objective:
         """Train ``cfg`` with the proxy schedule (`srnas.train.Trainer.fit`'s result); where the
         seconds went stays in `last_time_split`, also when the training is stopped early."""
         self.load_data()
-        from srnas.train import Trainer
+        from srnas.train import Trainer  # lazy: torch (start-up)
 
         trainer = Trainer(cfg, self._train, self._val, self.schedule, device=self.device,
                           seed=seed, on_eval=on_eval, threads=self.threads)
@@ -173,17 +174,13 @@ class Objective:
         """The NTIRE efficiency score of a trained net against the study's baseline: runtime (the
         fused net's median forward on this worker's device, the baseline timed the same way here),
         FLOPs (Mult-Adds on a 256x256 LR input) and fused parameters (`srnas.arch.efficiency`)."""
-        from srnas.arch.config import ArchConfig as Config
-        from srnas.arch.cost import count_params, measure_latency
-        from srnas.arch.efficiency import challenge_flops, ntire_score
-
         base = self.ntire
         if base is None:
             raise ConfigError("the ntire objective needs the study's baseline record (srnas.search.ntire)")
         if self._baseline_runtime_ms is None:
-            from srnas.arch.networks import build_model
+            from srnas.arch.networks import build_model  # lazy: torch (start-up)
 
-            baseline = build_model(Config.from_dict(base["config"]))
+            baseline = build_model(ArchConfig.from_dict(base["config"]))
             self._baseline_runtime_ms = measure_latency(baseline, self.latency_lr_size, scale=cfg.scale,
                                                         device=self.device)
         runtime = measure_latency(model, self.latency_lr_size, scale=cfg.scale, device=self.device)
@@ -196,7 +193,7 @@ class Objective:
 
     def bicubic_reference(self) -> float:
         """Bicubic PSNR on the images a trial is scored on (mean over the space's scales)."""
-        from srnas.train.evaluate import bicubic_psnr
+        from srnas.train.evaluate import bicubic_psnr  # lazy: torch (start-up)
 
         self.load_data()
         val = self._val
@@ -220,11 +217,7 @@ class Objective:
     def _sample_image(self, model: Any, cfg: ArchConfig) -> Path | None:
         """A small LR | SR | HR strip of the first validation image, where it has the most detail
         (the trial's artifact)."""
-        import numpy as np
-        import torch
-
-        from srnas.data import imresize, save_image
-        from srnas.data.images import most_detailed_window
+        import torch  # lazy: torch (start-up)
 
         s = cfg.scale
         val = self._val[s] if isinstance(self._val, dict) else self._val

@@ -23,6 +23,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import arch_of, is_trained
+from srnas.search.confirm import Confirmation
 from srnas.search.processes import die_with_parent, terminate_as_interrupt
 from srnas.search.progress import SearchProgress
 from srnas.search.sampling import make_pruner, make_sampler, make_sampler_for_worker
@@ -49,6 +50,7 @@ class Worker:
         its GPU as ``cuda:0``); default ``devices[worker_id % len(devices)]``. ``threads``: CPU
         threads (default: the cores shared among the settings' workers). ``requeue``: a trial
         interrupted by a signal is enqueued again for another worker (`srnas worker`)."""
+        # lazy: torch (start-up)
         import torch
 
         from srnas.train.device import resolve_device
@@ -121,8 +123,6 @@ class Worker:
         with storage_errors(storage_of(self.study)):
             done = self._run()
             if self.settings.confirm and self._search_over():
-                from srnas.search.confirm import Confirmation
-
                 Confirmation(self.session, top=self.settings.confirm, seeds=self.settings.confirm_seeds,
                              device=str(self.device), threads=self.threads).run()
             return done
@@ -226,7 +226,7 @@ def run_workers(session: Session, *, first_id: int = 0, threads: int | None = No
     if settings.workers == 1:
         Worker(session, worker_id=first_id, threads=threads, requeue=requeue).run()
         return []
-    from srnas.train.device import bind_device
+    from srnas.train.device import bind_device  # lazy: torch (start-up)
 
     # Settings name the study explicitly so that workers open the same one.
     payload = dataclasses.replace(settings, study=session.name).to_json()

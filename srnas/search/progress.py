@@ -14,6 +14,10 @@ import math
 import threading
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
 from srnas.log import VERBOSE_ONLY, ProgressClock, get_logger
 from srnas.outcomes import (beats_reference, confirmed_records, count_trials, is_infeasible, is_repeat,
                             pareto_trials, reference_psnr, results_of_record)
@@ -83,8 +87,6 @@ class SearchProgress:
 
     def __init__(self, study: Any, budget: int, *, console: Any = None, interval: float = 2.0,
                  bar: bool = True, every: float | None = None) -> None:
-        from rich.console import Console
-
         self.study = study
         self.budget = budget
         self.console = console or Console(stderr=True)
@@ -118,8 +120,6 @@ class SearchProgress:
         # The first progress line after FIRST_LINE_S: a search shows early that it trains.
         self._clock = ProgressClock(self.budget, start=self._start_finished, every=self.every, first=FIRST_LINE_S)
         if self.bar:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
             self._progress = Progress(TextColumn("[bold]search"), BarColumn(bar_width=20), MofNCompleteColumn(),
                                       TextColumn("{task.fields[detail]}"),
                                       console=self.console, transient=False)
@@ -176,8 +176,6 @@ class SearchProgress:
 def summary_table(study: Any, *, top: int = 5) -> Any:
     """Best architectures (single objective) or the Pareto set (multi-objective, bicubic as the
     reference point) as a rich Table, with how many distinct architectures were trained."""
-    from rich.table import Table
-
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
     confirmed = confirmed_records(study.user_attrs)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 
 from srnas.space.choosers import FixedChooser
 from srnas.space.search_space import SearchSpace
@@ -103,8 +104,6 @@ class DistinctSampler(optuna.samplers.BaseSampler):
     """
 
     def __init__(self, base: "optuna.samplers.BaseSampler", space: SearchSpace, *, seed: int | None = None) -> None:
-        from optuna.distributions import CategoricalDistribution
-
         self.base = base
         self.space = space
         self._rng = random.Random(seed)

@@ -29,6 +29,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from srnas._version import __version__
 from srnas.errors import ConfigError, SrnasError
 from srnas.outcomes import Counts, study_counts
 from srnas.search.memory import memory_shortfall, training_bytes
@@ -104,7 +105,7 @@ def check_constraints_reachable(space: SearchSpace, settings: SearchSettings) ->
 
 def check_devices(settings: SearchSettings) -> list[Any]:
     """The settings' devices resolved (one per worker), or `ConfigError` naming ``--devices``."""
-    from srnas.train.device import resolve_device
+    from srnas.train.device import resolve_device  # lazy: torch (start-up)
 
     workers = settings.workers if isinstance(settings.workers, int) else 1
     resolved = {}
@@ -203,7 +204,7 @@ class Session:
 
     @staticmethod
     def _create_study(home: StudyHome, storage: Any, directions: list[Any]) -> "optuna.Study":
-        import optuna
+        import optuna  # lazy: optuna (start-up)
 
         try:
             return optuna.create_study(study_name=home.name, storage=storage, directions=directions,
@@ -309,8 +310,6 @@ class Session:
         --show`` prints and a plain resume reuses, and ``srnas worker`` runs with) and the srnas
         version that runs it (``srnas_version``: workers of another version are refused); the
         storage URL is left out (the record lives in it, and it may hold a password)."""
-        from srnas._version import __version__
-
         self.study.set_user_attr("run_settings", {k: v for k, v in run.items() if k not in ("storage", "root")})
         self.study.set_user_attr("srnas_version", __version__)
 
@@ -377,7 +376,7 @@ class Session:
     def fail_stale(self) -> list[int]:
         """Fail (and re-enqueue) the RUNNING trials whose worker is gone (`StaleTrials`);
         returns their numbers."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return [t.number for t, reason in self.stale.find(running) if fail_and_retry(self.study, t, reason)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,9 +143,7 @@ class SearchSettings:
                 raise ConfigError(f"{name} must be {what}, got {value!r}")
 
     def _check_ntire(self) -> None:
-        import math
-
-        from srnas.arch.efficiency import NTIRE_WEIGHTS
+        from srnas.arch.efficiency import NTIRE_WEIGHTS  # lazy: keeps srnas --help off yaml (srnas.arch.config)
 
         if isinstance(self.ntire_year, bool) or self.ntire_year not in NTIRE_WEIGHTS:
             raise ConfigError(f"--ntire-year: unknown challenge year {self.ntire_year!r}; allowed: "
@@ -155,7 +154,7 @@ class SearchSettings:
         if not isinstance(self.ntire_baseline, str) or not self.ntire_baseline.strip():
             raise ConfigError(f"--ntire-baseline must be PRESET or PRESET:WIDTH, got {self.ntire_baseline!r}")
         if "ntire" in self.objectives:
-            from srnas.arch.efficiency import baseline_config
+            from srnas.arch.efficiency import baseline_config  # lazy: keeps srnas --help off yaml (srnas.arch.config)
 
             baseline_config(self.ntire_baseline, 4)  # the name and width, one line when wrong
 
@@ -201,7 +200,7 @@ def expand_devices(devices: Sequence[str]) -> tuple[str, ...]:
     out: list[str] = []
     for d in devices:
         if str(d).strip().lower() == "cuda":
-            import torch
+            import torch  # lazy: torch (start-up)
 
             if torch.cuda.is_available() and torch.cuda.device_count() > 0:
                 out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -216,7 +215,7 @@ def auto_workers(devices: Sequence[str], per_device: int = 1) -> tuple[int, tupl
     short proxies of small nets train ~1.4x faster in total that way than one worker using every
     core (measured on 2 cores, benchmarks/README.md). Workers cycle through the devices."""
     if tuple(devices) == ("auto",):
-        import torch
+        import torch  # lazy: torch (start-up)
 
         if torch.cuda.is_available():
             n = torch.cuda.device_count()

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from srnas.arch.config import ArchConfig
 from srnas.errors import SrnasError, TrainingError
 from srnas.search.memory import memory_shortfall
@@ -58,6 +60,7 @@ def fail_and_retry(study: "optuna.Study", t: Any, reason: str) -> bool:
     """Fail the RUNNING trial ``t`` (a `FrozenTrial`: its worker died, or was stopped) with
     ``reason`` and enqueue it again (up to `MAX_RETRIES` times), so that the next worker that
     asks trains its architecture; False when another worker failed it first."""
+    # lazy: optuna (start-up)
     import optuna
     from optuna.trial import TrialState
 
@@ -169,15 +172,13 @@ class TrialRunner:
         if self.claim_lock is None:
             yield
             return
-        from filelock import FileLock
-
         self.claim_lock.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.claim_lock)):
             yield
 
     def _trainers(self, trial: Any, arch_id: str) -> list[Any]:
         """Other RUNNING trials training (not waiting for) ``arch_id`` at this fidelity."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         fidelity = self.objective.schedule.fidelity_id
         return sorted((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -198,7 +199,7 @@ class TrialRunner:
 
     def _wait_for(self, trial: Any, holder: Any) -> None:
         """Wait (heartbeat going) until ``holder`` is no longer RUNNING."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         trial.set_user_attr("waiting_for", holder.number)
         while storage_of(self.study).get_trial(trial_id_of(holder)).state == TrialState.RUNNING:
@@ -208,7 +209,7 @@ class TrialRunner:
 
     def find_previous(self, arch_id: str) -> Any | None:
         """A trial that trained ``arch_id`` at this fidelity (complete, or pruned by the pruner)."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         fidelity = self.objective.schedule.fidelity_id
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
@@ -228,6 +229,7 @@ class TrialRunner:
         on; an interrupt or a user error (`SrnasError`: bad data ...) fails it and propagates;
         other errors fail it and propagate after `MAX_CONSECUTIVE_FAILURES` in a row.
         """
+        # lazy: optuna (start-up)
         import optuna
         from optuna.trial import TrialState
 
@@ -370,7 +372,7 @@ class TrialRunner:
         the earlier result's attributes (``reused_from``) and ends FAIL, the one state no
         sampler learns from, so the history holds each architecture once. The outcome carries
         the known result (NNI's strategies are told it)."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         for key, value in reuse.user_attrs.items():
             if key not in _OWN_ATTRS:
@@ -402,7 +404,7 @@ class TrialRunner:
     def _upload(self, trial: Any, png: Path) -> None:
         """Store the sample image as the trial's artifact; on any failure no artifact file is
         left that the study does not reference."""
-        from optuna.artifacts import upload_artifact
+        from optuna.artifacts import upload_artifact  # lazy: optuna (start-up)
 
         store = open_artifact_store(self.artifacts)
         try:
@@ -426,7 +428,7 @@ class TrialRunner:
 
     def fail(self, trial: Any, reason: str) -> None:
         """Mark ``trial`` FAILED with ``reason`` (best effort: the storage may be the problem)."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: optuna (start-up)
 
         try:
             trial.set_user_attr("error", reason[:500])

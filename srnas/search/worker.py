@@ -32,13 +32,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+
+from srnas._version import __version__
 from srnas.errors import ConfigError, SrnasError, StudyError
 from srnas.optuna_seams import storage_of
+from srnas.search.entry import resolve_search
+from srnas.search.progress import SearchProgress
+from srnas.search.session import Session
+from srnas.storages import redact, refuse_network_sqlite, storage_errors
+from srnas.studies import StudyHome, check_study_name
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
 #: Exit code of a worker stopped by its scheduler: "requeue me" (EX_TEMPFAIL, as retrain's).
@@ -74,7 +79,7 @@ def task_index() -> int | None:
 
 def allotted_cpus() -> int:
     """The cores this task may use: ``SLURM_CPUS_PER_TASK`` when set, else the affinity mask."""
-    from srnas.train.device import cpu_count
+    from srnas.train.device import cpu_count  # lazy: torch (start-up)
 
     given = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
     return min(int(given), cpu_count()) if given.isdigit() and int(given) > 0 else cpu_count()
@@ -88,7 +93,7 @@ def scheduler_devices(devices: str | None = None) -> tuple[str, ...]:
         if not names:
             raise ConfigError(f"--devices {devices!r}: give a comma list such as cuda:0,cuda:1 or cpu")
         return names
-    import torch
+    import torch  # lazy: torch (start-up)
 
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return tuple(f"cuda:{i}" for i in range(torch.cuda.device_count()))
@@ -99,11 +104,7 @@ def worker_settings(study: str, storage: str | None, *, root: str | Path | None 
                     devices: str | None = None) -> "SearchSettings":
     """The settings the study ``study`` recorded, with this machine's devices: one worker per
     device. One `StudyError` line when the storage cannot be reached or holds no such study."""
-    import optuna
-
-    from srnas.search.entry import resolve_search
-    from srnas.studies import StudyHome, check_study_name
-    from srnas.storages import redact
+    import optuna  # lazy: optuna (start-up)
 
     home = StudyHome(check_study_name(study), root)
     create = f"create it first: srnas search --study {study} ... --create-only"
@@ -128,8 +129,6 @@ def worker_settings(study: str, storage: str | None, *, root: str | Path | None 
 def check_joinable(session: "Session") -> None:
     """`StudyError` when this srnas cannot work on the session's study as it was searched:
     another srnas version, or a space, proxy or data that differ here (before any training)."""
-    from srnas._version import __version__
-
     known = session.study.user_attrs
     version = known.get("srnas_version")
     if version is not None and version != __version__:
@@ -213,13 +212,9 @@ def run_worker(study: str, storage: str | None = None, *, root: str | Path | Non
     when a scheduler's signal stopped it, `INTERRUPT_EXIT` after Ctrl-C. Bad input (a missing
     study, an unreachable storage, another srnas version or setup) is one `SrnasError` line
     before anything trains."""
-    from rich.console import Console
-
+    # lazy: optuna (start-up)
     from srnas.search.optuna_engine import run_workers
-    from srnas.search.progress import SearchProgress
     from srnas.search.sampling import make_pruner, make_sampler_for_worker
-    from srnas.search.session import Session
-    from srnas.storages import refuse_network_sqlite, storage_errors
 
     console = console or Console(stderr=True)
     settings = worker_settings(study, storage, root=root, devices=devices)

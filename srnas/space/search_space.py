@@ -19,6 +19,7 @@ from typing import Any
 
 from srnas.arch.config import ArchConfig
 from srnas.arch.cost import CONSTRAINTS, ConfigCosts, count_mult_adds
+from srnas.arch.presets import preset_config
 from srnas.errors import ConfigError
 from srnas.space.choosers import Chooser, FixedChooser, RandomChooser
 from srnas.space.dimensions import (
@@ -182,8 +183,6 @@ class SearchSpace:
     def preset_params(self, preset: Any) -> dict[str, Any]:
         """Parameter assignment of a ``presets:`` entry (a preset name or a mapping of values)."""
         if isinstance(preset, str):
-            from srnas.arch.presets import preset_config
-
             cfg = preset_config(preset) if self.family == "mdsr" else preset_config(preset, scale=self.scales[0])
         else:
             unknown = [k for k in preset if k not in DIMENSIONS_BY_NAME and k != "name"]

@@ -13,6 +13,7 @@ weights of another run or scale.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from srnas.arch.checkpoint import load_weights, read_state_dict, unreadable_weights_reason
+from srnas.arch.config import ArchConfig
+from srnas.arch.efficient_layers import fuse
+from srnas.arch.networks import build_model
 from srnas.errors import ConfigError, TrainingError
 from srnas.fileio import atomic_write
 from srnas.train.schedules import Schedule, schedule_from_dict
 
 if TYPE_CHECKING:
-    from srnas.arch.config import ArchConfig
     from srnas.data import SRImageSet
 
 CHECKPOINT_VERSION = 1
@@ -77,8 +81,6 @@ def from_safe(obj: Any) -> Any:
 def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 of a state dict's names, dtypes, shapes and bytes (in name order): a checkpoint
     carries it, and a resume recomputes it (a flipped bit in the weights is found)."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().to("cpu")
@@ -105,8 +107,6 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated or foreign file
-        from srnas.arch.checkpoint import unreadable_weights_reason
-
         reason = unreadable_weights_reason(p, exc)
         if reason.startswith("not a PyTorch weights file") and p.stat().st_size > 0:
             with open(p, "rb") as fh:
@@ -141,8 +141,6 @@ def find_weights(path: str | Path) -> Path:
     if not p.is_file():
         raise ConfigError(f"{p}: model file or folder not found")
     if p.suffix.lower() == ".onnx":
-        from srnas.arch.checkpoint import unreadable_weights_reason
-
         raise ConfigError(f"{p}: {unreadable_weights_reason(p)}")
     return p
 
@@ -157,10 +155,6 @@ def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
     given, else the ``config.yaml`` next to the weights, else the config stored in an srnas
     checkpoint.
     """
-    from srnas.arch.checkpoint import load_weights
-    from srnas.arch.config import ArchConfig
-    from srnas.arch.networks import build_model
-
     weights = find_weights(path)
     if config is None:
         for candidate in (weights.parent / "config.yaml", weights.parent / "config.yml", weights.parent / "config.json"):
@@ -179,8 +173,6 @@ def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
     model = build_model(config)
     load_weights(model, weights, strict=True)
     if fused:
-        from srnas.arch.efficient_layers import fuse
-
         fuse(model)
     return model.to(device).eval(), config
 
@@ -191,8 +183,6 @@ def load_model(path: str | Path, *, config: "ArchConfig | None" = None,
 def data_identity(images: "SRImageSet") -> dict[str, Any]:
     """What a training set is, as a checkpoint records it: its name, image count and a digest of
     its image names (a run resumes only on the same set)."""
-    import hashlib
-
     names = list(images.names)
     return {"name": images.name, "images": len(names),
             "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
@@ -236,8 +226,6 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 
 def load_init_weights(model: torch.nn.Module, source: str | Path | Mapping[str, Any]) -> None:
     """Load starting weights: all of them when they match, else all but the upsampler (x2 -> x3/x4)."""
-    from srnas.arch.checkpoint import load_weights, read_state_dict
-
     state = read_state_dict(source) if isinstance(source, (str, Path)) else dict(source)
     try:
         load_weights(model, state, strict=True)

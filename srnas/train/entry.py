@@ -3,20 +3,28 @@ the defaults, a run file and keywords named like the flags: `resolve_retrain`), 
 `run_retrain`, which trains each architecture they name in its own `RetrainRun` folder
 (`srnas.train.retrain`), with progress lines, a result line and stop signals. The Python call
 ``srnas.retrain(...)`` is `srnas.api.retrain`: it adds the ranking of a study's trials for
-``--top K``, which lives above this layer (`srnas.results`). Imports are inside the functions:
-importing this module stays light.
+``--top K``, which lives above this layer (`srnas.results`). The model, data and training
+modules are imported inside the functions: importing this module (``srnas --help`` does) stays light.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from srnas.errors import ConfigError
+from srnas.log import FILE_ONLY, ProgressClock, get_logger, log_file
 from srnas.runfile import check_options, options_schema, read_run_file
+from srnas.studies import StudyHome, trials_root
+from srnas.train.inference import load_arch
+from srnas.train.schedules import get_schedule
+from srnas.units import human_duration
 
 if TYPE_CHECKING:
     import optuna
@@ -104,8 +112,6 @@ class RetrainOutcome:
     @property
     def summary(self) -> str:
         """The line ``srnas retrain`` prints for it."""
-        from srnas.units import human_duration
-
         final, result = self.result.final, self.result
         ssim = "" if final.get("ssim") is None else f", SSIM {final['ssim']:.4f}"
         scales = ",".join(str(s) for s in final["scales"])
@@ -124,9 +130,6 @@ def retrain_progress_lines(*, log_every: int = 1000, route: dict[str, Any] | Non
     """A ``progress`` for `run_retrain` that logs a plain line at every evaluation, every
     ``log_every`` updates, at the end and at least every minute (what ``srnas retrain`` prints
     off a terminal, and the Python API by default); ``route`` is the logging ``extra``."""
-    from srnas.log import ProgressClock, get_logger
-    from srnas.units import human_duration
-
     log = get_logger("retrain")
     state: dict[str, Any] = {}
 
@@ -156,10 +159,7 @@ def run_retrain(settings: RetrainSettings, *,
     ``top_configs(study, k)``: the architectures of ``--top K``, the best ``k`` trials of the
     study (ranking trials is the results layer's: `srnas.api.run_retrain` passes
     `srnas.results.frame.top_configs`)."""
-    from srnas.arch.presets import preset_config
-    from srnas.studies import StudyHome, trials_root
-    from srnas.train.inference import load_arch
-    from srnas.train.schedules import get_schedule
+    from srnas.arch.presets import preset_config  # lazy: keeps srnas --help off yaml (srnas.arch.config)
 
     s = settings
     # An empty --study is refused by the name check, not taken as "manual".
@@ -188,10 +188,6 @@ def stop_signals() -> "AbstractContextManager[Callable[[], bool]]":
     """While open, SIGTERM and SIGUSR1 (what batch schedulers send before they kill a job;
     SLURM's ``--signal=USR1@90``) ask a training to stop at its next update with a checkpoint;
     yields the question to pass as ``should_stop``. Outside the main thread a no-op."""
-    import contextlib
-    import signal
-    import threading
-
     @contextlib.contextmanager
     def handlers() -> Any:
         asked = threading.Event()
@@ -216,7 +212,7 @@ def _retrain_one(i: int, n: int, cfg: Any, schedule: Any, home: Any, s: RetrainS
                  progress: "Callable[[RetrainRun, TrainProgress], None] | None", stop: Callable[[], bool],
                  log_result: bool) -> RetrainOutcome:
     """Architecture ``i`` of ``n`` of `run_retrain`."""
-    from srnas.log import FILE_ONLY, get_logger, log_file
+    # lazy: torch, numpy: keeps srnas --help off them
     from srnas.train.checkpoint import CHECKPOINT_NAME
     from srnas.train.retrain import RetrainRun, load_retrain_data
 

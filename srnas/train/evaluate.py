@@ -27,7 +27,9 @@ import torch
 from torch import nn
 
 from srnas import metrics
+from srnas.data import imresize
 from srnas.errors import ConfigError, DataError
+from srnas.train.device import resolve_device
 
 if TYPE_CHECKING:
     from srnas.data import SRImageSet
@@ -289,8 +291,6 @@ def evaluate_model(model: nn.Module, dataset: "SRImageSet", *, scale: int, proto
     """
     protocol = protocol or dataset.protocol
     if device is not None:
-        from srnas.train.device import resolve_device
-
         model.to(resolve_device(device))
     lrs = lr_images(dataset, scale)
     indices = _select(dataset, max_images)
@@ -332,8 +332,6 @@ def psnr_per_image(model: nn.Module, val_sets: "Mapping[int, SRImageSet]", *,
 def evaluate_bicubic(dataset: "SRImageSet", *, scale: int, protocol: str | None = None,
                      max_images: int | None = None, with_ssim: bool = True) -> EvalResult:
     """The bicubic baseline (MATLAB ``imresize``) on the same images, with the same protocol."""
-    from srnas.data import imresize
-
     protocol = protocol or dataset.protocol
     lrs = lr_images(dataset, scale)
     started = time.perf_counter()

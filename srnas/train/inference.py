@@ -29,6 +29,7 @@ DEFAULT_SETS = "Set5,Set14,B100,Urban100"
 def load_arch(target: str | Path, scale: int | None = None) -> "ArchConfig":
     """A preset name or an architecture file (YAML/JSON) -> `ArchConfig` (``scale``: the
     scale of a preset, or one the file's config must serve)."""
+    # lazy: keeps srnas --help off yaml (srnas.arch.config)
     from srnas.arch.config import ArchConfig
     from srnas.arch.presets import PRESETS, preset_config
 
@@ -49,6 +50,7 @@ def load_for_inference(model: str | Path, *, pretrained: bool = False, weights_u
     """The network ``model`` names (a retrain folder, a weights file, or with ``pretrained``
     a preset with the EDSR authors' weights) in eval mode on ``device``, its config and the
     scale to run it at (``scale``, or the model's only one)."""
+    # lazy: torch (start-up)
     from srnas.arch.networks import build_model
     from srnas.arch.presets import PRESETS
     from srnas.train.checkpoint import load_model
@@ -88,10 +90,11 @@ def eval_sets(data: str, sets: str | Sequence[str] | None, scale: int) -> tuple[
     if data == "demo":
         if wanted is not None:
             raise ConfigError("--sets picks sets of a benchmark root; --data demo has one set (drop --sets)")
-        from srnas.data import load_eval_set
+        from srnas.data import load_eval_set  # lazy: keeps srnas --help off numpy (srnas.data)
 
         val = load_eval_set("demo", scale)
         return {val.name: val}, []
+    # lazy: keeps srnas --help off numpy (srnas.data)
     from srnas.data import load_benchmark_sets, load_image_folder
     from srnas.data.layout import available_sets, data_folder, data_kind
 
@@ -134,7 +137,7 @@ class Evaluation:
 
     @property
     def params(self) -> int:
-        from srnas.arch.cost import count_params
+        from srnas.arch.cost import count_params  # lazy: keeps srnas --help off yaml (srnas.arch.config)
 
         return count_params(self.config)
 
@@ -159,6 +162,7 @@ def evaluate(model: str | Path, *, data: str = "demo", sets: str | Sequence[str]
     >>> scores = srnas.evaluate("edsr-baseline", pretrained=True, data="benchmark/", sets="Set5")  # doctest: +SKIP
     >>> scores.results["Set5"].psnr  # doctest: +SKIP
     """
+    # lazy: torch (start-up)
     from srnas.data.layout import official_image_count
     from srnas.train.evaluate import evaluate_bicubic, evaluate_model
 

@@ -19,8 +19,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock, Timeout
+
 from srnas.arch.config import ArchConfig
-from srnas.errors import ConfigError, TrainingError
+from srnas.data import load_eval_set, load_train_set
+from srnas.errors import ConfigError, MissingExtraError, TrainingError
 from srnas.fileio import atomic_write_text
 from srnas.studies import path_slug
 from srnas.train.schedules import Schedule
@@ -40,8 +43,6 @@ TENSORBOARD_POINTS = 1000
 
 def load_retrain_data(spec: str, scales: tuple[int, ...]) -> tuple["SRImageSet", dict[int, "SRImageSet"]]:
     """Training set for all scales, and one validation set per scale (HR modcropped to it)."""
-    from srnas.data import load_eval_set, load_train_set
-
     return load_train_set(spec, list(scales)), {s: load_eval_set(spec, s) for s in scales}
 
 
@@ -96,8 +97,6 @@ class RetrainRun:
         ``tensorboard`` package is installed; True without it: `MissingExtraError`).
         ``should_stop``: see `Trainer` (a stop writes the checkpoint: `TrainingStopped`). One
         writer per folder: a second run into a folder being written is refused in one line."""
-        from filelock import FileLock, Timeout
-
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(folder / LOCK_FILE))
@@ -117,6 +116,7 @@ class RetrainRun:
                precision: str, seed: int, resume: bool, init: str | Path | None, checkpoint_every: int | None,
                progress: Callable[["TrainProgress"], None] | None, tensorboard: bool | None,
                should_stop: Callable[[], bool] | None) -> "TrainResult":
+        # lazy: torch (start-up)
         from srnas.train.checkpoint import save_weights
         from srnas.train.trainer import Trainer
 
@@ -174,18 +174,17 @@ class _TensorBoardScalars:
         if wanted is False:
             return None
         try:
+            # lazy: optional tensorboard (the tensorboard extra)
             import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
         except ImportError:
             if wanted:
-                from srnas.errors import MissingExtraError
-
                 raise MissingExtraError("tensorboard", "tensorboard", "TensorBoard scalars of a retrain") from None
             return None
         return cls(folder, updates)
 
     def _writer(self, step: int) -> Any:
         if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: torch, optional tensorboard
 
             self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=step)
         return self.writer

@@ -27,6 +27,7 @@ from torch import nn
 
 from srnas.arch.config import ArchConfig
 from srnas.arch.networks import build_model
+from srnas.data import PatchSampler
 from srnas.errors import ConfigError, TrainingError
 from srnas.train.checkpoint import (
     CHECKPOINT_NAME, check_resumable, data_identity, load_checkpoint, load_init_weights, load_optimizer_state, save_checkpoint,
@@ -39,7 +40,7 @@ from srnas.train.schedules import PaperSchedule, ProxySchedule, Schedule
 from srnas.train.validation import bicubic_per_scale, score_val_sets, val_sets_by_scale
 
 if TYPE_CHECKING:
-    from srnas.data import PatchSampler, SRImageSet
+    from srnas.data import SRImageSet
 
 #: Updates between loss checks (and progress reports) on CUDA: a check synchronises the device.
 CUDA_CHECK_EVERY = 50
@@ -147,8 +148,6 @@ class Trainer:
         Returns the update count to continue from. Called by `fit`; call it yourself to drive
         `step` directly (benchmarks, tests).
         """
-        from srnas.data import PatchSampler
-
         started = time.perf_counter()
         apply_policy(self.policy)
         for s, val in self.val_sets.items():  # fail before training, not at the first evaluation
@@ -182,7 +181,7 @@ class Trainer:
     def _compiled(self, model: nn.Module) -> Callable[..., torch.Tensor]:
         """``torch.compile`` of the forward pass (``BACKEND[:MODE]``), after a dynamo reset so
         that graphs of the previous architecture are not kept."""
-        import torch._dynamo
+        import torch._dynamo  # lazy: torch._dynamo (2 s to import); only --compile needs it
 
         backend, _, mode = str(self.compile).partition(":")
         torch._dynamo.reset()

@@ -10,7 +10,7 @@ One job per module:
 - `plots`: the HTML page;
 - `study`: `run_fidelity`, the orchestration behind ``srnas fidelity``.
 
-Names are re-exported lazily (torch and plotly load only when used).
+Names are re-exported lazily (plotly loads with `study`, torch only when a study trains).
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from srnas.fileio import atomic_write_text
+from srnas.results.report import html_document
+
 STATS = (("tau", "tau_lo", "tau_hi", "overall"), ("band_tau", "band_lo", "band_hi", "inside 10% parameter bands"),
          ("group_tau", "group_lo", "group_hi", "within skip groups"))
 
@@ -20,12 +26,6 @@ def _errors(rows: list[Mapping[str, Any]], stat: str, lo: str, hi: str) -> dict[
 
 def write_plot(results: Mapping[str, Mapping[str, Any]], path: Path, *, title: str) -> None:
     """Write the self-contained page (plotly from the report's inline bundle, no network)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from srnas.fileio import atomic_write_text
-    from srnas.results.report import html_document
-
     variants = list(results)
     titles = []
     for v in variants:

@@ -16,14 +16,19 @@ import csv
 import io
 import json
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from srnas.arch.config import ArchConfig
+from srnas.data import load_eval_set, load_train_set
 from srnas.errors import TrainingError
+from srnas.fileio import atomic_write_text
+from srnas.train.schedules import schedule_from_dict
 
 RUN_COLUMNS = ("arch_id", "schedule", "train_id", "seed", "updates", "psnr", "images", "curve", "fit_cpu_s",
                "fit_wall_s", "eval_cpu_s", "eval_points", "protocol", "error", "config")
@@ -80,8 +85,6 @@ def append_run(path: Path, row: Mapping[str, Any]) -> None:
 
 def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows as a CSV written atomically; the columns are every key in order of first use."""
-    from srnas.fileio import atomic_write_text
-
     buffer = io.StringIO()
     columns = list(dict.fromkeys(k for row in rows for k in row))
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -98,8 +101,6 @@ _WORKER: dict[str, Any] = {}
 
 def _load_data(spec: str, scales: tuple[int, ...]) -> tuple[Any, dict[int, Any]]:
     """Training set for every scale, and one validation set per scale (as `srnas retrain`)."""
-    from srnas.data import load_eval_set, load_train_set
-
     return load_train_set(spec, list(scales)), {s: load_eval_set(spec, s) for s in scales}
 
 
@@ -109,8 +110,8 @@ def _init_worker(data: str, scales: tuple[int, ...], device: str, threads: int |
 
 def _train_run(config_json: str, schedule: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train one config in this (worker) process; score the final model on each validation image."""
+    # lazy: torch (start-up)
     from srnas.train.evaluate import psnr_per_image
-    from srnas.train.schedules import schedule_from_dict
     from srnas.train.trainer import Trainer
 
     cfg = ArchConfig.from_json(config_json)
@@ -151,9 +152,6 @@ def run_jobs(jobs: Sequence[tuple[ArchConfig, Any, int]], *, data: str, scales: 
         finally:
             _WORKER.clear()
         return
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(data, scales, device, threads)) as pool:

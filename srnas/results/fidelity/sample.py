@@ -26,6 +26,7 @@ from srnas.arch.config import ArchConfig
 from srnas.arch.cost import count_params
 from srnas.errors import ConfigError
 from srnas.results.fidelity.stats import band_pairs
+from srnas.space.dimensions import DIMENSIONS, ParamSpec
 from srnas.space.search_space import SearchSpace
 
 #: Largest space that is enumerated for the replacement pool of `variant_sample`.
@@ -175,8 +176,6 @@ def _nearest(pool: Sequence[ArchConfig], target: float, used: set[str], rng: ran
 
 
 def _fix_field(space: SearchSpace, key: str) -> str:
-    from srnas.space.dimensions import DIMENSIONS
-
     for dim in DIMENSIONS:
         if dim.name == key and space.family in dim.families:
             if dim.per_block:
@@ -189,8 +188,6 @@ def _fix_field(space: SearchSpace, key: str) -> str:
 
 def fixed_variant(space: SearchSpace, fix: Mapping[str, Any]) -> SearchSpace:
     """``space`` with each dimension of ``fix`` fixed at its value (named ``SPACE[key=value]``)."""
-    from srnas.space.dimensions import ParamSpec
-
     params = dict(space.params)
     for key, value in fix.items():
         _fix_field(space, key)

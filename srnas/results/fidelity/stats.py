@@ -146,7 +146,7 @@ def rank_stats(x: Scores, y: Sequence[float], params: Sequence[float], *, groups
     bands and, with ``groups``, over the pairs of one group (``group_tau``); the spread of the
     seeds' taus (``tau_min``, ``tau_max``); the number of band and group pairs; Spearman rho
     (of the seed-mean scores)."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: scipy.stats (0.8 s to import)
 
     idx = resample_indices(len(y), resamples, seed) if len(y) >= 2 else np.zeros((0, len(y)), dtype=int)
     masks: dict[str, np.ndarray | None] = {"": None, "band_": band_pairs(params)}

@@ -28,17 +28,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from srnas.arch.config import ArchConfig
 from srnas.arch.cost import count_mult_adds, count_params
+from srnas.data import load_eval_set
 from srnas.errors import ConfigError, SrnasError
+from srnas.fileio import atomic_write_text
 from srnas.log import ProgressClock
 from srnas.results.fidelity.analysis import ArchRecord, analyse, design_grid
+from srnas.results.fidelity.plots import write_plot
 from srnas.results.fidelity.runs import (
     RUN_COLUMNS, append_row, append_run, read_csv, read_runs, run_jobs, write_table,
 )
 from srnas.results.fidelity.sample import fixed_variant, sample_spread, stratified_sample, variant_sample
 from srnas.results.fidelity.stats import BAND_TOLERANCE, BOOTSTRAP
 from srnas.space.search_space import SearchSpace
+from srnas.studies import trials_root
+from srnas.train.schedules import get_schedule
 from srnas.units import human_duration
 
 ARCH_COLUMNS = ("arch_id", "describe", "params", "mult_adds", "mult_adds_learned", "skip", "synflow", "grad_norm",
@@ -59,15 +66,11 @@ class FidelityError(SrnasError):
 
 def parse_fidelity(text: str) -> Any:
     """A schedule from ``NAME[*FACTOR][@MAX_UPDATES]`` (see `srnas.train.get_schedule`)."""
-    from srnas.train.schedules import get_schedule
-
     return get_schedule(text.strip())
 
 
 def parse_fix(items: Iterable[str]) -> dict[str, Any]:
     """``["global_skip=bicubic", ...]`` -> ``{"global_skip": "bicubic"}`` (values read as YAML scalars)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -79,8 +82,6 @@ def parse_fix(items: Iterable[str]) -> dict[str, Any]:
 
 def default_out_dir(space: str, proxies: Sequence[str], reference: str) -> Path:
     """``trials/fidelity/<space>-<proxy>[+...]-vs-<reference>`` (names made file-safe)."""
-    from srnas.studies import trials_root
-
     safe = lambda t: "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(t).stem or t)  # noqa: E731
     return trials_root() / "fidelity" / f"{safe(space)}-{'+'.join(safe(p) for p in proxies)}-vs-{safe(reference)}"
 
@@ -132,8 +133,7 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
     and writes the tables from the runs recorded so far (each variant over its architectures
     with every run: a study cut short says so by its ``n``).
     """
-    from srnas.fileio import atomic_write_text
-    from srnas.train.device import cpu_count
+    from srnas.train.device import cpu_count  # lazy: torch (start-up)
 
     say = log or (lambda _msg: None)
     _check_int("--n", n, 3)
@@ -259,8 +259,6 @@ def run_fidelity(space: str | SearchSpace, n: int, proxies: str | Sequence[str],
                "recommended": {k: v["chosen"] for k, v in results.items()},
                "first_rung": {k: v["first_rung"] for k, v in results.items()}}
     atomic_write_text(out / "correlations.json", json.dumps(payload, indent=2) + "\n")
-    from srnas.results.fidelity.plots import write_plot
-
     write_plot(results, out / "fidelity.html",
                title=f"Proxy fidelity on {sp.name}: scored on {', '.join(select)} vs {reference_schedule.name} "
                      f"({reference_schedule.updates} updates, {reference_seeds} seeds) on {', '.join(held_out)}")
@@ -312,7 +310,7 @@ def _sample_order(samples: Mapping[str, list[ArchConfig]], cfg: ArchConfig) -> t
 
 def _arch_rows(path: Path, configs: Iterable[ArchConfig], *, seed: int) -> dict[str, dict[str, Any]]:
     """Costs and zero-cost scores of every architecture (computed once, kept in ``archs.csv``)."""
-    from srnas.results.zero_cost import ZERO_COST_SCORES
+    from srnas.results.zero_cost import ZERO_COST_SCORES  # lazy: torch (start-up)
 
     numeric = ("params", "mult_adds", "mult_adds_learned", "skip", "synflow", "grad_norm", "synflow_cpu_s",
                "grad_norm_cpu_s")
@@ -342,8 +340,7 @@ def _arch_rows(path: Path, configs: Iterable[ArchConfig], *, seed: int) -> dict[
 
 def _bicubic(data: str, scales: tuple[int, ...]) -> tuple[list[str], list[float]]:
     """Names of the validation images and the bicubic PSNR of each (mean over scales)."""
-    from srnas.data import load_eval_set
-    from srnas.train.evaluate import evaluate_bicubic
+    from srnas.train.evaluate import evaluate_bicubic  # lazy: torch (start-up)
 
     sets = [load_eval_set(data, s) for s in scales]
     per_scale = [[r.psnr for r in evaluate_bicubic(v, scale=s, with_ssim=False).rows] for v, s in zip(sets, scales, strict=True)]
