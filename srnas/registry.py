@@ -29,7 +29,7 @@ The error (`UnknownName`) is a `ConfigError` (the CLI prints it as one line, exi
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Generic, TypeVar
 
 from srnas.errors import ConfigError
@@ -71,12 +71,6 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered ({_label(self._items[name])})")
         self._items[name] = item
         return item
-
-    def decorator(self, name_of: Callable[[T], str]) -> Callable[[T], T]:
-        """A decorator registering an item under ``name_of(item)``."""
-        def add(item: T) -> T:
-            return self.register(name_of(item), item)
-        return add
 
     def unregister(self, name: str) -> T:
         """Remove ``name`` (tests that register a toy item clean up with this)."""
