@@ -203,7 +203,8 @@ def test_a_stop_signal_dropped_by_python_is_sent_again_and_none_cuts_the_requeue
     worker whose interrupt was dropped so would train on; the signal is sent again until one
     is taken (no traceback printed), and a signal that finds the interrupt being handled does
     nothing."""
-    from srnas.search.worker import RESIGNAL_S, stop_as_interrupt
+    from srnas.search.processes import RESIGNAL_S, stop_as_interrupt
+    from srnas.search.worker import STOP_SIGNALS
 
     class DropsTheInterrupt:
         def __del__(self) -> None:
@@ -211,7 +212,7 @@ def test_a_stop_signal_dropped_by_python_is_sent_again_and_none_cuts_the_requeue
             for _ in range(10_000):  # the handler runs in here; its KeyboardInterrupt is dropped
                 pass
 
-    with stop_as_interrupt() as got:
+    with stop_as_interrupt((*STOP_SIGNALS, "SIGINT")) as got:
         start = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             DropsTheInterrupt()

@@ -138,16 +138,79 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="srnas-parent-watch", daemon=True).start()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _interrupt_once(signum: int, frame: object) -> None:
     # A worker stopping cleanly (failing its trial) must not be cut short by a second signal:
     # Ctrl-C reaches it directly and again through the coordinator's SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+#: Seconds between two sendings of a stop signal that the worker has not acted on yet.
+RESIGNAL_S = 1.0
+
+
+def _stopping() -> bool:
+    """True while the main thread handles (or unwinds through cleanup code with) a
+    `KeyboardInterrupt`: a worker requeueing its trial must not be cut short."""
+    exc = sys.exc_info()[1]
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__context__
+    return False
+
+
+@contextlib.contextmanager
+def stop_as_interrupt(names: tuple[str, ...]) -> Iterator[dict[str, int]]:
+    """Within the block the signals ``names`` (those this platform has) raise `KeyboardInterrupt`
+    in the main thread; yields a dict whose ``signal`` is the number of the first signal received (0:
+    none yet). The caller sets ``taken`` once it has caught the interrupt. Until then the signal
+    is sent again every `RESIGNAL_S`: Python drops an exception raised while it runs a weakref
+    callback or a ``__del__`` ("Exception ignored in"), and the worker would train on. Signals
+    that find the interrupt being handled (the trial being requeued) are ignored."""
+    got = {"signal": 0, "taken": 0}
+    sigs = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    main = threading.main_thread().ident
+    done = threading.Event()
+    sending = threading.Lock()  # no signal sent once the previous handlers are back
+
+    def insist(signum: int) -> None:
+        while not done.wait(RESIGNAL_S):
+            with sending:
+                if done.is_set() or got["taken"]:
+                    return
+                signal.pthread_kill(main, signum)  # type: ignore[arg-type]
+
+    def stop(signum: int, frame: object) -> None:
+        if got["taken"] or (got["signal"] and _stopping()):
+            return
+        if not got["signal"]:
+            got["signal"] = signum
+            threading.Thread(target=insist, args=(signum,), name="srnas-stop-signal", daemon=True).start()
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    hook = sys.unraisablehook
+
+    def dropped(unraisable: Any) -> None:
+        # Our own interrupt, dropped: no traceback in the job's log, it is sent again.
+        if not (got["signal"] and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            hook(unraisable)
+
+    previous = {sig: signal.signal(sig, stop) for sig in sigs}
+    sys.unraisablehook = dropped
+    try:
+        yield got
+    finally:
+        got["taken"] = 1  # a signal sent meanwhile finds nothing to stop
+        with sending:
+            done.set()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        sys.unraisablehook = hook
 
 
 @contextlib.contextmanager
@@ -158,8 +221,11 @@ def terminate_as_interrupt(*, once: bool = False) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handler = _interrupt_once if once else _interrupt
-    previous = {sig: signal.signal(sig, handler) for sig in ((signal.SIGTERM, signal.SIGINT) if once else (signal.SIGTERM,))}
+    if not once:  # the interrupt insists until taken: one raised inside a __del__ is dropped
+        with stop_as_interrupt(("SIGTERM",)):
+            yield
+        return
+    previous = {sig: signal.signal(sig, _interrupt_once) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:

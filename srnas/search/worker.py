@@ -25,10 +25,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +35,7 @@ from srnas.errors import ConfigError, SrnasError, StudyError
 from srnas.optuna_seams import storage_of
 from srnas.search.entry import resolve_search
 from srnas.search.progress import SearchProgress
+from srnas.search.processes import RESIGNAL_S, stop_as_interrupt  # noqa: F401  (RESIGNAL_S: the tests read it here)
 from srnas.search.session import Session
 from srnas.storages import redact, refuse_network_sqlite, storage_errors
 from srnas.studies import StudyHome, check_study_name
@@ -56,8 +53,6 @@ STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 #: Environment variables that number the tasks of a job (SLURM arrays and steps, Kubernetes
 #: Indexed Jobs), in the order they are read: each task's samplers get their own seed.
 TASK_INDEX_VARS = ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "SLURM_PROCID")
-#: Seconds between two sendings of a stop signal that the worker has not acted on yet.
-RESIGNAL_S = 1.0
 #: Seconds between two looks at the study for the worker's progress lines.
 PROGRESS_INTERVAL_S = 10.0
 
@@ -141,70 +136,6 @@ def check_joinable(session: "Session") -> None:
                          f"{'; '.join(changes)}; every worker needs the study's srnas, space file and data")
 
 
-def _stopping() -> bool:
-    """True while the main thread handles (or unwinds through cleanup code with) a
-    `KeyboardInterrupt`: a worker requeueing its trial must not be cut short."""
-    exc = sys.exc_info()[1]
-    while exc is not None:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        exc = exc.__context__
-    return False
-
-
-@contextmanager
-def stop_as_interrupt() -> Iterator[dict[str, int]]:
-    """Within the block SIGTERM, SIGUSR1, SIGUSR2 and SIGINT raise `KeyboardInterrupt` in the
-    main thread; yields a dict whose ``signal`` is the number of the first signal received (0:
-    none yet). The caller sets ``taken`` once it has caught the interrupt. Until then the signal
-    is sent again every `RESIGNAL_S`: Python drops an exception raised while it runs a weakref
-    callback or a ``__del__`` ("Exception ignored in"), and the worker would train on. Signals
-    that find the interrupt being handled (the trial being requeued) are ignored."""
-    got = {"signal": 0, "taken": 0}
-    names = (*STOP_SIGNALS, "SIGINT")
-    sigs = [getattr(signal, name) for name in names if hasattr(signal, name)]
-    if threading.current_thread() is not threading.main_thread():
-        yield got
-        return
-    main = threading.main_thread().ident
-    done = threading.Event()
-    sending = threading.Lock()  # no signal sent once the previous handlers are back
-
-    def insist(signum: int) -> None:
-        while not done.wait(RESIGNAL_S):
-            with sending:
-                if done.is_set() or got["taken"]:
-                    return
-                signal.pthread_kill(main, signum)  # type: ignore[arg-type]
-
-    def stop(signum: int, frame: object) -> None:
-        if got["taken"] or (got["signal"] and _stopping()):
-            return
-        if not got["signal"]:
-            got["signal"] = signum
-            threading.Thread(target=insist, args=(signum,), name="srnas-stop-signal", daemon=True).start()
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    hook = sys.unraisablehook
-
-    def dropped(unraisable: Any) -> None:
-        # Our own interrupt, dropped: no traceback in the job's log, it is sent again.
-        if not (got["signal"] and isinstance(unraisable.exc_value, KeyboardInterrupt)):
-            hook(unraisable)
-
-    previous = {sig: signal.signal(sig, stop) for sig in sigs}
-    sys.unraisablehook = dropped
-    try:
-        yield got
-    finally:
-        got["taken"] = 1  # a signal sent meanwhile finds nothing to stop
-        with sending:
-            done.set()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        sys.unraisablehook = hook
-
-
 def run_worker(study: str, storage: str | None = None, *, root: str | Path | None = None,
                devices: str | None = None, console: "Console | None" = None, progress: bool = True) -> int:
     """Join the study ``study`` on ``storage`` and train its trials until its budget is met
@@ -240,7 +171,7 @@ def run_worker(study: str, storage: str | None = None, *, root: str | Path | Non
                       + session.describe("optuna") + f": {counts.finished} of {settings.budget} architectures trained")
         monitor = SearchProgress(session.study, settings.budget, console=console, bar=progress,
                                  interval=PROGRESS_INTERVAL_S)
-        with stop_as_interrupt() as got:
+        with stop_as_interrupt((*STOP_SIGNALS, "SIGINT")) as got:
             try:
                 with monitor:
                     bad = run_workers(session, first_id=first_id, threads=threads, requeue=True)
