@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 BUDGET ?= 200
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (the tests that share PostgreSQL or SLURM run on one of them,
+# tests/conftest.py); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint browser slurm clean
 
@@ -77,7 +80,7 @@ lint: $(VENV)/.test-deps
 # SLURM_CONF: the test cluster's, unless one is set. The doctests of srnas/ run with the tests.
 test: $(VENV)/.test-deps lint browser slurm
 	if [ -z "$${SLURM_CONF:-}" ] && [ -f $(SLURM_DIR)/etc/slurm.conf ]; then export SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf; fi; \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

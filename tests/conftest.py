@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 # Keep tests fast and predictable on 2 cores, and keep NNI / caches out of the real HOME.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+#: Fixtures that stand for a server every worker shares: the tests that use them run one after
+#: another on one xdist worker (`--dist loadgroup`), because one of them stops PostgreSQL mid-search
+#: and the SLURM tests queue on a one-node cluster.
+SHARED_SERVERS = ("postgres_url", "slurm")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_SERVERS):
+            item.add_marker(pytest.mark.xdist_group("shared-servers"))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
