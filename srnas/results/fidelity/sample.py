@@ -64,8 +64,11 @@ def _balanced(choices: Sequence[Any], n: int, rng: random.Random) -> list[Any]:
     return values
 
 
-def _attempt(space: SearchSpace, n: int, rng: random.Random) -> list[ArchConfig] | None:
-    """One balanced assignment; None when its nets cannot all get distinct parameter counts."""
+def _attempt(space: SearchSpace, n: int, rng: random.Random,
+             measured: dict[ArchConfig, tuple[int, bool]]) -> list[ArchConfig] | None:
+    """One balanced assignment; None when its nets cannot all get distinct parameter counts.
+    ``measured``: (parameters, feasible) of the configs met so far (the draws repeat configs
+    often; measuring one costs far more than drawing it)."""
     plan = {dim.name: _balanced(spec.choices, n, rng) for dim, spec in searchable_dimensions(space)
             if not dim.per_block}
     picks: list[ArchConfig] = []
@@ -74,8 +77,10 @@ def _attempt(space: SearchSpace, n: int, rng: random.Random) -> list[ArchConfig]
         planned = {name: values[i] for name, values in plan.items()}
         for _ in range(32):  # other per-block draws for the same one-per-net values
             cfg = space.sample(_PlannedChooser(planned, rng))
-            p = count_params(cfg)
-            if p not in seen and space.satisfies(cfg):
+            if cfg not in measured:
+                measured[cfg] = (count_params(cfg), space.satisfies(cfg))
+            p, feasible = measured[cfg]
+            if p not in seen and feasible:
                 break
         else:
             return None
@@ -112,8 +117,9 @@ def stratified_sample(space: SearchSpace, n: int, *, seed: int = 0) -> list[Arch
     best: list[ArchConfig] | None = None
     best_pairs = -1
     valid = 0
+    measured: dict[ArchConfig, tuple[int, bool]] = {}
     for _ in range(ATTEMPTS):
-        picks = _attempt(space, n, rng)
+        picks = _attempt(space, n, rng, measured)
         if picks is None or not _covers(space, picks):
             continue
         valid += 1
