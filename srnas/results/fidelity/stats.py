@@ -22,6 +22,8 @@ import numpy as np
 BAND_TOLERANCE = 0.10
 #: Bootstrap resamples for the 95% intervals.
 BOOTSTRAP = 2000
+#: Pair entries (resamples x n x n) `tau_samples` holds at once.
+_CHUNK = 1_000_000
 
 Scores = Sequence[float] | Sequence[Sequence[float]]
 
@@ -88,20 +90,39 @@ def resample_indices(n: int, resamples: int = BOOTSTRAP, seed: int = 0) -> np.nd
 def tau_samples(scores: Scores, y: Sequence[float], idx: np.ndarray, pairs: np.ndarray | None = None) -> np.ndarray:
     """The design's tau (mean over its seeds) on each resample of ``idx``; NaN where a resample
     leaves it undefined. Pairs of an architecture with its own copy count as ties in both
-    rankings (in no denominator); with ``pairs`` only the marked pairs count."""
-    vectors = [_signs(v) for v in _vectors(scores)]
-    sy = _signs(np.asarray(y, dtype=float))
+    rankings (in no denominator); with ``pairs`` only the marked pairs count.
+
+    All resamples at once (in chunks of about `_CHUNK` pair entries): the signs are -1, 0 or 1,
+    so every sum is an exact integer and each tau equals `kendall_tau_b`'s on that resample."""
+    signs = [_signs(v) for v in _vectors(scores)]
+    sy_f = _signs(np.asarray(y, dtype=float))
+    # A pair with a NaN score leaves the tau of a resample that keeps it undefined.
+    nans = [np.isnan(sx) | np.isnan(sy_f) for sx in signs]
+    vectors = [np.nan_to_num(sx).astype(np.int8) for sx in signs]
+    sy = np.nan_to_num(sy_f).astype(np.int8)
     n = sy.shape[0]
+    idx = np.asarray(idx)
     upper = np.triu(np.ones((n, n), dtype=bool), 1)
     out = np.full(len(idx), np.nan)
-    for r, ix in enumerate(idx):
-        keep = upper & (ix[:, None] != ix[None, :])
+    step = max(1, _CHUNK // max(n * n, 1))
+    for start in range(0, len(idx), step):
+        ix = idx[start:start + step]
+        rows, cols = ix[:, :, None], ix[:, None, :]
+        keep = upper & (rows != cols)
         if pairs is not None:
-            keep &= pairs[np.ix_(ix, ix)]
-        by = sy[np.ix_(ix, ix)][keep]
-        taus = [_tau(sx[np.ix_(ix, ix)][keep], by) for sx in vectors]
-        if all(t is not None for t in taus):
-            out[r] = float(np.mean(taus))  # type: ignore[arg-type]
+            keep &= pairs[rows, cols]
+        by = sy[rows, cols] * keep
+        abs_y = np.abs(by).sum(axis=(1, 2), dtype=np.int64).astype(float)
+        taus = np.empty((len(vectors), len(ix)))
+        for j, sx in enumerate(vectors):
+            bx = sx[rows, cols] * keep
+            denom = np.sqrt(np.abs(bx).sum(axis=(1, 2), dtype=np.int64).astype(float) * abs_y)
+            agree = (bx * by).sum(axis=(1, 2), dtype=np.int64).astype(float)
+            taus[j] = np.where(denom > 0, agree / np.where(denom > 0, denom, 1.0), np.nan)
+            if nans[j].any():
+                taus[j][(nans[j][rows, cols] & keep).any(axis=(1, 2))] = np.nan
+        defined = ~np.isnan(taus).any(axis=0)
+        out[start:start + len(ix)][defined] = taus[:, defined].mean(axis=0)
     return out
 
 
