@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -99,31 +98,42 @@ def test_compute_budget_counts_training_updates(trials_dir: Path) -> None:
     assert counts.updates >= 60 and counts.finished == counts.updates // 20 == 3  # 3 full trainings of 20 updates
 
 
-def test_confirmation_killed_mid_run_resumes(trials_dir: Path) -> None:
-    assert main(["search", "--budget", "2", "--study", "kc", "--proxy", "tiny@300", "--seed", "1", "--pruner", "none",
+# `srnas confirm` in a child process that SIGKILLs itself in the middle of its first unit's
+# training (after its third update: the unit is claimed, its heartbeat runs, no result yet). Dying
+# at a known point, not when a poll of the study happens to see the claim, lets the proxy be
+# short without a race between the kill and the unit's end.
+KILLED_MID_UNIT = """
+import os, signal, sys
+from srnas.train.trainer import Trainer
+update_once = Trainer.update_once
+def dying_update(self):
+    update_once(self)
+    if self.update == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+Trainer.update_once = dying_update
+from srnas.cli import main
+sys.exit(main())
+"""
+
+
+def test_confirmation_killed_mid_run_resumes(trials_dir: Path, capsys) -> None:
+    assert main(["search", "--budget", "2", "--study", "kc", "--proxy", "tiny@20", "--seed", "1", "--pruner", "none",
                  "--confirm", "0", *FAST]) == 0
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
-    argv = [sys.executable, "-m", "srnas", "confirm", "--study", "kc", "--top", "1", "--seeds", "2"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-            attrs = _study(trials_dir, "kc").user_attrs
-            if any(k.startswith("confirm-claim:") for k in attrs):
-                proc.send_signal(signal.SIGKILL)  # in the middle of the first unit's training
-                break
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    args = ["confirm", "--study", "kc", "--top", "1", "--seeds", "2"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_UNIT, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     attrs = _study(trials_dir, "kc").user_attrs
+    assert sum(k.startswith("confirm-claim:") for k in attrs) == 1  # it died holding the first unit
     assert not any(k.startswith("confirm:") for k in attrs) and not confirmed_records(attrs)
-    # The same command again takes over the dead worker's claim and finishes.
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    # The same command again takes over the dead worker's claim and finishes (in this process: the
+    # killed worker's PID is gone, so its claim is stale at once).
+    capsys.readouterr()
+    assert main(args) == 0
     records = confirmed_records(_study(trials_dir, "kc").user_attrs)
     assert len(records) == 1 and len(next(iter(records.values()))["seeds"]) == 2
-    assert "confirmed" in result.stdout
+    assert "confirmed" in capsys.readouterr().out
 
 
 def test_confirm_bad_input_is_one_line(trials_dir: Path, capsys) -> None:
