@@ -19,7 +19,10 @@ from srnas.search.objective import TRIAL_ATTRS
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.slow
 
-FAST = ["--proxy", "tiny@40", "--no-progress", "--heartbeat", "2", "--workers", "1"]
+#: Proxy updates per trial: what these tests check holds for any length (the recorded curve
+#: ends at it), and training is nearly all of a trial's time.
+UPDATES = 10
+FAST = ["--proxy", f"tiny@{UPDATES}", "--no-progress", "--heartbeat", "2", "--workers", "1"]
 
 
 @pytest.fixture()
@@ -52,7 +55,7 @@ def test_six_trial_search_records_everything(trials_dir: Path, capsys) -> None:
         missing = [k for k in TRIAL_ATTRS if k not in t.user_attrs]
         assert not missing, (t.number, missing)
         assert t.user_attrs["protocol"] == "benchmark"
-        assert t.user_attrs["psnr_curve"][-1][0] == 40
+        assert t.user_attrs["psnr_curve"][-1][0] == UPDATES
         assert t.values[0] == pytest.approx(t.user_attrs["psnr"])
     # The preset of the tiny space ran first.
     assert study.trials[0].user_attrs.get("preset") == "tiny-default"
@@ -110,7 +113,7 @@ def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    settings = SearchSettings(confirm=0, study="dup", budget=3, proxy="tiny@30", seed=0, heartbeat=2, pruner="none",
+    settings = SearchSettings(confirm=0, study="dup", budget=3, proxy=f"tiny@{UPDATES}", seed=0, heartbeat=2, pruner="none",
                               workers=1)
     session = Session.create(settings)
     study, space = session.study, session.space
@@ -152,39 +155,51 @@ def test_two_workers_on_postgresql(trials_dir: Path, postgres_url: str) -> None:
     optuna.delete_study(study_name=name, storage=url)
 
 
+def _trial_to_kill(root: Path) -> int | None:
+    """A RUNNING trial of study ``killed`` whose worker is recorded (a kill now fails it as
+    "died"), once an earlier one is COMPLETE; None if there is none yet."""
+    trials = _study(root, "killed").trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    running = [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs]
+    return running[0].number if done and running else None
+
+
 def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> None:
-    argv = [sys.executable, "-m", "srnas", "search", "--confirm", "0", "--budget", "4", "--study", "killed",
-            "--seed", "4", "--proxy", "tiny@300", "--no-progress", "--heartbeat", "2", "--workers", "1"]
+    args = ["search", "--confirm", "0", "--budget", "4", "--study", "killed", "--seed", "4", *FAST]
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "srnas", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     db = trials_dir / "killed" / "study.db"
     deadline = time.monotonic() + 240
     killed_number = None
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            if not db.exists():
-                continue
+            time.sleep(0.2)
             try:
-                trials = _study(trials_dir, "killed").trials
+                if not db.exists() or _trial_to_kill(trials_dir) is None:
+                    continue
             except Exception:
                 continue
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = [t for t in trials if t.state == TrialState.RUNNING]
-            if done and running:
-                killed_number = running[0].number
+            # Frozen, the search cannot finish the trial between this look and the kill: look again.
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                killed_number = _trial_to_kill(trials_dir)
+            except Exception:
+                killed_number = None
+            if killed_number is not None:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
+            os.kill(proc.pid, signal.SIGCONT)
     finally:
         if proc.poll() is None and killed_number is None:
             proc.kill()
         proc.wait()
     assert killed_number is not None, proc.stderr.read().decode()[-2000:]
     before = {t.number: t.values for t in _study(trials_dir, "killed").trials if t.state == TrialState.COMPLETE}
+    assert before
 
     # The same command again finishes the budget.
-    assert main(["search", "--confirm", "0", "--budget", "4", "--study", "killed", "--seed", "4", "--proxy", "tiny@300",
-                 "--no-progress", "--heartbeat", "2", "--workers", "1"]) == 0
+    assert main(args) == 0
     study = _study(trials_dir, "killed")
     by_number = {t.number: t for t in study.trials}
     assert by_number[killed_number].state == TrialState.FAIL
@@ -223,7 +238,7 @@ def test_data_folder_without_images(trials_dir: Path, tmp_path, capsys) -> None:
 
 def test_short_search_on_the_mixed_block_space(trials_dir: Path) -> None:
     argv = ["search", "--confirm", "0", "--space", "mixed", "--budget", "2", "--study", "mix", "--seed", "3",
-            "--max-params", "120000", "--proxy", "tiny@20", "--no-progress", "--workers", "1", "--pruner", "none"]
+            "--max-params", "120000", "--proxy", f"tiny@{UPDATES}", "--no-progress", "--workers", "1", "--pruner", "none"]
     assert main(argv) == 0
     study = _study(trials_dir, "mix")
     finished = _finished(study)
