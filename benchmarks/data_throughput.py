@@ -66,10 +66,11 @@ def time_sampler(data: SRImageSet, device: torch.device, batches: int, rounds: i
     return setup, best
 
 
-def launches_per_minibatch(data: SRImageSet, scales: tuple[int, ...], minibatches: int = 64) -> tuple[float, float]:
+def launches_per_minibatch(data: SRImageSet, scales: tuple[int, ...], minibatches: int = 64,
+                           rounds: int = 5) -> tuple[float, float]:
     """(non-view aten operations, CPU milliseconds) per ``sample()`` of the accelerator path
     (the per-block work shared out over its minibatches); operations counted with a dispatch
-    mode, time the best of 5 rounds without it."""
+    mode, time the best of ``rounds`` rounds without it (``rounds=0``: not timed, inf)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
@@ -86,7 +87,7 @@ def launches_per_minibatch(data: SRImageSet, scales: tuple[int, ...], minibatche
         for _ in range(minibatches):
             sampler.sample()
     best = float("inf")
-    for _ in range(5):
+    for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(minibatches):
             sampler.sample()

@@ -7,6 +7,9 @@
 #
 #   benchmarks/gpu_run.sh OUTDIR            # full: checks (~2 min on a GPU) + throughput (~4 min) + search
 #   benchmarks/gpu_run.sh OUTDIR --quick    # checks with fewer trials, no throughput table, the search
+#
+# SRNAS_GPU_RUN_PROXY sets the search's proxy (default tiny@150); the CPU test of this script
+# (tests/test_gpu_seams.py) runs a shorter one.
 set -u
 OUT=${1:?usage: benchmarks/gpu_run.sh OUTDIR [--quick]}
 MODE=${2:-full}
@@ -38,7 +41,7 @@ check=${PIPESTATUS[0]}
 
 if $PY -c "import optuna" 2>/dev/null; then
     trials=$(mktemp -d)
-    SRNAS_TRIALS_DIR="$trials" timeout 300 $PY -m srnas search --budget 8 --proxy tiny@150 --confirm 1 \
+    SRNAS_TRIALS_DIR="$trials" timeout 300 $PY -m srnas search --budget 8 --proxy "${SRNAS_GPU_RUN_PROXY:-tiny@150}" --confirm 1 \
         --confirm-seeds 1 --seed 0 --workers auto --no-progress --json > "$OUT/search.json" 2> "$OUT/search.log"
     echo "search exit $? (log: search.log, summary: search.json)"
     $PY benchmarks/trial_overhead.py "$trials" --json "$OUT/trial_overhead.json" 2>&1 | tee -a "$OUT/search.log"
