@@ -32,8 +32,11 @@ parameters:
   n_feats: [4, 8, 12]
   global_skip: [bicubic]
 """
+#: The proxy of these tests' studies: a trial's time is nearly all training, and none of them
+#: depends on its length (the signal test sets a longer one, to catch a trial mid-training).
+PROXY = "tiny@10"
 #: A study's settings for these tests: tiny nets, a short proxy, a fast heartbeat, no confirmation.
-CREATE = ["--proxy", "tiny@40", "--heartbeat", "1", "--confirm", "0", "--sampler", "random", "--seed", "3",
+CREATE = ["--proxy", PROXY, "--heartbeat", "1", "--confirm", "0", "--sampler", "random", "--seed", "3",
           "--no-progress"]
 
 
@@ -111,7 +114,7 @@ def test_create_only_trains_nothing_and_a_worker_takes_the_recorded_settings(
     assert_budget_met_once(study, 2)
     trained = [t for t in study.get_trials() if is_trained(t)]
     assert {t.user_attrs["fidelity"] for t in trained} == {study.user_attrs["fidelity"]}
-    assert study.user_attrs["proxy"] == "tiny@40"
+    assert study.user_attrs["proxy"] == PROXY
     # A late worker finds the budget met: one line, exit 0, nothing trained.
     before = len(study.get_trials())
     capsys.readouterr()
@@ -120,7 +123,21 @@ def test_create_only_trains_nothing_and_a_worker_takes_the_recorded_settings(
     assert len(_load(_sqlite(trials_dir, "c1"), "c1").get_trials()) == before
 
 
-def test_worker_bad_input_is_one_line_and_trains_nothing(trials_dir: Path, tmp_path: Path) -> None:
+def _worker_refused(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``srnas worker ARGS`` run in this process (the CLI's own entry, without a Python start-up
+    each): its exit code and everything written to stderr, file descriptor 2 included."""
+    capfd.readouterr()
+    code = main(["worker", *args, "--no-progress"])
+    return code, capfd.readouterr().err
+
+
+def test_worker_bad_input_is_one_line_and_trains_nothing(trials_dir: Path, tmp_path: Path,
+                                                         capfd: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import srnas.storages
+
+    # Nothing listens on the port: the wait for a proxy can only end in the refusal, sooner.
+    monkeypatch.setattr(srnas.storages, "GRPC_CONNECT_TIMEOUT_S", 1.0)
     space = _space(tmp_path)
     url = _sqlite(trials_dir, "c2")
     assert main(["search", "--study", "c2", "--space", str(space), "--budget", "2", *CREATE, "--create-only"]) == 0
@@ -134,29 +151,29 @@ def test_worker_bad_input_is_one_line_and_trains_nothing(trials_dir: Path, tmp_p
         "bad grpc URL": (["--study", "c2", "--storage", "grpc://nohost"], "expected grpc://HOST:PORT"),
     }
     for what, (args, expected) in cases.items():
-        result = _srnas(trials_dir, "worker", *args, "--no-progress", timeout=120)
-        assert result.returncode == 2, (what, result.stderr[-2000:])
-        line = _error_line(result.stderr)
+        code, err = _worker_refused(capfd, *args)
+        assert code == 2, (what, err[-2000:])
+        line = _error_line(err)
         assert expected in line, (what, line)
         if what.startswith("missing study"):
             assert "srnas search --study nope ... --create-only" in line, line
-        assert "secret" not in result.stderr
+        assert "secret" not in err
     study = _load(url, "c2")
     assert study.get_trials() == []
 
     # Another srnas version created it: refused before any training.
     study.set_user_attr("srnas_version", "0.0.1")
-    result = _srnas(trials_dir, "worker", "--study", "c2", "--no-progress")
-    assert result.returncode == 2
-    assert "searched with srnas 0.0.1" in _error_line(result.stderr)
+    code, err = _worker_refused(capfd, "--study", "c2")
+    assert code == 2
+    assert "searched with srnas 0.0.1" in _error_line(err)
     from srnas import __version__
 
     study.set_user_attr("srnas_version", __version__)
     # The space file changed on this machine since the study was created: refused too.
     space.write_text(MICRO_SPACE.replace("n_feats: [4, 8, 12]", "n_feats: [4, 8, 16]"))
-    result = _srnas(trials_dir, "worker", "--study", "c2", "--no-progress")
-    assert result.returncode == 2
-    line = _error_line(result.stderr)
+    code, err = _worker_refused(capfd, "--study", "c2")
+    assert code == 2
+    line = _error_line(err)
     assert "another setup" in line and "n_feats" in line, line
     assert _load(url, "c2").get_trials() == []
 
@@ -170,7 +187,7 @@ def test_a_signalled_worker_requeues_its_trial_and_exits_75(trials_dir: Path, tm
     space = _space(tmp_path)
     name = f"sig{int(sig)}"
     url = _sqlite(trials_dir, name)
-    assert main(["search", "--study", name, "--space", str(space), "--budget", "1", *CREATE, "--proxy", "tiny@100",
+    assert main(["search", "--study", name, "--space", str(space), "--budget", "1", *CREATE, "--proxy", "tiny@40",
                  "--create-only"]) == 0
     proc = _start(trials_dir, "worker", "--study", name, "--no-progress")
     deadline = time.monotonic() + 180
@@ -189,8 +206,8 @@ def test_a_signalled_worker_requeues_its_trial_and_exits_75(trials_dir: Path, tm
     waiting = _load(url, name).get_trials(states=(TrialState.WAITING,))
     assert [t.params for t in waiting] == [stopped.params]
 
-    result = _srnas(trials_dir, "worker", "--study", name, "--no-progress")
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The next worker (here in this process: its start-up is not what is tested) trains it.
+    assert main(["worker", "--study", name, "--no-progress"]) == 0
     study = _load(url, name)
     assert_budget_met_once(study, 1)
     retried = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == stopped.number]
@@ -198,11 +215,14 @@ def test_a_signalled_worker_requeues_its_trial_and_exits_75(trials_dir: Path, tm
 
 
 def test_a_stop_signal_dropped_by_python_is_sent_again_and_none_cuts_the_requeue_short(
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Python drops an exception raised while it runs a ``__del__`` ("Exception ignored in"): a
     worker whose interrupt was dropped so would train on; the signal is sent again until one
     is taken (no traceback printed), and a signal that finds the interrupt being handled does
     nothing."""
+    import srnas.search.processes
+
+    monkeypatch.setattr(srnas.search.processes, "RESIGNAL_S", 0.5)  # half the default: the same sequence, sooner
     from srnas.search.processes import RESIGNAL_S, stop_as_interrupt
     from srnas.search.worker import STOP_SIGNALS
 
@@ -408,7 +428,8 @@ def _proxy(root: Path, storage: str) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.mark.slow
-def test_the_grpc_proxy_serves_four_workers_to_an_exact_budget(trials_dir: Path, tmp_path: Path) -> None:
+def test_the_grpc_proxy_serves_four_workers_to_an_exact_budget(trials_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     space = _space(tmp_path)
     proxy, url = _proxy(trials_dir, f"sqlite:///{tmp_path / 'behind-proxy.db'}")
     try:
@@ -430,12 +451,13 @@ def test_the_grpc_proxy_serves_four_workers_to_an_exact_budget(trials_dir: Path,
         dead = [t for t in study.get_trials() if t.user_attrs.get("worker") == "node-9.cluster:77"]
         assert [t.state for t in dead] == [TrialState.FAIL] and "no heartbeat" in dead[0].user_attrs["error"]
         assert len({t.user_attrs["worker"] for t in study.get_trials() if is_trained(t)}) >= 2  # shared
-        # Readers take grpc:// as any storage URL: studies, report, dashboard.
-        listing = _srnas(trials_dir, "studies", "--storage", url, timeout=120)
-        assert listing.returncode == 0 and "px" in listing.stdout, listing.stderr[-2000:]
-        report = _srnas(trials_dir, "report", "--study", "px", "--storage", url, "-o", str(tmp_path / "r.html"),
-                        "--no-png", timeout=300)
-        assert report.returncode == 0 and (tmp_path / "r.html").stat().st_size > 0, report.stderr[-2000:]
+        # Readers take grpc:// as any storage URL: studies, report (both in this process), dashboard.
+        capsys.readouterr()
+        assert main(["studies", "--storage", url]) == 0
+        listing = capsys.readouterr()
+        assert "px" in listing.out, listing.err[-2000:]
+        assert main(["report", "--study", "px", "--storage", url, "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+        assert (tmp_path / "r.html").stat().st_size > 0, capsys.readouterr().err[-2000:]
         assert _dashboard_studies(trials_dir, url) == ["px"]
     finally:
         proxy.terminate()
