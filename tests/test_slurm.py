@@ -30,9 +30,10 @@ from test_cluster import MICRO_SPACE, assert_budget_met_once
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "cluster"
-#: The study's settings: tiny nets, a proxy long enough (and no pruning) to be caught mid-trial,
-#: no confirmation.
-CREATE = ["--proxy", "tiny@300", "--pruner", "none", "--heartbeat", "3", "--confirm", "0", "--sampler", "random",
+#: The study's settings: tiny nets, a proxy long enough (and no pruning) to be caught mid-trial
+#: (a micro net's 100 updates last seconds; the signal is sent as its training starts), no
+#: confirmation.
+CREATE = ["--proxy", "tiny@100", "--pruner", "none", "--heartbeat", "3", "--confirm", "0", "--sampler", "random",
           "--seed", "5",
           "--no-progress"]
 
