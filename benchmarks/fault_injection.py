@@ -4,8 +4,8 @@ user file is damaged, and the work resumes to exactly its budget.
 Scenarios (``--scenarios``, a comma list; default all of them):
 
 - ``sigkill-sqlite``, ``sigkill-journal``: one study is searched by ``srnas search`` (demo data,
-  tiny space, a short proxy) again and again; each run is SIGKILLed at a random moment of one
-  phase, the phases in turn: start-up (imports, data, study creation), training (a random time
+  the tiny space or ``--space``, a short proxy) again and again; each run is SIGKILLed at a random
+  moment of one phase, the phases in turn: start-up (imports, data, study creation), training (a random time
   into a trial's training), recording (within half a second after a trial was recorded: the next
   claim, ask and attributes); the run's workers die with it. After every kill the study is read
   back: every trial that had finished before must still be there with the same values (else it
@@ -209,6 +209,15 @@ def _kill_moment(phase: str, proc: subprocess.Popen, url: str, name: str, args: 
     return f"{args.max_wait:.0f} s after start ({phase} not reached)"
 
 
+def _space_option(args: argparse.Namespace) -> list[str]:
+    return ["--space", args.space] if args.space is not None else []
+
+
+def _search_options(args: argparse.Namespace) -> list[str]:
+    """``--space`` and ``--confirm`` of the SIGKILLed searches, where given (else srnas's defaults)."""
+    return [*_space_option(args), *(["--confirm", str(args.confirm)] if args.confirm is not None else [])]
+
+
 def _search_env(args: argparse.Namespace, **extra: str) -> dict[str, str]:
     return {**os.environ, "SRNAS_TRIALS_DIR": str(args.root / "trials"), "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1", **extra}
@@ -224,7 +233,7 @@ def run_storage(storage: str, args: argparse.Namespace, rng: random.Random) -> d
     url = _url(storage, args.root, name)
     command = [sys.executable, "-m", "srnas", "search", "--study", name, "--budget", str(args.budget),
                "--proxy", args.proxy, "--seed", str(args.seed), "--workers", str(args.workers),
-               "--no-progress", "--heartbeat", "2"]
+               "--no-progress", "--heartbeat", "2", *_search_options(args)]
     if storage == "journal":
         command += ["--storage", url]
     bystanders = Bystanders(args.root, args.root / "trials")
@@ -421,7 +430,7 @@ def _outage_search(scenario: str, args: argparse.Namespace, rng: random.Random, 
         runs += 1
         command = [sys.executable, "-m", "srnas", "search", "--study", name, "--budget", str(budget), "--proxy",
                    args.proxy, "--seed", str(args.seed), "--workers", str(args.workers), "--no-progress",
-                   "--heartbeat", "2", "--confirm", "0", *storage]
+                   "--heartbeat", "2", "--confirm", "0", *_space_option(args), *storage]
         with open(log, "a") as err:
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
         while injections < args.tries:
@@ -869,6 +878,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=12, help="study budget (default 12)")
     parser.add_argument("--proxy", default="tiny@100", help="proxy fidelity (default tiny@100)")
     parser.add_argument("--workers", type=int, default=1, help="workers per search (default 1)")
+    parser.add_argument("--space", default=None,
+                        help="search space of the searches, a name or YAML file (default srnas's, tiny)")
+    parser.add_argument("--confirm", type=int, default=None,
+                        help="architectures the SIGKILLed searches confirm at their end (default srnas's, 3; "
+                             "the outage scenarios confirm none)")
     parser.add_argument("--phases", choices=("cycle", "random"), default="cycle",
                         help="kill moments: start-up, training, recording in turn (default), or drawn at random")
     parser.add_argument("--min-wait", type=float, default=0.5, help="earliest start-up kill, seconds after start")

@@ -42,6 +42,31 @@ parameters:
   n_feats: [4, 8]
   global_skip: [bicubic]
 """
+#: Nets of 1-2 blocks and 4-8 channels (1.3K-5K parameters, 36 configs; the preset is the
+#: smallest): a proxy trial costs a fraction of one in the tiny space (its preset has 122K
+#: parameters), and what these tests prove is about processes and storages, not nets. The
+#: sample image a trial stores is as large as with the tiny space (the full disks see the same
+#: writes).
+SMALL_SPACE = """\
+name: small
+family: edsr
+scales: [2]
+parameters:
+  n_resblocks: [1, 2]
+  n_feats: [4, 6, 8]
+  res_scale: [0.1, 0.5, 1.0]
+  global_skip: [none, bicubic]
+presets:
+  - {name: small-default, n_resblocks: 1, n_feats: 4, res_scale: 1.0, global_skip: bicubic}
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``--space FILE`` of `SMALL_SPACE`."""
+    path = tmp_path_factory.mktemp("space") / "small.yaml"
+    path.write_text(SMALL_SPACE)
+    return ["--space", str(path)]
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -87,9 +112,11 @@ def _trained_twice(study: optuna.Study) -> dict[str, int]:
 # ---- journal files: torn records, locks, full disks ----------------------------------------------
 
 
-def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path, tmp_path: Path) -> None:
+def test_journal_torn_record_is_cut_off_and_the_search_resumes(trials_dir: Path, tmp_path: Path,
+                                                              small: list[str]) -> None:
     journal = tmp_path / "study.log"
-    argv = ["search", "--confirm", "0", "--study", "torn", "--storage", f"journal:{journal}", "--seed", "1", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "torn", "--storage", f"journal:{journal}", "--seed", "1", *FAST,
+            *small]
     assert main([*argv, "--budget", "2"]) == 0
     before = {t.number: t.values for t in _load(f"journal:{journal}", "torn").get_trials()
               if t.state == TrialState.COMPLETE}
@@ -235,15 +262,15 @@ def test_stale_trials_dead_pid_reused_pid_and_silent_heartbeat() -> None:
 
 
 @pytest.mark.slow
-def test_containers_that_share_a_hostname_do_not_fail_each_others_trials(trials_dir: Path) -> None:
+def test_containers_that_share_a_hostname_do_not_fail_each_others_trials(trials_dir: Path, small: list[str]) -> None:
     """Two searches on one study, one in its own PID namespace (a container on host networking):
     neither fails the other's live trial as 'died'."""
     probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"unshare --pid not allowed here: {probe.stderr.decode().strip()[:120]}")
     argv = ["search", "--confirm", "0", "--study", "shared", "--budget", "6", "--seed", "2", "--proxy", "tiny@150",
-            "--no-progress", "--workers", "1", "--heartbeat", "5", "--sampler", "random"]
-    assert main([*argv[:6], "1", *argv[7:]]) == 0  # the study exists before both start
+            "--no-progress", "--workers", "1", "--heartbeat", "5", "--sampler", "random", *small]
+    assert main([*argv, "--create-only"]) == 0  # the study exists before both start
     inside = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "srnas", *argv],
                               env=_env(trials_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     outside = _start(trials_dir, *argv)
@@ -254,11 +281,11 @@ def test_containers_that_share_a_hostname_do_not_fail_each_others_trials(trials_
     assert died == [] and len({t.user_attrs["arch_id"] for t in trials if is_trained(t)}) == 6
 
 
-def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(trials_dir: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_journal_trial_running_on_another_host_is_failed_after_the_grace_period(trials_dir: Path, tmp_path: Path,
+                                                                                 small: list[str]) -> None:
     journal = tmp_path / "hosts.log"
     url = f"journal:{journal}"
-    argv = ["search", "--confirm", "0", "--study", "hosts", "--storage", url, "--seed", "2", *FAST]
+    argv = ["search", "--confirm", "0", "--study", "hosts", "--storage", url, "--seed", "2", *FAST, *small]
     assert main([*argv, "--budget", "1"]) == 0
     study = _load(url, "hosts")
     params = study.trials[0].params
@@ -300,10 +327,11 @@ def _pids(trials: list) -> list[tuple[int, str | None]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Path, sig: int) -> None:
+def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Path, sig: int,
+                                                                 small: list[str]) -> None:
     name = f"coord{int(sig)}"
     argv = ["search", "--confirm", "0", "--study", name, "--budget", "3", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
-            "--workers", "2", "--heartbeat", "1", "--sampler", "random"]
+            "--workers", "2", "--heartbeat", "1", "--sampler", "random", *small]
     proc = _start(trials_dir, *argv)
     running = _wait_running(_sqlite(trials_dir, name), name, proc, 2)
     workers = _pids(running)
@@ -332,12 +360,12 @@ def test_coordinator_signal_stops_its_workers_and_resume_is_exact(trials_dir: Pa
 
 
 @pytest.mark.slow
-def test_a_killed_worker_does_not_fail_a_search_the_others_finish(trials_dir: Path) -> None:
+def test_a_killed_worker_does_not_fail_a_search_the_others_finish(trials_dir: Path, small: list[str]) -> None:
     """SIGKILL of one of two workers: its trial is retried, the budget met, the command exits 0
     with its summary and a note (not "re-run the same command")."""
     name = "onekilled"
     argv = ["search", "--confirm", "0", "--study", name, "--budget", "4", "--seed", "3", "--proxy", "tiny@300",
-            "--no-progress", "--workers", "2", "--heartbeat", "1", "--sampler", "random"]
+            "--no-progress", "--workers", "2", "--heartbeat", "1", "--sampler", "random", *small]
     proc = subprocess.Popen([sys.executable, "-m", "srnas", *argv], env=_env(trials_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     running = _wait_running(_sqlite(trials_dir, name), name, proc, 2)
@@ -352,9 +380,9 @@ def test_a_killed_worker_does_not_fail_a_search_the_others_finish(trials_dir: Pa
 
 
 @pytest.mark.slow
-def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -> None:
+def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path, small: list[str]) -> None:
     argv = ["search", "--confirm", "0", "--study", "one", "--budget", "2", "--seed", "3", "--proxy", "tiny@300", "--no-progress",
-            "--workers", "1", "--heartbeat", "1"]
+            "--workers", "1", "--heartbeat", "1", *small]
     proc = _start(trials_dir, *argv)
     (running,) = _wait_running(_sqlite(trials_dir, "one"), "one", proc, 1)
     proc.send_signal(signal.SIGTERM)
@@ -368,8 +396,8 @@ def test_sigterm_with_one_worker_fails_the_trial_like_ctrl_c(trials_dir: Path) -
 # ---- concurrent creators of one study ------------------------------------------------------------
 
 
-def _create_twice(root: Path, name: str, storage: list[str]) -> optuna.Study:
-    argv = ["search", "--confirm", "0", "--study", name, "--budget", "1", "--seed", "5", *FAST, *storage]
+def _create_twice(root: Path, name: str, storage: list[str], small: list[str]) -> optuna.Study:
+    argv = ["search", "--confirm", "0", "--study", name, "--budget", "1", "--seed", "5", *FAST, *small, *storage]
     procs = [_start(root, *argv) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
@@ -377,20 +405,21 @@ def _create_twice(root: Path, name: str, storage: list[str]) -> optuna.Study:
 
 
 @pytest.mark.slow
-def test_two_commands_creating_one_new_sqlite_study_both_succeed(trials_dir: Path) -> None:
+def test_two_commands_creating_one_new_sqlite_study_both_succeed(trials_dir: Path, small: list[str]) -> None:
     for attempt in range(2):
-        study = _create_twice(trials_dir, f"race{attempt}", [])
+        study = _create_twice(trials_dir, f"race{attempt}", [], small)
         presets = [t for t in study.get_trials() if t.user_attrs.get("preset")]
         assert len(presets) == 1, [(t.number, t.state, t.user_attrs.get("preset")) for t in study.get_trials()]
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir: Path, postgres_url: str) -> None:
+def test_two_commands_creating_one_new_postgresql_study_both_succeed(trials_dir: Path, postgres_url: str,
+                                                                     small: list[str]) -> None:
     url = postgres_url
     name = f"race{os.getpid()}{int(time.time())}"
     try:
-        study = _create_twice(trials_dir, name, ["--storage", url])
+        study = _create_twice(trials_dir, name, ["--storage", url], small)
         assert len([t for t in study.get_trials() if t.user_attrs.get("preset")]) == 1
     finally:
         with contextlib.suppress(KeyError):
@@ -414,14 +443,14 @@ def test_four_workers_never_train_an_architecture_twice(trials_dir: Path, tmp_pa
     assert not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
 
 
-def _two_trials_of_one_architecture(name: str, *, seed: int) -> tuple[Any, Any, Any, Any]:
+def _two_trials_of_one_architecture(name: str, space_file: str, *, seed: int) -> tuple[Any, Any, Any, Any]:
     """A new study ``name`` and two RUNNING trials asked for the same architecture (after the
     space's preset, asked and left aside): ``(session, first, second, config)``."""
     from srnas.search.session import Session
     from srnas.search.settings import SearchSettings
 
-    session = Session.create(SearchSettings(confirm=0, study=name, budget=3, proxy="tiny@20", seed=0, workers=1,
-                                            heartbeat=1, pruner="none"))
+    session = Session.create(SearchSettings(confirm=0, study=name, space=space_file, budget=3, proxy="tiny@20", seed=0,
+                                            workers=1, heartbeat=1, pruner="none"))
     study, space = session.study, session.space
     params = space.params_of(space.sample_random(1, seed=seed)[0])
     for _ in range(2):
@@ -433,10 +462,10 @@ def _two_trials_of_one_architecture(name: str, *, seed: int) -> tuple[Any, Any, 
     return session, first, second, cfg
 
 
-def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: Path) -> None:
+def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: Path, small: list[str]) -> None:
     import threading
 
-    session, first, second, cfg = _two_trials_of_one_architecture("wait", seed=3)
+    session, first, second, cfg = _two_trials_of_one_architecture("wait", small[1], seed=3)
     study = session.study
     slow = session.trial_runner(device="cpu", engine="optuna")
     evaluate = slow.objective.evaluate
@@ -466,10 +495,11 @@ def test_a_trial_waits_for_the_same_architecture_running_elsewhere(trials_dir: P
     assert not _trained_twice(study)
 
 
-def test_a_trainer_on_another_machine_with_a_lower_number_wins_at_the_next_evaluation(trials_dir: Path) -> None:
+def test_a_trainer_on_another_machine_with_a_lower_number_wins_at_the_next_evaluation(trials_dir: Path,
+                                                                                      small: list[str]) -> None:
     import threading
 
-    session, first, second, cfg = _two_trials_of_one_architecture("race", seed=4)
+    session, first, second, cfg = _two_trials_of_one_architecture("race", small[1], seed=4)
     study = session.study
     runner = session.trial_runner(device="cpu", engine="optuna")
     evaluate = runner.objective.evaluate
@@ -624,12 +654,12 @@ def test_an_empty_study_db_is_refused_not_taken_for_a_new_study(trials_dir: Path
         assert db.stat().st_size == 0
 
 
-def test_an_interrupted_creation_is_taken_over(trials_dir: Path) -> None:
+def test_an_interrupted_creation_is_taken_over(trials_dir: Path, small: list[str]) -> None:
     home = trials_dir / "crashed"
     home.mkdir(parents=True)
     (home / "study.db").touch()  # SQLite had made the file when the creator was killed
     (home / ".creating").touch()
-    assert main(["search", "--confirm", "0", "--study", "crashed", "--budget", "1", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "crashed", "--budget", "1", *FAST, *small]) == 0
     assert not (home / ".creating").exists()
 
 
@@ -675,11 +705,12 @@ def _referenced_artifacts(study: optuna.Study) -> set[str]:
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 @pytest.mark.parametrize("leave", [0, 48 << 10])
 def test_a_full_disk_during_search_is_one_line_and_the_next_run_resumes(tmp_path: Path, storage: str,
-                                                                        leave: int) -> None:
+                                                                        leave: int, small: list[str]) -> None:
     with _small_disk(tmp_path, "8m") as disk:
         root = disk / "trials"
         url = f"journal:{disk / 'study.log'}" if storage == "journal" else _sqlite(root, "full")
-        argv = ["search", "--confirm", "0", "--study", "full", "--seed", "4", *FAST, *(["--storage", url] if storage == "journal" else [])]
+        argv = ["search", "--confirm", "0", "--study", "full", "--seed", "4", *FAST, *small,
+                *(["--storage", url] if storage == "journal" else [])]
         first = _srnas(root, *argv, "--budget", "1")
         assert first.returncode == 0, first.stderr[-3000:]
         filler = _fill(disk, leave)
@@ -704,10 +735,11 @@ def test_a_full_disk_during_search_is_one_line_and_the_next_run_resumes(tmp_path
 
 
 @pytest.mark.slow
-def test_fault_injection_script_runs(tmp_path: Path) -> None:
+def test_fault_injection_script_runs(tmp_path: Path, small: list[str]) -> None:
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "fault_injection.py"
     result = subprocess.run([sys.executable, str(script), "--tries", "2", "--storages", "sqlite,journal",
-                             "--budget", "2", "--proxy", "tiny@20", "--max-wait", "60", "--root", str(tmp_path)],
+                             "--budget", "2", "--proxy", "tiny@20", "--max-wait", "60", "--startup-wait", "3",
+                             "--train-wait", "1", *small, "--confirm", "0", "--root", str(tmp_path)],
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -847,8 +879,8 @@ def test_optunas_fallback_warning_is_silenced_for_an_outage_only() -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_url: str) -> None:
-    """PostgreSQL stopped for 12 s during a 2-worker search: both workers wait (one line each),
+def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_url: str, small: list[str]) -> None:
+    """PostgreSQL stopped for 6 s (3 heartbeats) during a 2-worker search: both workers wait (one line each),
     the search ends with its budget, no trial left RUNNING."""
     import shutil
 
@@ -857,13 +889,13 @@ def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_
     cluster = sorted(os.listdir("/etc/postgresql"))[-1]
     name = f"outage{os.getpid()}"
     argv = ["search", "--confirm", "0", "--study", name, "--storage", postgres_url, "--budget", "5", "--seed", "3",
-            "--proxy", "tiny@300", "--no-progress", "--workers", "2", "--heartbeat", "2", "--sampler", "random"]
+            "--proxy", "tiny@300", "--no-progress", "--workers", "2", "--heartbeat", "2", "--sampler", "random", *small]
     proc = subprocess.Popen([sys.executable, "-m", "srnas", *argv], env=_env(trials_dir), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         _wait_running(postgres_url, name, proc, 2)
         subprocess.run(["pg_ctlcluster", cluster, "main", "stop", "-m", "fast"], check=True)
-        time.sleep(12)
+        time.sleep(6)
     finally:
         subprocess.run(["pg_ctlcluster", cluster, "main", "start"], check=True)
     err = proc.communicate(timeout=600)[1]
@@ -879,7 +911,8 @@ def test_postgresql_stopped_mid_search_is_waited_for(trials_dir: Path, postgres_
 
 
 def test_a_trial_failed_under_a_live_worker_is_dropped_with_a_line(trials_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   small: list[str]) -> None:
     """A worker whose running trial another worker failed as stale (heartbeat lapsed on a stalled
     machine) gets UpdateFinishedTrialError when it records: one line, and the search goes on."""
     from srnas.search.trial import TrialRunner
@@ -895,7 +928,7 @@ def test_a_trial_failed_under_a_live_worker_is_dropped_with_a_line(trials_dir: P
         return real_run(self, trial, cfg, **kw)
 
     monkeypatch.setattr(TrialRunner, "run", run_once_failed_meanwhile)
-    assert main(["search", "--confirm", "0", "--study", "lapsed", "--budget", "1", "--seed", "2", *FAST]) == 0
+    assert main(["search", "--confirm", "0", "--study", "lapsed", "--budget", "1", "--seed", "2", *FAST, *small]) == 0
     assert "trial 0 was failed by another worker while it ran" in capsys.readouterr().err
     trials = _load(_sqlite(trials_dir, "lapsed"), "lapsed").get_trials()
     assert trials[0].state == TrialState.FAIL and len([t for t in trials if is_trained(t)]) == 1
