@@ -908,6 +908,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)} "
                      "(--storages: sqlite, journal)")
+    if args.confirm is not None and args.confirm < 0:
+        parser.error(f"--confirm: {args.confirm} is negative (0: no confirmation)")
+    if args.space is not None:  # refused here in one line, not by every search the scenarios start
+        from srnas.errors import ConfigError  # lazy: only with --space (the script imports srnas where used)
+        from srnas.space import SearchSpace  # lazy: as above
+
+        try:
+            SearchSpace.load(args.space)
+        except ConfigError as exc:
+            parser.error(f"--space: {exc}")
     if args.root is None:
         args.root = Path(tempfile.mkdtemp(prefix="srnas-faults-"))
     args.root.mkdir(parents=True, exist_ok=True)
