@@ -10,20 +10,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import torch
 
 from srnas.arch.presets import PRESETS
 from srnas.arch.registry import block_names
+from srnas.train.device import cpu_threads
 
 if TYPE_CHECKING:
     from browser import Chromium, Page
 
-# Keep tests fast and predictable on 2 cores, and keep NNI / caches out of the real HOME.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 #: Fixtures that stand for a server every worker shares: the tests that use them run one after
 #: another on one xdist worker (`--dist loadgroup`), because one of them stops PostgreSQL mid-search
 #: and the SLURM tests queue on a one-node cluster.
 SHARED_SERVERS = ("postgres_url", "slurm")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep tests fast and predictable on 2 cores: one torch thread per process in a pytest-xdist
+    worker (`make test` runs 2 of them), 2 in a lone pytest. Threads beyond the cores spin while
+    they wait: 2 workers of 2 threads each made the suite's small convolutions up to 10x slower.
+    srnas's trainings and every `srnas` subprocess take the count from OMP_NUM_THREADS too
+    (`srnas.train.device.cpu_threads`)."""
+    workers = getattr(config.option, "numprocesses", None)  # -n of pytest-xdist; its workers inherit
+    several = hasattr(config, "workerinput") or workers not in (None, 0, "0")
+    os.environ.setdefault("OMP_NUM_THREADS", "1" if several else "2")
+    torch.set_num_threads(cpu_threads())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -394,3 +394,18 @@ def test_accelerator_sampler_launches_few_kernels_per_minibatch() -> None:
     ops_x2, _ = bench.launches_per_minibatch(data, (2,), minibatches=32, rounds=0)  # counted, not timed
     ops_mdsr, _ = bench.launches_per_minibatch(data, (2, 3, 4), minibatches=32, rounds=0)
     assert ops_x2 <= 20 and ops_mdsr <= 26, (ops_x2, ops_mdsr)
+
+
+def test_cpu_threads_follow_omp_num_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes that share the cores (SLURM tasks, test workers) say so with OMP_NUM_THREADS: a
+    CPU policy takes it instead of every core; a value that is not a positive integer is ignored."""
+    from srnas.train.device import cpu_count, cpu_threads, policy_for
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == 1 and policy_for("cpu").threads == 1
+    assert policy_for("cpu", threads=3).threads == 3  # an explicit count wins
+    for unset in ("", "0", "two", "-1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert cpu_threads() == cpu_count() == policy_for("cpu").threads
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads() == cpu_count()

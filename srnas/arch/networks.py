@@ -4,6 +4,8 @@ block registry (`srnas.arch.registry`)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -77,8 +79,11 @@ class _SRNet(nn.Module):
             return self.add_mean(y)
 
 
-def _fp32(x: torch.Tensor) -> "torch.autocast":
-    """Autocast off on ``x``'s device (a no-op outside autocast)."""
+def _fp32(x: torch.Tensor) -> contextlib.AbstractContextManager[object]:
+    """Autocast off on ``x``'s device (a no-op outside autocast). Meta tensors (shapes only, as
+    the cost counts of big nets use them) have no autocast."""
+    if x.device.type == "meta":
+        return contextlib.nullcontext()
     return torch.autocast(x.device.type, enabled=False)
 
 

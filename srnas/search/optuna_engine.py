@@ -48,12 +48,13 @@ class Worker:
                  requeue: bool = False) -> None:
         """``device``: the worker's own device name (a process bound with `bind_device` sees
         its GPU as ``cuda:0``); default ``devices[worker_id % len(devices)]``. ``threads``: CPU
-        threads (default: the cores shared among the settings' workers). ``requeue``: a trial
-        interrupted by a signal is enqueued again for another worker (`srnas worker`)."""
+        threads (default: the cores shared among the settings' workers, at most `cpu_threads`).
+        ``requeue``: a trial interrupted by a signal is enqueued again for another worker
+        (`srnas worker`)."""
         # lazy: torch (start-up)
         import torch
 
-        from srnas.train.device import resolve_device
+        from srnas.train.device import cpu_threads, resolve_device
 
         settings = session.settings
         self.session = session
@@ -64,7 +65,7 @@ class Worker:
         # Several workers share the CPU cores instead of each taking all of them (GPU workers too:
         # their host-side work would otherwise oversubscribe the cores).
         if threads is None and isinstance(settings.workers, int) and settings.workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // settings.workers)
+            threads = max(1, min(cpu_threads(), (os.cpu_count() or 1) // settings.workers))
             if self.device.type != "cpu":
                 torch.set_num_threads(threads)
         self.threads = threads

@@ -39,6 +39,16 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_threads() -> int:
+    """Threads a training on the CPU uses unless told: ``OMP_NUM_THREADS`` where it is set to a
+    positive integer (the usual way to share the cores among processes: one thread per process
+    where several train side by side, as SLURM tasks or test workers do; torch's threads spin
+    while they wait, so more threads than cores slow every process down many times), else
+    every core of `cpu_count`."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(given) if given.isdigit() and int(given) > 0 else cpu_count()
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` -> the first CUDA device if there is one, else the CPU; names are validated.
 
@@ -135,7 +145,7 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
     fp32: no TF32 on CUDA), ``tf32`` (CUDA only: fp32 with TF32 tensor cores) or ``bf16`` (CUDA
     only). ``channels_last``/``cuda_graphs`` default to the policy above; the
     environment variables ``SRNAS_CHANNELS_LAST`` and ``SRNAS_CUDA_GRAPHS`` (0/1) override the
-    defaults. ``threads`` defaults to the cores of this process on CPU.
+    defaults. ``threads`` defaults to `cpu_threads` on CPU (``OMP_NUM_THREADS``, else every core).
     """
     dev = resolve_device(device)
     if precision not in PRECISIONS:
@@ -164,7 +174,7 @@ def policy_for(device: str | torch.device = "auto", precision: str = "auto", *,
         channels_last=bool(channels_last),
         cuda_graphs=bool(cuda_graphs and cuda),
         cudnn_benchmark=cuda,
-        threads=(threads or cpu_count()) if dev.type == "cpu" else None,
+        threads=(threads or cpu_threads()) if dev.type == "cpu" else None,
         tf32=precision == "tf32",
     )
 
