@@ -249,6 +249,31 @@ def test_a_stop_signal_dropped_by_python_is_sent_again_and_none_cuts_the_requeue
     assert "Exception ignored" not in capsys.readouterr().err
 
 
+def test_a_stop_signal_landing_in_the_unraisable_hook_waits_to_be_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLURM's SIGTERM, submitit's SIGUSR2 and the resent signal can land while Python runs
+    srnas's unraisable hook (it drops an interrupt raised in a ``__del__``): an interrupt raised
+    there would be printed with a traceback in the job's log and lost. The handler leaves such a
+    signal to the next resend; anywhere else it interrupts."""
+    import types
+
+    import srnas.search.processes
+
+    monkeypatch.setattr(srnas.search.processes, "RESIGNAL_S", 60.0)  # no resend during the test
+    from srnas.search.processes import stop_as_interrupt
+
+    with stop_as_interrupt(("SIGUSR2",)) as got:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(5)
+        handler, hook = signal.getsignal(signal.SIGUSR2), sys.unraisablehook
+        assert callable(handler) and got["signal"] == signal.SIGUSR2
+        in_hook = types.SimpleNamespace(f_code=hook.__code__, f_back=None)
+        handler(signal.SIGUSR2, types.SimpleNamespace(f_code=handler.__code__, f_back=in_hook))  # returns
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGUSR2, sys._getframe())
+        got["taken"] = 1
+
+
 def test_the_recipes_run_srnas_worker_and_requeue_on_its_exit_code() -> None:
     """examples/cluster/: each recipe's worker command parses as `srnas worker` does, and each
     turns the worker's requeue exit code into a requeue (the SLURM recipes run in test_slurm.py)."""

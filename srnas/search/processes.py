@@ -161,6 +161,15 @@ def _stopping() -> bool:
     return False
 
 
+def _within(frame: Any, code: Any) -> bool:
+    """True when ``frame`` or a frame that called it runs ``code``."""
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def stop_as_interrupt(names: tuple[str, ...]) -> Iterator[dict[str, int]]:
     """Within the block the signals ``names`` (those this platform has) raise `KeyboardInterrupt`
@@ -185,9 +194,9 @@ def stop_as_interrupt(names: tuple[str, ...]) -> Iterator[dict[str, int]]:
                     return
                 signal.pthread_kill(main, signum)  # type: ignore[arg-type]
 
-    def stop(signum: int, frame: object) -> None:
-        if got["taken"] or (got["signal"] and _stopping()):
-            return
+    def stop(signum: int, frame: Any) -> None:
+        if got["taken"] or (got["signal"] and (_stopping() or _within(frame, dropped.__code__))):
+            return  # a signal landing in `dropped` would be dropped with a traceback: resent instead
         if not got["signal"]:
             got["signal"] = signum
             threading.Thread(target=insist, args=(signum,), name="srnas-stop-signal", daemon=True).start()
