@@ -39,7 +39,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-
          "--disable-default-apps", "--disable-domain-reliability", "--disable-client-side-phishing-detection",
          "--metrics-recording-only", "--no-pings", "--mute-audio", "--hide-scrollbars",
          "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-         "--window-size=1280,900", "--remote-debugging-pipe")
+         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+         "--disable-backgrounding-occluded-windows", "--window-size=1280,900", "--remote-debugging-pipe")
 
 
 #: Every <img> of a page: what it was asked to show, whether it decodes, its size, and the
