@@ -44,6 +44,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("shared-servers"))
 
 
+#: Nets of 1-2 blocks and 4-8 channels (1.3K-5K parameters, 36 configs; the preset is the
+#: smallest): a proxy trial costs a fraction of one in the tiny space (its preset has 122K
+#: parameters). For the tests whose subject is processes, storages, output or bookkeeping, not nets.
+SMALL_SPACE = """\
+name: small
+family: edsr
+scales: [2]
+parameters:
+  n_resblocks: [1, 2]
+  n_feats: [4, 6, 8]
+  res_scale: [0.1, 0.5, 1.0]
+  global_skip: [none, bicubic]
+presets:
+  - {name: small-default, n_resblocks: 1, n_feats: 4, res_scale: 1.0, global_skip: bicubic}
+"""
+
+
+@pytest.fixture(scope="session")
+def small_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A space file of `SMALL_SPACE` (pass it as ``--space FILE`` or ``space=``)."""
+    path = tmp_path_factory.mktemp("space") / "small.yaml"
+    path.write_text(SMALL_SPACE)
+    return path
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("home")

@@ -22,13 +22,19 @@ pytestmark = pytest.mark.slow
 FAST = ["--no-progress", "--heartbeat", "1", "--workers", "1", "--devices", "cpu"]
 
 
+@pytest.fixture()
+def fast(small_space: Path) -> list[str]:
+    """`FAST` in the small space (tests/conftest.py): confirmation's bookkeeping, not its nets."""
+    return [*FAST, "--space", str(small_space)]
+
+
 def _study(root: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{root / name / 'study.db'}")
 
 
-def test_search_confirms_its_top_k_on_fresh_seeds_and_held_out_images(trials_dir: Path, capsys) -> None:
+def test_search_confirms_its_top_k_on_fresh_seeds_and_held_out_images(trials_dir: Path, fast: list[str], capsys) -> None:
     assert main(["search", "--budget", "4", "--study", "conf", "--proxy", "tiny@20", "--seed", "2", "--pruner", "none",
-                 "--confirm", "2", "--confirm-seeds", "2", *FAST]) == 0
+                 "--confirm", "2", "--confirm-seeds", "2", *fast]) == 0
     study = _study(trials_dir, "conf")
     records = confirmed_records(study.user_attrs)
     assert len(records) == 2
@@ -89,9 +95,9 @@ def test_confirmed_scores_change_what_export_and_retrain_take(trials_dir: Path) 
     assert "confirmed PSNR, held out" in html and "winner&#x27;s-curse gap" in html
 
 
-def test_compute_budget_counts_training_updates(trials_dir: Path) -> None:
+def test_compute_budget_counts_training_updates(trials_dir: Path, fast: list[str]) -> None:
     assert main(["search", "--budget", "50", "--study", "updates", "--proxy", "tiny@20", "--seed", "1",
-                 "--max-updates", "60", "--confirm", "0", *FAST]) == 0
+                 "--max-updates", "60", "--confirm", "0", *fast]) == 0
     from srnas.outcomes import study_counts
 
     counts = study_counts(_study(trials_dir, "updates"))
@@ -116,9 +122,9 @@ sys.exit(main())
 """
 
 
-def test_confirmation_killed_mid_run_resumes(trials_dir: Path, capsys) -> None:
+def test_confirmation_killed_mid_run_resumes(trials_dir: Path, fast: list[str], capsys) -> None:
     assert main(["search", "--budget", "2", "--study", "kc", "--proxy", "tiny@20", "--seed", "1", "--pruner", "none",
-                 "--confirm", "0", *FAST]) == 0
+                 "--confirm", "0", *fast]) == 0
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
     args = ["confirm", "--study", "kc", "--top", "1", "--seeds", "2"]
     killed = subprocess.run([sys.executable, "-c", KILLED_MID_UNIT, *args], env=env, stdout=subprocess.DEVNULL,

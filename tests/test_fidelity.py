@@ -330,9 +330,10 @@ def test_run_log_survives_a_cut_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fidelity_run_tiny_space_with_variant_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_fidelity_run_with_variant_and_resume(tmp_path: Path, small_space: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "fid"
-    argv = ["fidelity", "--space", "tiny", "--n", "4", "--seeds", "1", "--reference-seeds", "2", "--proxy",
+    argv = ["fidelity", "--space", str(small_space), "--n", "4", "--seeds", "1", "--reference-seeds", "2", "--proxy",
             "tiny-step@10", "--reference", "tiny-cosine@20", "--fix", "global_skip=bicubic", "--device", "cpu",
             "-o", str(out)]
     assert main(argv) == 0

@@ -22,12 +22,12 @@ TRIAL_LINE = re.compile(r"^trial (\d+) (complete|pruned|failed)", re.M)
 
 
 @pytest.mark.slow
-def test_search_to_a_file_shows_each_finished_trial_while_it_runs(tmp_path: Path) -> None:
+def test_search_to_a_file_shows_each_finished_trial_while_it_runs(tmp_path: Path, small_space: Path) -> None:
     trials = tmp_path / "trials"
     out_file = tmp_path / "search.out"
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials), "SRNAS_PROGRESS_INTERVAL": "1"}
     argv = [sys.executable, "-m", "srnas", "search", "--confirm", "0", "--budget", "4", "--study", "to-file", "--seed", "3",
-            "--proxy", "tiny@30", "--workers", "1", "--heartbeat", "2"]
+            "--proxy", "tiny@30", "--workers", "1", "--heartbeat", "2", "--space", str(small_space)]
     with open(out_file, "wb") as sink:
         proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
         seen_while_running: set[int] = set()

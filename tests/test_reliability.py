@@ -42,31 +42,11 @@ parameters:
   n_feats: [4, 8]
   global_skip: [bicubic]
 """
-#: Nets of 1-2 blocks and 4-8 channels (1.3K-5K parameters, 36 configs; the preset is the
-#: smallest): a proxy trial costs a fraction of one in the tiny space (its preset has 122K
-#: parameters), and what these tests prove is about processes and storages, not nets. The
-#: sample image a trial stores is as large as with the tiny space (the full disks see the same
-#: writes).
-SMALL_SPACE = """\
-name: small
-family: edsr
-scales: [2]
-parameters:
-  n_resblocks: [1, 2]
-  n_feats: [4, 6, 8]
-  res_scale: [0.1, 0.5, 1.0]
-  global_skip: [none, bicubic]
-presets:
-  - {name: small-default, n_resblocks: 1, n_feats: 4, res_scale: 1.0, global_skip: bicubic}
-"""
-
-
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """``--space FILE`` of `SMALL_SPACE`."""
-    path = tmp_path_factory.mktemp("space") / "small.yaml"
-    path.write_text(SMALL_SPACE)
-    return ["--space", str(path)]
+def small(small_space: Path) -> list[str]:
+    """``--space FILE`` of the small space (tests/conftest.py): the sample image a trial stores
+    is as large as with the tiny space, so the full disks see the same writes."""
+    return ["--space", str(small_space)]
 
 
 def _env(root: Path) -> dict[str, str]:
