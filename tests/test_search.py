@@ -130,26 +130,27 @@ def test_same_architecture_is_not_trained_twice(trials_dir: Path) -> None:
     assert second.user_attrs["psnr"] == first.user_attrs["psnr"] == first.values[0]
 
 
-def _run_two_workers(trials_dir: Path, name: str, storage: str | None) -> optuna.Study:
-    argv = ["search", "--confirm", "0", "--budget", "8", "--study", name, "--seed", "2", *FAST, "--workers", "2"]
+def _run_two_workers(trials_dir: Path, name: str, storage: str | None, space: Path) -> optuna.Study:
+    argv = ["search", "--confirm", "0", "--budget", "8", "--study", name, "--seed", "2", *FAST, "--workers", "2",
+            "--space", str(space)]
     if storage:
         argv += ["--storage", storage]
     assert main(argv) == 0
     return _study(trials_dir, name, storage)
 
 
-def test_two_workers_end_with_exact_budget(trials_dir: Path) -> None:
-    study = _run_two_workers(trials_dir, "two", None)
+def test_two_workers_end_with_exact_budget(trials_dir: Path, small_space: Path) -> None:
+    study = _run_two_workers(trials_dir, "two", None, small_space)
     assert len(_finished(study)) == 8
     assert not [t for t in study.trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2
 
 
 @pytest.mark.postgres
-def test_two_workers_on_postgresql(trials_dir: Path, postgres_url: str) -> None:
+def test_two_workers_on_postgresql(trials_dir: Path, postgres_url: str, small_space: Path) -> None:
     url = postgres_url
     name = f"pg{os.getpid()}{int(time.time())}"
-    study = _run_two_workers(trials_dir, name, url)
+    study = _run_two_workers(trials_dir, name, url, small_space)
     assert len(_finished(study)) == 8
     assert not [t for t in study.trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
     optuna.delete_study(study_name=name, storage=url)
@@ -164,8 +165,8 @@ def _trial_to_kill(root: Path) -> int | None:
     return running[0].number if done and running else None
 
 
-def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path) -> None:
-    args = ["search", "--confirm", "0", "--budget", "4", "--study", "killed", "--seed", "4", *FAST]
+def test_killed_worker_trial_is_failed_and_budget_finished(trials_dir: Path, small_space: Path) -> None:
+    args = ["search", "--confirm", "0", "--budget", "4", "--study", "killed", "--seed", "4", *FAST, "--space", str(small_space)]
     env = {**os.environ, "SRNAS_TRIALS_DIR": str(trials_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "srnas", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
