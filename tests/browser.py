@@ -296,9 +296,11 @@ class Page:
         return self.evaluate(_IMAGES_JS)
 
     def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (not just the window), written to ``path``."""
+        """A PNG of the whole page (not just the window), written to ``path``. The tab comes to the
+        front first: Chromium may not paint a tab behind another, and the capture then waits."""
+        self.send("Page.bringToFront")
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
-                         timeout=60)["data"]
+                         timeout=15)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
