@@ -31,9 +31,9 @@ from test_cluster import MICRO_SPACE, assert_budget_met_once
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "cluster"
 #: The study's settings: tiny nets, a proxy long enough (and no pruning) to be caught mid-trial
-#: (a micro net's 100 updates last seconds; the signal is sent as its training starts), no
-#: confirmation.
-CREATE = ["--proxy", "tiny@100", "--pruner", "none", "--heartbeat", "3", "--confirm", "0", "--sampler", "random",
+#: (a micro net's 300 updates last a few seconds: 100 were over before the array test's poll of
+#: squeue saw its master task running, once the suite ran faster), no confirmation.
+CREATE = ["--proxy", "tiny@300", "--pruner", "none", "--heartbeat", "3", "--confirm", "0", "--sampler", "random",
           "--seed", "5",
           "--no-progress"]
 
@@ -115,6 +115,8 @@ def _running_in_a_job(url: str, name: str, array: str, deadline: float, *, log: 
     while time.monotonic() < deadline:
         task = _master_task(array) if master else None
         if master and task is None:
+            if not _jobs(array):
+                raise AssertionError(f"array {array} ended before its master task was seen training:\n{_outputs(log)}")
             time.sleep(0.5)
             continue
         for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
