@@ -19,7 +19,6 @@ from srnas.train.device import cpu_threads
 if TYPE_CHECKING:
     from browser import Chromium, Page
 
-
 #: Fixtures that stand for a server every worker shares: the tests that use them run one after
 #: another on one xdist worker (`--dist loadgroup`), because one of them stops PostgreSQL mid-search
 #: and the SLURM tests queue on a one-node cluster.
@@ -67,6 +66,7 @@ def small_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("space") / "small.yaml"
     path.write_text(SMALL_SPACE)
     return path
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -42,6 +42,8 @@ parameters:
   n_feats: [4, 8]
   global_skip: [bicubic]
 """
+
+
 @pytest.fixture(scope="module")
 def small(small_space: Path) -> list[str]:
     """``--space FILE`` of the small space (tests/conftest.py): the sample image a trial stores

@@ -114,17 +114,15 @@ def _running_in_a_job(url: str, name: str, array: str, deadline: float, *, log: 
     (their output in the message)."""
     while time.monotonic() < deadline:
         task = _master_task(array) if master else None
-        if master and task is None:
-            if not _jobs(array):
-                raise AssertionError(f"array {array} ended before its master task was seen training:\n{_outputs(log)}")
-            time.sleep(0.5)
-            continue
-        for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
-            if "slurm_job" in t.user_attrs and "heartbeat_at" in t.user_attrs and "arch_id" in t.user_attrs \
-                    and task in (None, t.user_attrs["slurm_job"]):
-                return t
+        if task is not None or not master:
+            for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
+                if "slurm_job" in t.user_attrs and "heartbeat_at" in t.user_attrs and "arch_id" in t.user_attrs \
+                        and task in (None, t.user_attrs["slurm_job"]):
+                    return t
         if not _jobs(array):
-            raise AssertionError(f"array {array} ended before any trial of study {name} trained:\n{_outputs(log)}")
+            where = " in its master task" if master else ""
+            raise AssertionError(f"array {array} ended before a trial of study {name} was seen training{where}:\n"
+                                 f"{_outputs(log)}")
         time.sleep(0.5)
     raise AssertionError(f"no trial of study {name} started training in a SLURM job:\n{_outputs(log)}")
 
